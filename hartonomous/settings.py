@@ -1,0 +1,79 @@
+"""One settings object for every process, parsed once from the environment and CLI flags.
+
+An unset variable means the embedded default: the platform runs on one machine with no servers.
+Each `HARTONOMOUS_<NAME>` variable has a matching `--<name>` CLI flag that overrides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".hartonomous")
+    kafka_bootstrap: str | None = None
+    postgres_url: str | None = None
+    qdrant_url: str | None = None
+    neo4j_uri: str | None = None
+    neo4j_user: str | None = None
+    neo4j_password: str | None = None
+    blob_url: str | None = None
+    grpc_port: int = 50051
+    http_port: int = 8000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(_env_name(f.name))
+            if raw not in (None, ""):
+                values[f.name] = _coerce(f.name, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_args(self, args: argparse.Namespace) -> Settings:
+        """Overlay CLI flags (added by `add_arguments`) that were given."""
+        given = {
+            f.name: _coerce(f.name, str(getattr(args, f.name)))
+            for f in fields(self)
+            if getattr(args, f.name, None) is not None
+        }
+        return replace(self, **given)  # type: ignore[arg-type]
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one `--flag` per setting; help text names the environment variable it overrides."""
+    for f in fields(Settings):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            help=f"overrides {_env_name(f.name)}",
+        )
+
+
+def _env_name(field_name: str) -> str:
+    return "HARTONOMOUS_" + field_name.upper()
+
+
+def _coerce(name: str, raw: str) -> object:
+    if name == "data_dir":
+        return Path(raw)
+    if name.endswith("_port"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(
+                f"{_env_name(name)} must be an integer port, got {raw!r}"
+            ) from None
+    return raw
