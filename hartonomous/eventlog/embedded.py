@@ -9,6 +9,7 @@ partitions are spread round-robin over the live members of each topic's subscrib
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -32,9 +33,7 @@ from hartonomous.eventlog.port import (
 
 CHANNEL = "hartonomous_log"
 GROUP_PREFIX = "group:"
-_SCHEMA_LOCK = (
-    0x4841_5254  # advisory lock id: concurrent first starts create the schema once
-)
+_SCHEMA_LOCK = 0x4841_5254  # advisory lock id: concurrent first starts create the schema once
 
 _SCHEMA = """
 create schema if not exists log;
@@ -123,9 +122,7 @@ class EmbeddedEventLog(EventLog):
         return self._pool
 
     async def start(self) -> None:
-        self._pool = await asyncpg.create_pool(
-            self._url, min_size=1, max_size=self._pool_size
-        )
+        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("select pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             await conn.execute(_SCHEMA)
@@ -141,9 +138,10 @@ class EmbeddedEventLog(EventLog):
             await self._pool.close()
             self._pool = None
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        for callback in list(self._listeners.get(payload, ())):
-            callback(payload)
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        name = str(payload)
+        for callback in list(self._listeners.get(name, ())):
+            callback(name)
 
     def listen(self, names: Sequence[str], callback: Callable[[str], None]) -> None:
         """Call `callback(name)` when a topic in `names` gets records or a group changes."""
@@ -162,18 +160,14 @@ class EmbeddedEventLog(EventLog):
         if topic not in self._partitions:
             await self._load_topics()  # another process may have provisioned it
             if topic not in self._partitions:
-                raise UnknownTopicError(
-                    f"unknown topic {topic!r}: provision it with ensure_topics"
-                )
+                raise UnknownTopicError(f"unknown topic {topic!r}: provision it with ensure_topics")
         return self._partitions[topic]
 
     async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             for spec in specs:
                 if spec.partitions < 1:
-                    raise ValueError(
-                        f"topic {spec.name!r} needs at least one partition"
-                    )
+                    raise ValueError(f"topic {spec.name!r} needs at least one partition")
                 await conn.execute(
                     "insert into log.topics values ($1, $2) on conflict do nothing",
                     spec.name,
@@ -310,9 +304,7 @@ class EmbeddedEventLog(EventLog):
                 group,
             )
             if joined or expired:
-                await conn.execute(
-                    "select pg_notify($1, $2)", CHANNEL, GROUP_PREFIX + group
-                )
+                await conn.execute("select pg_notify($1, $2)", CHANNEL, GROUP_PREFIX + group)
         return [(r["member_id"], set(r["topics"])) for r in rows]
 
     async def leave(self, group: str, member: str) -> None:
@@ -322,9 +314,7 @@ class EmbeddedEventLog(EventLog):
                 group,
                 member,
             )
-            await conn.execute(
-                "select pg_notify($1, $2)", CHANNEL, GROUP_PREFIX + group
-            )
+            await conn.execute("select pg_notify($1, $2)", CHANNEL, GROUP_PREFIX + group)
 
     async def committed(
         self, group: str, pairs: Sequence[tuple[str, int]]
@@ -416,9 +406,7 @@ class EmbeddedConsumer(Consumer):
                 self._positions[pair] = committed.get(pair, 0)
         self._last_heartbeat = time.monotonic()
 
-    async def poll(
-        self, max_records: int = 500, timeout: float = 1.0
-    ) -> list[StoredRecord]:
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[StoredRecord]:
         deadline = time.monotonic() + timeout
         while True:
             if self._heartbeat_due():
@@ -436,10 +424,8 @@ class EmbeddedConsumer(Consumer):
             if remaining <= 0:
                 return []
             wait = min(remaining, self._log.heartbeat_interval)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), wait)
-            except TimeoutError:
-                pass
 
     async def commit(self, records: Sequence[StoredRecord]) -> None:
         offsets: dict[tuple[str, int], int] = {}

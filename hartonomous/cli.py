@@ -1,0 +1,139 @@
+"""`hartonomous`: run the platform or one service, and inspect the log.
+
+Output a script may want is printed on stdout (alone on the last line, or as JSON with
+--json); logs and human chatter go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from hartonomous.eventlog.factory import open_event_log
+from hartonomous.eventlog.port import EventLog, StoredRecord
+from hartonomous.events import AvroCodec, EventDecodeError, decode_event
+from hartonomous.postgres import postgres_url
+from hartonomous.runtime import host
+from hartonomous.settings import Settings, add_arguments
+from hartonomous.telemetry import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hartonomous", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run every service in one process (embedded defaults)")
+    add_arguments(up)
+
+    serve = sub.add_parser("serve", help="run one service alone (one Kubernetes Deployment)")
+    serve.add_argument("service")
+    add_arguments(serve)
+
+    topics = sub.add_parser("topics", help="topics, partitions and end offsets")
+    topics.add_argument("--json", action="store_true")
+    add_arguments(topics)
+
+    replay = sub.add_parser("replay", help="print a topic's decoded events, for audit")
+    replay.add_argument("--topic", required=True)
+    start = replay.add_mutually_exclusive_group()
+    start.add_argument("--from-offset", type=int, default=None)
+    start.add_argument("--from-time", type=_utc_time, default=None)
+    replay.add_argument("--to-time", type=_utc_time, default=None)
+    replay.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_arguments(replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env().with_args(args)
+    configure_logging(settings.log_level)
+    if args.command == "up":
+        asyncio.run(host.run(settings, host.select(None)))
+    elif args.command == "serve":
+        asyncio.run(host.run(settings, host.select([args.service])))
+    elif args.command == "topics":
+        asyncio.run(_with_log(settings, lambda log: _topics(log, args.json)))
+    elif args.command == "replay":
+        asyncio.run(_with_log(settings, lambda log: _replay(log, args)))
+    return 0
+
+
+def _utc_time(text: str) -> datetime:
+    """ISO 8601; a time without an offset is taken as UTC."""
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def _with_log(settings: Settings, action: Callable[[EventLog], Awaitable[None]]) -> None:
+    pg_url = await asyncio.to_thread(postgres_url, settings)
+    log = open_event_log(settings, pg_url, client_id="hartonomous-cli")
+    await log.start()
+    try:
+        await action(log)
+    finally:
+        await log.close()
+
+
+async def _topics(log: EventLog, as_json: bool) -> None:
+    listing = {name: await log.end_offsets(name) for name in sorted(await log.topics())}
+    if as_json:
+        rows = [
+            {
+                "topic": name,
+                "partitions": len(ends),
+                "records": sum(ends.values()),
+                "end_offsets": ends,
+            }
+            for name, ends in listing.items()
+        ]
+        print(json.dumps(rows))
+        return
+    print(f"{'topic':<24} {'partitions':>10} {'records':>10}  end offsets")
+    for name, ends in listing.items():
+        offsets = " ".join(f"{p}:{o}" for p, o in sorted(ends.items()))
+        print(f"{name:<24} {len(ends):>10} {sum(ends.values()):>10}  {offsets}")
+
+
+def _describe(codec: AvroCodec, record: StoredRecord) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp.isoformat(),
+        "key": record.key.decode("utf-8", "replace"),
+        "headers": dict(record.headers),
+    }
+    try:
+        event = decode_event(codec, record)
+        entry["event_type"] = event.event_type
+        entry["payload"] = event.payload
+    except EventDecodeError as exc:
+        entry["error"] = str(exc)
+    return entry
+
+
+async def _replay(log: EventLog, args: argparse.Namespace) -> None:
+    codec = AvroCodec()
+    count = 0
+    async for record in log.replay(
+        args.topic, from_offset=args.from_offset, from_time=args.from_time, to_time=args.to_time
+    ):
+        entry = _describe(codec, record)
+        count += 1
+        if args.json:
+            print(json.dumps(entry, default=str))
+        else:
+            kind = entry.get("event_type", "UNDECODABLE")
+            print(
+                f"{entry['timestamp']}  {record.topic}[{record.partition}]@{record.offset}  {kind}"
+                f"  {json.dumps(entry.get('payload', entry.get('error')), default=str)}"
+            )
+    print(f"{count} events", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

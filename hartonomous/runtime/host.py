@@ -1,0 +1,82 @@
+"""The composition root: opens the ports from settings, starts the chosen services, runs their
+consumers and gRPC servicers in one process, and drains everything on SIGTERM / Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from hartonomous.eventlog.factory import open_event_log
+from hartonomous.eventlog.topics import platform_topics
+from hartonomous.events import AvroCodec
+from hartonomous.postgres import postgres_url
+from hartonomous.runtime.grpc_server import GrpcHost
+from hartonomous.runtime.service import Service, ServiceContext, Wiring, discover
+from hartonomous.settings import Settings
+
+log = logging.getLogger("hartonomous")
+
+
+def select(names: Sequence[str] | None) -> list[Service]:
+    available = discover()
+    if not names:
+        return list(available.values())
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise SystemExit(f"unknown service(s) {unknown}; available: {sorted(available)}")
+    return [available[n] for n in names]
+
+
+async def run(
+    settings: Settings, services: Sequence[Service], ready: asyncio.Event | None = None
+) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pg_url = await asyncio.to_thread(postgres_url, settings)
+    event_log = open_event_log(settings, pg_url)
+    await event_log.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Service] = []
+    grpc_host = GrpcHost("127.0.0.1", settings.grpc_port)
+    try:
+        await event_log.ensure_topics(platform_topics())
+        ctx = ServiceContext(settings, event_log, AvroCodec(), pg_url)
+        wiring = Wiring()
+        for service in services:
+            part = await service.start(ctx)
+            started.append(service)
+            wiring.consumers += part.consumers
+            wiring.grpc += part.grpc
+        port = await grpc_host.start(wiring.grpc)
+        log.info(
+            "platform up",
+            extra={
+                "services": [s.name for s in services],
+                "grpc_port": port,
+                "data_dir": str(settings.data_dir),
+            },
+        )
+        tasks = [asyncio.create_task(c.run(), name=c.group) for c in wiring.consumers]
+        if ready is not None:
+            ready.set()
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        log.info("draining")
+        for consumer in wiring.consumers:
+            consumer.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        waiter.cancel()
+        for task in done - {waiter}:
+            task.result()  # a consumer that crashed: its error, now that the rest drained
+    finally:
+        await grpc_host.stop()
+        for service in reversed(started):
+            await service.stop()
+        await event_log.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""gateway: the public REST surface (DESIGN.md §4). Not built yet: issue 5."""

@@ -1,0 +1,97 @@
+"""A bad event lands in `<topic>.dlq` with its error, and the partition keeps flowing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+from hartonomous.eventlog.port import EventLog, Record, StoredRecord, TopicSpec
+from hartonomous.eventlog.topics import dlq_topic
+from hartonomous.events import AvroCodec, Event
+from hartonomous.runtime.consumer import ConsumerLoop, PoisonEvent, RetryPolicy
+from tests.support.events import usage_record
+
+
+async def test_poison_events_go_to_the_dlq_and_later_events_are_still_handled(
+    eventlog: EventLog,
+) -> None:
+    codec = AvroCodec()
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await eventlog.ensure_topics([TopicSpec(topic, 1), TopicSpec(dlq_topic(topic), 1)])
+    good = usage_record(codec, topic, "acme", Decimal("1.5"))
+    garbage = Record(topic, b"acme", b"\xc3\x01not avro at all", dict(good.headers))
+    refused = usage_record(codec, topic, "acme", Decimal("-1"))
+    await eventlog.append([good, garbage, refused, usage_record(codec, topic, "acme", Decimal(2))])
+
+    handled: list[Decimal] = []
+    attempts: dict[int, int] = {}
+
+    async def handler(event: Event, record: StoredRecord) -> None:
+        attempts[record.offset] = attempts.get(record.offset, 0) + 1
+        if event.payload["quantity"] < 0:
+            raise PoisonEvent("negative usage is never valid")
+        handled.append(event.payload["quantity"])
+
+    loop = ConsumerLoop(
+        eventlog,
+        codec,
+        "g-dlq",
+        [topic],
+        handler,
+        retry=RetryPolicy(attempts=3, first_backoff=0.01),
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(300):
+            if len(handled) == 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        loop.stop()
+        await task
+    assert handled == [Decimal("1.5"), Decimal(2)]
+    assert attempts[2] == 1  # a PoisonEvent is not retried
+
+    dead = [r async for r in eventlog.replay(dlq_topic(topic), from_offset=0)]
+    assert [r.value for r in dead] == [garbage.value, refused.value]
+    assert "EventDecodeError" in dead[0].headers["dlq_error"]
+    assert dead[0].headers["dlq_source_offset"] == "1"
+    assert "negative usage" in dead[1].headers["dlq_error"]
+    assert dead[1].headers["dlq_group"] == "g-dlq"
+
+
+async def test_transient_failures_are_retried_then_dead_lettered(eventlog: EventLog) -> None:
+    codec = AvroCodec()
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await eventlog.ensure_topics([TopicSpec(topic, 1), TopicSpec(dlq_topic(topic), 1)])
+    await eventlog.append([usage_record(codec, topic, "acme", Decimal(i)) for i in range(3)])
+    calls: dict[int, int] = {}
+
+    async def flaky(event: Event, record: StoredRecord) -> None:
+        calls[record.offset] = calls.get(record.offset, 0) + 1
+        if record.offset == 0 and calls[0] < 2:
+            raise ConnectionError("database blip")  # succeeds on the retry
+        if record.offset == 1:
+            raise RuntimeError("always fails")
+
+    loop = ConsumerLoop(
+        eventlog,
+        codec,
+        "g-retry",
+        [topic],
+        flaky,
+        retry=RetryPolicy(attempts=3, first_backoff=0.01),
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(300):
+            if calls.get(2):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        loop.stop()
+        await task
+    assert calls == {0: 2, 1: 3, 2: 1}
+    dead = [r async for r in eventlog.replay(dlq_topic(topic), from_offset=0)]
+    assert len(dead) == 1 and "always fails" in dead[0].headers["dlq_error"]
