@@ -64,7 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _utc_time(text: str) -> datetime:
     """ISO 8601; a time without an offset is taken as UTC."""
-    parsed = datetime.fromisoformat(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T09:30:00Z)"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -1,0 +1,61 @@
+"""Start the real platform process (`hartonomous up`) on a temporary data dir for e2e tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = Path(sys.executable).parent / "hartonomous"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a `hartonomous` command against `data_dir` and return its output."""
+    return subprocess.run(
+        [str(CLI), *args, "--data-dir", str(data_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def wait_serving(port: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the platform did not report SERVING on :{port}")
+            time.sleep(0.3)
+
+
+def start_platform(data_dir: Path, grpc_port: int, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "HARTONOMOUS_LOG_LEVEL": "INFO"}
+    return subprocess.Popen(
+        [str(CLI), "up", "--data-dir", str(data_dir), "--grpc-port", str(grpc_port), *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
