@@ -1,0 +1,49 @@
+"""Masked scaled dot-product attention: the one place attention is implemented.
+
+On CPU this is the plain XLA formulation in float32. On a GPU it is cuDNN's fused
+flash attention, which only takes half-precision inputs, so q/k/v are cast to bfloat16
+around the call and the result is cast back.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """Bidirectional attention over right-padded sequences.
+
+    q, k, v: [batch, seq, heads, head_dim]; mask: [batch, seq], true for real tokens
+    (padding only at the end of a row). Returns [batch, seq, heads, head_dim] in q's dtype.
+    The backend is chosen at trace time, so a jitted caller compiles one path.
+    """
+    if jax.default_backend() == "gpu":
+        return cudnn_attention(q, k, v, mask)
+    return xla_attention(q, k, v, mask)
+
+
+def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    # Softmax in float32 whatever the input dtype.
+    logits = jnp.einsum("btnh,bsnh->bnts", q, k, preferred_element_type=jnp.float32)
+    logits = logits * (q.shape[-1] ** -0.5)
+    # The most negative finite value (as HF BERT's additive mask) rather than -inf keeps a
+    # row with no real key finite instead of NaN.
+    logits = jnp.where(mask[:, None, None, :], logits, np.finfo(np.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("bnts,bsnh->btnh", weights, v)
+
+
+def cudnn_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    # cuDNN expresses right padding as per-row key lengths, which skips the padded blocks
+    # instead of materialising a [batch, heads, seq, seq] mask.
+    kv_lengths = mask.sum(axis=-1, dtype=jnp.int32)
+    out = jax.nn.dot_product_attention(
+        q.astype(jnp.bfloat16),
+        k.astype(jnp.bfloat16),
+        v.astype(jnp.bfloat16),
+        key_value_seq_lengths=kv_lengths,
+        implementation="cudnn",
+    )
+    return out.astype(q.dtype)

@@ -1,0 +1,92 @@
+"""Loading, tokenization, padding and versioning of the MiniLM model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.inference.models.minilm import (
+    VERSION_FILES,
+    MiniLM,
+    default_model_dir,
+    load_minilm,
+    model_version,
+)
+from services.inference.models.tokenizer import pad_batch
+
+CLS, SEP = 101, 102
+
+
+def test_empty_text_still_gets_cls_and_sep(minilm: MiniLM) -> None:
+    assert minilm.tokenize([""]) == [[CLS, SEP]]
+
+
+def test_long_text_is_truncated_to_max_seq_length(minilm: MiniLM) -> None:
+    [ids] = minilm.tokenize(["word " * 1000])
+    assert minilm.max_seq_length == 256
+    assert len(ids) == 256
+    assert (ids[0], ids[-1]) == (CLS, SEP)
+
+
+def test_texts_are_stripped_and_lowercased(minilm: MiniLM) -> None:
+    assert minilm.tokenize(["  Hello World \n"]) == minilm.tokenize(["hello world"])
+
+
+def test_non_str_input_is_a_type_error(minilm: MiniLM) -> None:
+    with pytest.raises(TypeError):
+        minilm.tokenize(["fine", b"bytes"])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        minilm.encode([None])  # type: ignore[list-item]
+
+
+def test_pad_batch_pads_right_and_fills_spare_rows() -> None:
+    ids, mask = pad_batch([[CLS, 7, SEP], [CLS, SEP]], seq_len=4, batch_size=3)
+    assert ids.dtype == mask.dtype == np.int32
+    assert ids.tolist() == [[CLS, 7, SEP, 0], [CLS, SEP, 0, 0], [0, 0, 0, 0]]
+    # A spare row keeps one real position so no row is fully masked.
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]]
+
+
+def test_pad_batch_rejects_what_does_not_fit() -> None:
+    with pytest.raises(ValueError):
+        pad_batch([[1, 2, 3]], seq_len=2, batch_size=1)
+    with pytest.raises(ValueError):
+        pad_batch([[1], [2]], seq_len=2, batch_size=1)
+
+
+def test_encode_returns_unit_float32_rows(minilm: MiniLM) -> None:
+    out = minilm.encode(["a short one", "and a somewhat longer sentence to embed here"])
+    assert out.shape == (2, minilm.dim) == (2, 384)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+    assert minilm.encode([]).shape == (0, 384)
+
+
+def test_version_is_the_sha256_of_the_model_files(minilm: MiniLM) -> None:
+    assert len(minilm.version) == 64
+    int(minilm.version, 16)
+    assert model_version(default_model_dir()) == minilm.version
+
+
+def test_version_changes_when_any_file_changes(tmp_path: Path) -> None:
+    for name in VERSION_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    before = model_version(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("a different tokenizer")
+    assert model_version(tmp_path) != before
+
+
+def test_only_mean_pooling_is_accepted(tmp_path: Path) -> None:
+    shutil.copytree(default_model_dir() / "1_Pooling", tmp_path / "1_Pooling")
+    config = tmp_path / "1_Pooling" / "config.json"
+    config.write_text(
+        config.read_text().replace(
+            '"pooling_mode_cls_token": false', '"pooling_mode_cls_token": true'
+        )
+    )
+    with pytest.raises(ValueError, match="mean pooling"):
+        load_minilm(tmp_path)
