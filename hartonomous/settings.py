@@ -23,7 +23,10 @@ class Settings:
     neo4j_user: str | None = None
     neo4j_password: str | None = None
     blob_url: str | None = None
+    # Loopback by default (one machine); containers set 0.0.0.0 so probes and peers reach them.
+    grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
 
@@ -73,7 +76,5 @@ def _coerce(name: str, raw: str) -> object:
         try:
             return int(raw)
         except ValueError:
-            raise ValueError(
-                f"{_env_name(name)} must be an integer port, got {raw!r}"
-            ) from None
+            raise ValueError(f"{_env_name(name)} must be an integer port, got {raw!r}") from None
     return raw

@@ -41,7 +41,7 @@ async def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started: list[Service] = []
-    grpc_host = GrpcHost("127.0.0.1", settings.grpc_port)
+    grpc_host = GrpcHost(settings.grpc_host, settings.grpc_port)
     try:
         await event_log.ensure_topics(platform_topics())
         ctx = ServiceContext(settings, event_log, AvroCodec(), pg_url)
