@@ -1,0 +1,121 @@
+"""The payload blob port: content-addressed bytes. The default adapter is a directory
+(`blobs/sha256/ab/cd/<hash>` under the data dir); an S3-compatible adapter plugs in behind the
+same interface from `HARTONOMOUS_BLOB_URL`.
+
+Writes are atomic (temp file, fsync, rename) and the hash is verified before the rename, so a
+reader never sees a partial or mislabelled blob; a crash leaves at worst an orphan temp file."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hartonomous.settings import Settings
+
+READ_CHUNK = 1 << 20
+
+
+class BlobError(Exception):
+    """A blob could not be stored or read."""
+
+
+class BlobNotFoundError(BlobError):
+    pass
+
+
+class BlobHashMismatchError(BlobError):
+    pass
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    sha256: str
+    size: int
+
+
+class BlobStore(abc.ABC):
+    @abc.abstractmethod
+    async def put(
+        self, chunks: AsyncIterable[bytes], expected_sha256: str | None = None
+    ) -> BlobRef:
+        """Store a stream with bounded memory; verify `expected_sha256` when given."""
+
+    @abc.abstractmethod
+    async def exists(self, sha256: str) -> bool: ...
+
+    @abc.abstractmethod
+    def read(self, sha256: str) -> AsyncIterator[bytes]:
+        """The blob's bytes in chunks (raises BlobNotFoundError)."""
+
+    async def get(self, sha256: str) -> bytes:
+        return b"".join([chunk async for chunk in self.read(sha256)])
+
+
+def _check_hex(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise BlobError(f"not a lowercase hex SHA-256: {sha256!r}")
+    return sha256
+
+
+class DirectoryBlobStore(BlobStore):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        _check_hex(sha256)
+        return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+    async def put(
+        self, chunks: AsyncIterable[bytes], expected_sha256: str | None = None
+    ) -> BlobRef:
+        incoming = self.root / "incoming"
+        await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=incoming, prefix="blob-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+                await asyncio.to_thread(out.flush)
+                await asyncio.to_thread(os.fsync, out.fileno())
+            sha = digest.hexdigest()
+            if expected_sha256 is not None and sha != expected_sha256:
+                raise BlobHashMismatchError(f"content hashes to {sha}, expected {expected_sha256}")
+            final = self.path(sha)
+            await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(os.replace, tmp, final)  # same bytes, same name: idempotent
+            return BlobRef(sha, size)
+        finally:
+            await asyncio.to_thread(tmp.unlink, missing_ok=True)
+
+    async def exists(self, sha256: str) -> bool:
+        return await asyncio.to_thread(self.path(sha256).is_file)
+
+    async def read(self, sha256: str) -> AsyncIterator[bytes]:
+        path = self.path(sha256)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {sha256}") from None
+        with handle:
+            while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
+                yield chunk
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_url:
+        raise NotImplementedError(
+            "HARTONOMOUS_BLOB_URL (S3-compatible blobs) is not supported yet; unset it to use "
+            "the content-addressed directory under the data dir"
+        )
+    return DirectoryBlobStore(settings.data_dir / "blobs")
