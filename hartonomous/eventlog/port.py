@@ -67,9 +67,7 @@ class Consumer(abc.ABC):
     `commit` is called with what was handled, so a crash re-delivers from the last commit."""
 
     @abc.abstractmethod
-    async def poll(
-        self, max_records: int = 500, timeout: float = 1.0
-    ) -> list[StoredRecord]:
+    async def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[StoredRecord]:
         """Next records of the assigned partitions, in offset order per partition.
         Waits up to `timeout` seconds when none is ready (without busy-polling)."""
 

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka (KRaft, combined broker + controller) for tests and local runs,
+# built from the Maven Central jars, so neither Docker nor a Kafka download is needed.
+#
+#   deploy/local/kafka.sh up         start (idempotent); the bootstrap address is the last stdout line
+#   deploy/local/kafka.sh down       stop and wait
+#   deploy/local/kafka.sh status     exit 0 when running
+#
+# `up` and `status` accept a broker that kafka.sh started for another checkout on the same port
+# (CI tests a fresh clone on the machine where a developer's broker may still run).
+#   deploy/local/kafka.sh perf-jars  the directory of the jars (with kafka-tools' ProducerPerformance)
+#
+# Environment: KAFKA_VERSION (4.1.1), KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (KAFKA_PORT + 1),
+# KAFKA_DIR (<repo>/.hartonomous/kafka), HARTONOMOUS_CACHE (~/.cache/hartonomous),
+# KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), KAFKA_START_TIMEOUT (90 seconds), JAVA_HOME.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+version="${KAFKA_VERSION:-4.1.1}"
+port="${KAFKA_PORT:-19092}"
+controller_port="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
+cache="${HARTONOMOUS_CACHE:-$HOME/.cache/hartonomous}/kafka-$version"
+libs="$cache/libs"
+dir="${KAFKA_DIR:-$repo/.hartonomous/kafka}"
+pidfile="$dir/kafka.pid"
+logfile="$dir/kafka.log"
+bootstrap="127.0.0.1:$port"
+start_timeout="${KAFKA_START_TIMEOUT:-90}"
+java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+
+say() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() {
+  say "error: $*"
+  exit 1
+}
+
+log_tail() {
+  local log="${1:-$logfile}"
+  if [[ -f "$log" ]]; then
+    say "last lines of $log:"
+    tail -n 40 "$log" >&2
+  fi
+}
+
+# Serialises kafka.sh runs on one directory (concurrent test processes may all call `up`).
+# fd 9 must not leak into the broker, or the broker would hold the lock forever.
+lock_dir() {
+  mkdir -p "$dir"
+  exec 9>"$dir/.lock"
+  flock -w 600 9 || die "timed out waiting for the lock $dir/.lock"
+}
+
+check_java() {
+  command -v "$java" >/dev/null || die "java not found (Kafka $version needs Java 17 or newer; set JAVA_HOME)"
+  local v
+  v="$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  [[ "${v%%.*}" -ge 17 ]] || die "Kafka $version needs Java 17 or newer, $java is Java $v"
+}
+
+# Resolves the broker and kafka-tools with all runtime dependencies once per version; a partial
+# download is never mistaken for a complete one (it is moved into place only when Maven succeeds).
+fetch_jars() {
+  [[ -f "$libs/.complete" ]] && return 0
+  # Several checkouts may share the cache; fd 8 is closed for the broker like fd 9.
+  mkdir -p "$cache"
+  exec 8>"$cache/.lock"
+  flock -w 600 8 || die "timed out waiting for the lock $cache/.lock"
+  [[ -f "$libs/.complete" ]] && return 0
+  command -v mvn >/dev/null || die "mvn not found (Maven fetches the Kafka jars on first use)"
+  say "fetching Apache Kafka $version jars into $libs (first run only)"
+  local tmp
+  tmp="$(mktemp -d "$cache/fetch.XXXXXX")"
+  cp "$here/kafka/pom.xml" "$tmp/pom.xml"
+  if ! mvn -B --no-transfer-progress -f "$tmp/pom.xml" dependency:copy-dependencies \
+    -Dkafka.version="$version" -DincludeScope=runtime -DoutputDirectory="$tmp/libs" \
+    >"$tmp/mvn.log" 2>&1; then
+    tail -n 40 "$tmp/mvn.log" >&2
+    rm -rf "$tmp"
+    die "Maven could not resolve org.apache.kafka:kafka_2.13:$version (see the output above)"
+  fi
+  rm -rf "$libs"
+  mv "$tmp/libs" "$libs"
+  rm -rf "$tmp"
+  touch "$libs/.complete"
+}
+
+# The broker's pid, if the pid file names a live broker of this directory (not a recycled pid).
+running_pid() {
+  [[ -f "$pidfile" ]] || return 1
+  local pid
+  pid="$(<"$pidfile")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  ps -ww -p "$pid" -o args= 2>/dev/null | grep -qF "kafka.Kafka $dir/server.properties" || return 1
+  printf '%s\n' "$pid"
+}
+
+# A broker that kafka.sh started from another directory and that holds our port (CI tests a
+# fresh clone while the broker of another checkout may still run). Prints "pid directory".
+other_broker() {
+  command -v ss >/dev/null || return 1
+  local pid args
+  pid="$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)"
+  [[ -n "$pid" ]] || return 1
+  args="$(ps -ww -p "$pid" -o args= 2>/dev/null)" || return 1
+  [[ "$args" =~ kafka\.Kafka\ (.+)/server\.properties$ ]] || return 1
+  [[ "${BASH_REMATCH[1]}" != "$dir" ]] || return 1
+  printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Ready: the port answers and the broker of directory $1 logged the end of its startup.
+ready_at() {
+  port_open "$port" && grep -q "Kafka Server started" "$1/kafka.log" 2>/dev/null
+}
+
+ready() {
+  running_pid >/dev/null && ready_at "$dir"
+}
+
+# Waits for broker pid $1 of directory $2: 0 when ready, 1 when it exited, 2 on timeout.
+wait_ready() {
+  local deadline=$((SECONDS + start_timeout))
+  until ready_at "$2"; do
+    kill -0 "$1" 2>/dev/null || return 1
+    ((SECONDS < deadline)) || return 2
+    sleep 0.5
+  done
+}
+
+write_config() {
+  cat >"$dir/server.properties" <<EOF
+# Written by deploy/local/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+# Topics are provisioned explicitly (with infinite retention) by the event log adapter.
+auto.create.topics.enable=false
+num.partitions=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Fewer internal partitions: the first group join and transaction come up faster on a small box.
+offsets.topic.num.partitions=8
+transaction.state.log.num.partitions=8
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+EOF
+}
+
+# Storage is formatted once; later starts reuse the data (and so the topics) in $dir/data.
+format_storage() {
+  [[ -f "$dir/data/meta.properties" ]] && return 0
+  local cluster_id
+  # A Kafka cluster id is 16 random bytes in unpadded base64url; a leading '-' would read as a flag.
+  cluster_id="-"
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
+  say "formatting $dir/data (cluster id $cluster_id)"
+  "$java" -cp "$libs/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+    kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
+    >"$logfile" 2>&1 8>&- 9>&- || {
+    log_tail
+    die "formatting the storage in $dir/data failed"
+  }
+}
+
+up() {
+  lock_dir
+  if ready; then
+    say "already running (pid $(running_pid))"
+    printf '%s\n' "$bootstrap"
+    return 0
+  fi
+  local pid other_pid other_dir
+  if ! pid="$(running_pid)"; then
+    if read -r other_pid other_dir < <(other_broker); then
+      if [[ -d "$other_dir" ]]; then
+        wait_ready "$other_pid" "$other_dir" || {
+          log_tail "$other_dir/kafka.log"
+          die "the broker of $other_dir holds port $port but is not ready"
+        }
+        say "reusing the broker started from $other_dir (pid $other_pid)"
+        printf '%s\n' "$bootstrap"
+        return 0
+      fi
+      # Its data directory was deleted under it (a removed checkout): it cannot work any more.
+      say "stopping broker pid $other_pid, whose directory $other_dir is gone"
+      stop_pid "$other_pid"
+    fi
+    port_open "$port" && die "port $port is taken by another process (set KAFKA_PORT)"
+    port_open "$controller_port" && die "port $controller_port is taken by another process (set KAFKA_CONTROLLER_PORT)"
+    check_java
+    fetch_jars
+    write_config
+    format_storage
+    [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.1"
+    say "starting Kafka $version on $bootstrap (data in $dir)"
+    local -a detach=()
+    # Its own session, so a Ctrl-C aimed at the caller (e.g. pytest) does not kill the broker.
+    command -v setsid >/dev/null && detach=(setsid)
+    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS holds several flags.
+    ${detach[@]+"${detach[@]}"} "$java" ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} \
+      -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent \
+      -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+      -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
+      </dev/null >"$logfile" 2>&1 8>&- 9>&- &
+    pid=$!
+    printf '%s\n' "$pid" >"$pidfile"
+  fi
+  local waited=0
+  wait_ready "$pid" "$dir" || waited=$?
+  if ((waited == 1)); then
+    rm -f "$pidfile"
+    log_tail
+    die "the broker exited during startup"
+  elif ((waited == 2)); then
+    log_tail
+    stop
+    die "the broker did not become ready within ${start_timeout}s"
+  fi
+  say "ready at $bootstrap (pid $pid)"
+  printf '%s\n' "$bootstrap"
+}
+
+stop_pid() {
+  local pid="$1" deadline=$((SECONDS + 60))
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      say "no clean shutdown within 60s; killing pid $pid"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+}
+
+stop() {
+  local pid
+  if pid="$(running_pid)"; then
+    say "stopping the broker (pid $pid)"
+    stop_pid "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down)
+    lock_dir
+    stop
+    if read -r other_pid other_dir < <(other_broker); then
+      say "left running: the broker on port $port (pid $other_pid) belongs to $other_dir"
+    else
+      say "stopped"
+    fi
+    ;;
+  status)
+    if ready; then
+      say "running (pid $(running_pid)) at $bootstrap"
+      printf '%s\n' "$bootstrap"
+    elif read -r other_pid other_dir < <(other_broker) && ready_at "$other_dir"; then
+      say "running (pid $other_pid, started from $other_dir) at $bootstrap"
+      printf '%s\n' "$bootstrap"
+    else
+      say "not running"
+      exit 1
+    fi
+    ;;
+  perf-jars)
+    fetch_jars
+    printf '%s\n' "$libs"
+    ;;
+  *)
+    say "usage: $0 up|down|status|perf-jars"
+    exit 2
+    ;;
+esac
