@@ -28,6 +28,8 @@ class Settings:
     grpc_port: int = 50051
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Prometheus exposition (/metrics) of every process; 0 turns it off.
+    metrics_port: int = 9090
     log_level: str = "INFO"
 
     @classmethod

@@ -4,9 +4,12 @@ consumers and gRPC servicers in one process, and drains everything on SIGTERM / 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Sequence
+
+from prometheus_client import start_http_server
 
 from hartonomous.eventlog.factory import open_event_log
 from hartonomous.eventlog.topics import platform_topics
@@ -41,6 +44,7 @@ async def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started: list[Service] = []
+    stack = contextlib.ExitStack()
     grpc_host = GrpcHost(settings.grpc_host, settings.grpc_port)
     try:
         await event_log.ensure_topics(platform_topics())
@@ -52,11 +56,15 @@ async def run(
             wiring.consumers += part.consumers
             wiring.grpc += part.grpc
         port = await grpc_host.start(wiring.grpc)
+        if settings.metrics_port:
+            metrics_server, _ = start_http_server(settings.metrics_port, settings.grpc_host)
+            stack.callback(metrics_server.shutdown)
         log.info(
             "platform up",
             extra={
                 "services": [s.name for s in services],
                 "grpc_port": port,
+                "metrics_port": settings.metrics_port,
                 "data_dir": str(settings.data_dir),
             },
         )
@@ -73,6 +81,7 @@ async def run(
         for task in done - {waiter}:
             task.result()  # a consumer that crashed: its error, now that the rest drained
     finally:
+        stack.close()
         await grpc_host.stop()
         for service in reversed(started):
             await service.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from decimal import Decimal
@@ -11,15 +12,17 @@ from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.events import AvroCodec
 from hartonomous.postgres import embedded_postgres_url
 from tests.support.events import usage_record
-from tests.support.platform import cli, free_port, start_platform, wait_serving
+from tests.support.platform import cli, free_port, http_get, start_platform, wait_serving
 
 
 async def test_up_provisions_topics_replay_decodes_and_sigterm_drains(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    port = free_port()
-    platform = start_platform(data_dir, port)
+    port, metrics_port = free_port(), free_port()
+    platform = start_platform(data_dir, port, metrics_port)
     try:
         wait_serving(port)
+        exposition = await asyncio.to_thread(http_get, f"http://127.0.0.1:{metrics_port}/metrics")
+        assert "hartonomous_events_handled_total" in exposition
         listed = cli("topics", "--json", data_dir=data_dir)
         assert listed.returncode == 0, listed.stderr
         topics = {row["topic"]: row for row in json.loads(listed.stdout)}

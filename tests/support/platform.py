@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -33,6 +34,11 @@ def cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return str(reply.read().decode())
+
+
 def wait_serving(port: int, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -49,10 +55,13 @@ def wait_serving(port: int, timeout: float = 90.0) -> None:
             time.sleep(0.3)
 
 
-def start_platform(data_dir: Path, grpc_port: int, *extra: str) -> subprocess.Popen[str]:
+def start_platform(
+    data_dir: Path, grpc_port: int, metrics_port: int = 0, *extra: str
+) -> subprocess.Popen[str]:
     env = {**os.environ, "HARTONOMOUS_LOG_LEVEL": "INFO"}
+    ports = ["--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
     return subprocess.Popen(
-        [str(CLI), "up", "--data-dir", str(data_dir), "--grpc-port", str(grpc_port), *extra],
+        [str(CLI), "up", "--data-dir", str(data_dir), *ports, *extra],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
