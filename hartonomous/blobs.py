@@ -63,6 +63,20 @@ def _check_hex(sha256: str) -> str:
     return sha256
 
 
+def _place(tmp: Path, final: Path) -> None:
+    """Rename into place (same bytes, same name: idempotent) and fsync the directories, so the
+    blob survives a power loss before any event that names it is appended."""
+    created = [d for d in (final.parent.parent, final.parent) if not d.exists()]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, final)
+    for directory in [final.parent, *[d.parent for d in created]]:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class DirectoryBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -92,8 +106,7 @@ class DirectoryBlobStore(BlobStore):
             if expected_sha256 is not None and sha != expected_sha256:
                 raise BlobHashMismatchError(f"content hashes to {sha}, expected {expected_sha256}")
             final = self.path(sha)
-            await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
-            await asyncio.to_thread(os.replace, tmp, final)  # same bytes, same name: idempotent
+            await asyncio.to_thread(_place, tmp, final)
             return BlobRef(sha, size)
         finally:
             await asyncio.to_thread(tmp.unlink, missing_ok=True)

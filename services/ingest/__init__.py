@@ -1,1 +1,8 @@
-"""ingest: content-addressed atoms, dedup, blobs, chunking (DESIGN.md §4). Not built yet: issue 4."""
+"""ingest: content-addressed atoms, dedup, blobs, the catalog and text chunking (DESIGN.md §4).
+`service` is what the `hartonomous.services` entry point loads."""
+
+from services.ingest.service import IngestService
+
+service = IngestService()
+
+__all__ = ["IngestService", "service"]

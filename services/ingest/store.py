@@ -1,0 +1,276 @@
+"""The catalog: the `atoms` topic projected into Postgres schema `ingest`.
+
+Every write is a keyed upsert that is idempotent and independent of order: a row remembers the
+event (UUIDv7, so ids sort by time) that decided it, the earliest for what an atom is and the
+latest for a reference's metadata, so the same events applied in any order, any number of
+times, give the same rows. That is what lets two appliers share the catalog: the request that
+appended the events (read-your-writes) and the consumer group (replays, other replicas, a
+crash between append and apply); and it is why a catalog rebuilt by replay equals the live one.
+
+The consumer also claims each record in the kernel's Inbox (skipping re-deliveries, recording
+its progress). The request path does not: the Inbox remembers one offset per partition, so a
+request claiming offset k+1 before the consumer reached another replica's offset k would make
+the consumer skip k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeAlias, cast
+
+import asyncpg
+
+from hartonomous.eventlog.port import StoredRecord
+from hartonomous.runtime.inbox import Inbox
+from services.ingest.domain import AtomView, Chunk, Span
+
+SCHEMA = "ingest"
+
+PooledConnection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+_SETUP_LOCK = 0x494E_4745  # advisory lock: replicas starting together create the schema once
+
+_DDL = f"""
+create table if not exists {SCHEMA}.atoms (
+    atom_id text primary key,
+    modality text not null,
+    mime_type text not null,
+    size_bytes bigint not null,
+    blob_key text not null,
+    created_at timestamptz not null,
+    event_id uuid not null);
+create table if not exists {SCHEMA}.refs (
+    tenant_id text not null,
+    atom_id text not null,
+    metadata_json text not null,
+    source_uri text,
+    first_seen timestamptz not null,
+    last_seen timestamptz not null,
+    event_id uuid not null,
+    primary key (tenant_id, atom_id));
+create table if not exists {SCHEMA}.chunk_sets (
+    parent_atom_id text primary key,
+    chunker text not null,
+    event_id uuid not null);
+create table if not exists {SCHEMA}.chunks (
+    parent_atom_id text not null,
+    chunk_index int not null,
+    atom_id text not null,
+    start_char bigint not null,
+    end_char bigint not null,
+    start_byte bigint not null,
+    end_byte bigint not null,
+    primary key (parent_atom_id, chunk_index));
+create index if not exists chunks_by_atom on {SCHEMA}.chunks (atom_id);
+"""
+
+# The earliest event that described an atom decides what it is.
+_UPSERT_ATOMS = f"""
+insert into {SCHEMA}.atoms as a
+select id, $2::text, $3::text, size, id, $4::timestamptz, $5::uuid
+from unnest($1::text[], $6::bigint[]) as u(id, size)
+on conflict (atom_id) do update set
+    modality = excluded.modality, mime_type = excluded.mime_type,
+    size_bytes = excluded.size_bytes, blob_key = excluded.blob_key,
+    created_at = excluded.created_at, event_id = excluded.event_id
+where excluded.event_id < a.event_id
+"""
+
+# A reference spans first to last sighting; its latest event decides metadata and source.
+_UPSERT_REF = f"""
+insert into {SCHEMA}.refs as r values ($1, $2, $3, $4, $5, $5, $6)
+on conflict (tenant_id, atom_id) do update set
+    first_seen = least(r.first_seen, excluded.first_seen),
+    last_seen = greatest(r.last_seen, excluded.last_seen),
+    metadata_json = case when excluded.event_id > r.event_id
+                         then excluded.metadata_json else r.metadata_json end,
+    source_uri = case when excluded.event_id > r.event_id
+                      then excluded.source_uri else r.source_uri end,
+    event_id = greatest(r.event_id, excluded.event_id)
+"""
+
+# The earliest chunking of a parent is its chunk set; returns a row when this one won.
+_CLAIM_CHUNK_SET = f"""
+insert into {SCHEMA}.chunk_sets as c values ($1, $2, $3)
+on conflict (parent_atom_id) do update set chunker = excluded.chunker, event_id = excluded.event_id
+where excluded.event_id < c.event_id
+returning true
+"""
+
+_INSERT_CHUNKS = f"""
+insert into {SCHEMA}.chunks
+select $1::text, * from unnest($2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+                         $7::bigint[])
+"""
+
+# A tenant sees the atoms it references, and the chunks of the texts it references.
+_VISIBLE = f"""
+(exists (select 1 from {SCHEMA}.refs r where r.tenant_id = $1 and r.atom_id = $2)
+ or exists (select 1 from {SCHEMA}.chunks c
+            join {SCHEMA}.refs r on r.atom_id = c.parent_atom_id and r.tenant_id = $1
+            where c.atom_id = $2))
+"""
+
+
+@dataclass(frozen=True)
+class StoredAtom:
+    """What the catalog knows of an atom regardless of tenant (the dedup check)."""
+
+    modality: str
+    mime_type: str
+    size_bytes: int
+    chunk_atom_ids: list[str]
+
+
+class CatalogWriter:
+    """The catalog's writes inside one transaction."""
+
+    def __init__(self, conn: PooledConnection, inbox: Inbox) -> None:
+        self._conn = conn
+        self._inbox = inbox
+
+    async def claim(self, record: StoredRecord) -> bool:
+        """True when the consumer has not applied `record` yet (and now has)."""
+        return await self._inbox.claim(_as_connection(self._conn), record)
+
+    async def upsert_atoms(
+        self,
+        sizes: dict[str, int],
+        modality: str,
+        mime_type: str,
+        created_at: datetime,
+        event_id: str,
+    ) -> None:
+        """Atoms stored under their own id as blob key; `sizes` maps atom id -> bytes."""
+        await self._conn.execute(
+            _UPSERT_ATOMS,
+            list(sizes),
+            modality,
+            mime_type,
+            created_at,
+            event_id,
+            list(sizes.values()),
+        )
+
+    async def upsert_ref(
+        self,
+        tenant_id: str,
+        atom_id: str,
+        metadata_json: str,
+        source_uri: str | None,
+        seen_at: datetime,
+        event_id: str,
+    ) -> None:
+        await self._conn.execute(
+            _UPSERT_REF, tenant_id, atom_id, metadata_json, source_uri, seen_at, event_id
+        )
+
+    async def put_chunk_set(
+        self, parent_id: str, chunker: str, chunks: Sequence[Chunk], event_id: str
+    ) -> None:
+        if not await self._conn.fetchval(_CLAIM_CHUNK_SET, parent_id, chunker, event_id):
+            return
+        await self._conn.execute(
+            f"delete from {SCHEMA}.chunks where parent_atom_id = $1", parent_id
+        )
+        spans = [c.span for c in chunks]
+        await self._conn.execute(
+            _INSERT_CHUNKS,
+            parent_id,
+            [c.index for c in chunks],
+            [c.atom_id for c in chunks],
+            [s.start_char for s in spans],
+            [s.end_char for s in spans],
+            [s.start_byte for s in spans],
+            [s.end_byte for s in spans],
+        )
+
+
+class Catalog:
+    def __init__(self, pool: asyncpg.Pool, consumer_group: str) -> None:
+        self._pool = pool
+        self._inbox = Inbox(SCHEMA, consumer_group)
+
+    async def setup(self) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("select pg_advisory_xact_lock($1)", _SETUP_LOCK)
+            await self._inbox.setup(_as_connection(conn))  # creates the schema
+            await conn.execute(_DDL)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[CatalogWriter]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield CatalogWriter(conn, self._inbox)
+
+    async def find(self, atom_id: str) -> StoredAtom | None:
+        row = await self._pool.fetchrow(
+            f"select modality, mime_type, size_bytes from {SCHEMA}.atoms where atom_id = $1",
+            atom_id,
+        )
+        if row is None:
+            return None
+        chunks = await self._chunks(self._pool, atom_id)
+        return StoredAtom(
+            row["modality"], row["mime_type"], row["size_bytes"], [c.atom_id for c in chunks]
+        )
+
+    async def holds(self, tenant_id: str, atom_id: str) -> bool:
+        return bool(await self._pool.fetchval(f"select {_VISIBLE}", tenant_id, atom_id))
+
+    async def visible(self, tenant_id: str, atom_id: str) -> AtomView | None:
+        """The atom as `tenant_id` sees it; None when the tenant holds no reference to it."""
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            row = await conn.fetchrow(
+                "select a.modality, a.mime_type, a.size_bytes, a.created_at,"
+                " r.metadata_json, r.source_uri, s.chunker"
+                f" from {SCHEMA}.atoms a"
+                f" left join {SCHEMA}.refs r on r.atom_id = a.atom_id and r.tenant_id = $1"
+                f" left join {SCHEMA}.chunk_sets s on s.parent_atom_id = a.atom_id"
+                f" where a.atom_id = $2 and {_VISIBLE}",
+                tenant_id,
+                atom_id,
+            )
+            if row is None:
+                return None
+            chunks = await self._chunks(conn, atom_id)
+        return AtomView(
+            atom_id=atom_id,
+            modality=row["modality"],
+            mime_type=row["mime_type"],
+            size_bytes=row["size_bytes"],
+            metadata_json=row["metadata_json"] or "{}",
+            source_uri=row["source_uri"],
+            created_at=row["created_at"],
+            chunker=row["chunker"],
+            chunks=chunks,
+        )
+
+    async def known(self, atom_ids: Sequence[str]) -> set[str]:
+        """Which of these ids the catalog holds as atoms (their blobs are live)."""
+        rows = await self._pool.fetch(
+            f"select atom_id from {SCHEMA}.atoms where atom_id = any($1::text[])", list(atom_ids)
+        )
+        return {row["atom_id"] for row in rows}
+
+    @staticmethod
+    async def _chunks(conn: asyncpg.Pool | PooledConnection, parent_id: str) -> list[Chunk]:
+        rows = await conn.fetch(
+            "select chunk_index, atom_id, start_char, end_char, start_byte, end_byte"
+            f" from {SCHEMA}.chunks where parent_atom_id = $1 order by chunk_index",
+            parent_id,
+        )
+        return [
+            Chunk(
+                r["chunk_index"],
+                r["atom_id"],
+                Span(r["start_char"], r["end_char"], r["start_byte"], r["end_byte"]),
+            )
+            for r in rows
+        ]
+
+
+def _as_connection(conn: PooledConnection) -> asyncpg.Connection:
+    """The Inbox is typed for a plain connection; a pool's proxy behaves as one."""
+    return cast(asyncpg.Connection, conn)

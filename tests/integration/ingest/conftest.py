@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+
+from hartonomous.blobs import DirectoryBlobStore
+from hartonomous.eventlog.embedded import EmbeddedEventLog
+from hartonomous.eventlog.topics import platform_topics
+from hartonomous.events import AvroCodec, Event, decode_event
+from hartonomous.runtime.grpc_server import GrpcHost
+from hartonomous.runtime.service import ServiceContext, Wiring
+from hartonomous.settings import Settings
+from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
+from services.ingest import IngestService
+from services.ingest.handlers import Deps
+
+LIMIT = 1 << 20
+"""The service under test takes at most 1 MiB, so "too big" is cheap to send."""
+
+CATALOG_TABLES = ("atoms", "refs", "chunk_sets", "chunks")
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+
+@dataclass
+class Platform:
+    """The ingest service on a real embedded log, Postgres, blob directory and gRPC server."""
+
+    service: IngestService
+    wiring: Wiring
+    log: EmbeddedEventLog
+    codec: AvroCodec
+    blobs: DirectoryBlobStore
+    pg_url: str
+    stub: ingest_pb2_grpc.IngestStub
+
+    @property
+    def deps(self) -> Deps:
+        assert self.service.deps is not None
+        return self.service.deps
+
+    async def events(self, topic: str) -> list[Event]:
+        return [decode_event(self.codec, r) async for r in self.log.replay(topic, from_offset=0)]
+
+    async def ingest(
+        self, data: bytes, tenant_id: str = "acme", part: int = 64 * 1024, **header: Any
+    ) -> ingest_pb2.IngestReply:
+        reply: ingest_pb2.IngestReply = await self.stub.IngestAtom(
+            requests(data, tenant_id=tenant_id, part=part, **header)
+        )
+        return reply
+
+    async def read(self, tenant_id: str, atom_id: str) -> bytes:
+        call = self.stub.ReadAtom(ingest_pb2.ReadAtomRequest(tenant_id=tenant_id, atom_id=atom_id))
+        return b"".join([message.data async for message in call])
+
+    def blob_files(self) -> list[Path]:
+        """Every stored blob and every temp file the store left behind."""
+        root = self.blobs.root
+        return sorted(p for p in root.rglob("*") if p.is_file())
+
+    async def catalog_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        return await catalog_rows(self.pg_url)
+
+
+async def catalog_rows(pg_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every catalog table's rows, sorted: what "two catalogs are equal" compares."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        return {
+            table: sorted(tuple(r) for r in await conn.fetch(f"select * from ingest.{table}"))
+            for table in CATALOG_TABLES
+        }
+    finally:
+        await conn.close()
+
+
+def requests(
+    data: bytes, *, tenant_id: str = "acme", part: int = 64 * 1024, **header: Any
+) -> Iterable[ingest_pb2.IngestRequest]:
+    yield ingest_pb2.IngestRequest(header=ingest_pb2.IngestHeader(tenant_id=tenant_id, **header))
+    for start in range(0, len(data), part):
+        yield ingest_pb2.IngestRequest(data=data[start : start + part])
+
+
+async def stream(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+VOCABULARY = [
+    "the",
+    "ledger",
+    "is",
+    "truth",
+    "atoms",
+    "stored",
+    "once",
+    "by",
+    "content",
+    "address",
+    "événement",
+    "naïve",
+    "café",
+    "東京",
+    "données",
+    "überprüfung,",
+    "replay;",
+    "audit!",
+]
+
+
+def prose(words: int, seed: int = 0) -> str:
+    """Deterministic multi-paragraph text with accents and CJK, so bytes != characters."""
+    out: list[str] = []
+    for i in range(words):
+        out.append(VOCABULARY[(i * 7 + seed * 13 + i // 5) % len(VOCABULARY)])
+        if i % 97 == 96:
+            out.append("\n\n")
+    return " ".join(out)
+
+
+@pytest.fixture
+async def platform(pg_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
+    await log.start()
+    await log.ensure_topics(platform_topics(partitions=2))
+    settings = Settings(data_dir=tmp_path / "data")
+    codec = AvroCodec()
+    service = IngestService(max_content_bytes=LIMIT, gc_every=None)
+    wiring = await service.start(ServiceContext(settings, log, codec, pg_url))
+    host = GrpcHost("127.0.0.1", 0)
+    port = await host.start(wiring.grpc)
+    assert service.deps is not None and isinstance(service.deps.blobs, DirectoryBlobStore)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield Platform(
+                service,
+                wiring,
+                log,
+                codec,
+                service.deps.blobs,
+                pg_url,
+                ingest_pb2_grpc.IngestStub(channel),
+            )
+    finally:
+        await host.stop(grace=0)
+        await service.stop()
+        await log.close()
+
+
+def event_types(events: Sequence[Event]) -> list[str]:
+    return [e.event_type for e in events]
