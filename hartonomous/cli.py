@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+from hartonomous.commands import Command, discover_commands
 from hartonomous.eventlog.factory import open_event_log
 from hartonomous.eventlog.port import EventLog, StoredRecord
 from hartonomous.events import AvroCodec, EventDecodeError, decode_event
@@ -21,7 +22,7 @@ from hartonomous.settings import Settings, add_arguments
 from hartonomous.telemetry import configure_logging
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hartonomous", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -44,13 +45,21 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--to-time", type=_utc_time, default=None)
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
     add_arguments(replay)
+
+    for name, command in sorted(commands.items()):
+        contributed = sub.add_parser(name, help=command.help)
+        command.add_arguments(contributed)
+        add_arguments(contributed)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    commands = discover_commands()
+    args = _parser(commands).parse_args(argv)
     settings = Settings.from_env().with_args(args)
     configure_logging(settings.log_level)
+    if args.command in commands:
+        return asyncio.run(commands[args.command].run(args, settings))
     if args.command == "up":
         asyncio.run(host.run(settings, host.select(None)))
     elif args.command == "serve":
