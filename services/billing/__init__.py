@@ -1,1 +1,8 @@
-"""billing: usage ledger, rate cards, quotas, invoices (DESIGN.md §4). Not built yet: issue 7."""
+"""billing: the usage ledger, rate cards, quotas and invoices (DESIGN.md §4).
+`service` is what the `hartonomous.services` entry point loads."""
+
+from services.billing.service import BillingService
+
+service = BillingService()
+
+__all__ = ["BillingService", "service"]

@@ -1,0 +1,145 @@
+"""The hartonomous.v1.Billing gRPC servicer: translates messages and errors, nothing more.
+Money and quantities cross the wire as decimal strings, never floats."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import grpc
+
+from hartonomous.v1 import billing_pb2 as pb
+from services.billing import domain, handlers, messages
+from services.billing.domain import (
+    ZERO,
+    Period,
+    non_negative,
+    parse_decimal,
+    parse_name,
+)
+from services.billing.pricing import parse_rate_table
+from services.billing.quota import Clock, QuotaBook
+from services.billing.store import BillingStore
+
+log = logging.getLogger(__name__)
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+_STATUS = {
+    domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    domain.NotFound: grpc.StatusCode.NOT_FOUND,
+    domain.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class BillingApi:
+    def __init__(self, store: BillingStore, book: QuotaBook, clock: Clock) -> None:
+        self._store = store
+        self._book = book
+        self._clock = clock
+
+    async def GetUsage(self, request: pb.UsageRequest, context: Context) -> pb.UsageReply:
+        async with _Statuses(context, "GetUsage"):
+            start = messages.to_time(request, "from") if request.HasField("from") else None
+            end = messages.to_time(request, "to") if request.HasField("to") else self._clock()
+            by_day = request.group_by == pb.USAGE_GROUPING_DAY
+            summary = await handlers.usage_summary(
+                self._store, request.tenant_id, start, end, by_day
+            )
+            return messages.usage_reply(summary)
+
+    async def CheckQuota(self, request: pb.QuotaCheckRequest, context: Context) -> pb.QuotaDecision:
+        async with _Statuses(context, "CheckQuota"):
+            tenant = parse_name(request.tenant_id, "tenant_id")
+            operation = parse_name(request.operation, "operation")
+            quantity = (
+                non_negative(parse_decimal(request.quantity, "quantity"), "quantity")
+                if request.quantity.strip()
+                else ZERO
+            )
+            return messages.decision(self._book.check(tenant, operation, quantity))
+
+    async def ListInvoices(
+        self, request: pb.ListInvoicesRequest, context: Context
+    ) -> pb.ListInvoicesReply:
+        async with _Statuses(context, "ListInvoices"):
+            found = await self._store.invoices(parse_name(request.tenant_id, "tenant_id"))
+            return pb.ListInvoicesReply(invoices=[messages.invoice(i) for i in found])
+
+    async def GetInvoice(self, request: pb.GetInvoiceRequest, context: Context) -> pb.Invoice:
+        async with _Statuses(context, "GetInvoice"):
+            return messages.invoice(
+                await handlers.invoice(self._store, request.tenant_id, request.invoice_id)
+            )
+
+    async def IssueInvoice(self, request: pb.IssueInvoiceRequest, context: Context) -> pb.Invoice:
+        async with _Statuses(context, "IssueInvoice"):
+            if not (request.HasField("period_start") and request.HasField("period_end")):
+                raise domain.InvalidArgument("period_start and period_end are required")
+            start, end = (
+                messages.to_time(request, "period_start"),
+                messages.to_time(request, "period_end"),
+            )
+            issued = await handlers.issue_invoice(
+                self._store, request.tenant_id, start, end, self._clock()
+            )
+            return messages.invoice(issued)
+
+    async def PutRates(self, request: pb.PutRatesRequest, context: Context) -> pb.RateCard:
+        async with _Statuses(context, "PutRates"):
+            table = parse_rate_table(
+                messages.to_time(request, "effective_from")
+                if request.HasField("effective_from")
+                else self._clock(),
+                request.currency,
+                [(r.operation, r.unit, r.unit_price) for r in request.rates],
+                [(m.dimension, m.value, m.factor) for m in request.multipliers],
+            )
+            return messages.rate_card(await self._store.put_rates(table))
+
+    async def GetRates(self, request: pb.GetRatesRequest, context: Context) -> pb.RateCard:
+        async with _Statuses(context, "GetRates"):
+            at = messages.to_time(request, "at") if request.HasField("at") else self._clock()
+            return messages.rate_card(await handlers.rates_at(self._store, at))
+
+    async def PutQuota(self, request: pb.PutQuotaRequest, context: Context) -> pb.Quota:
+        async with _Statuses(context, "PutQuota"):
+            rule, plan = await handlers.put_quota(
+                self._store,
+                tenant_id=request.tenant_id,
+                operation=request.operation,
+                limit=request.limit,
+                unit=request.unit,
+                period=messages.PERIODS.get(request.period, Period.MONTH),
+                soft_ratio=request.soft_limit_ratio,
+                plan=request.plan,
+            )
+            self._book.put_rule(rule)  # read-your-writes: the next check knows it
+            return messages.quota(rule, plan)
+
+
+class _Statuses:
+    """Errors -> gRPC statuses: the caller's mistakes by type, anything else as INTERNAL (the
+    trace goes to the log, never to the client)."""
+
+    def __init__(self, context: Context, method: str) -> None:
+        self._context = context
+        self._method = method
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, domain.BillingError):
+            await self._context.abort(_STATUS[type(exc)], str(exc))
+        if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+            log.error("%s failed", self._method, exc_info=exc)
+            await self._context.abort(
+                grpc.StatusCode.INTERNAL, f"{self._method} failed; see the billing service log"
+            )

@@ -1,0 +1,79 @@
+"""Metering is atomic with the work it bills: ingest appends its domain events and the
+UsageRecorded in one log transaction, so a fault between the two writes leaves neither."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+
+from hartonomous.eventlog.embedded import EmbeddedEventLog
+from hartonomous.eventlog.topics import platform_topics
+from hartonomous.events import AvroCodec
+from hartonomous.runtime.grpc_server import GrpcHost
+from hartonomous.runtime.service import ServiceContext
+from hartonomous.settings import Settings
+from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
+from services.ingest import IngestService
+
+# Fails the insert of the UsageRecorded record, after the atoms records of the same
+# transaction were written (records are inserted in one statement, the usage one last).
+FAULT = """
+create function log.fail_usage() returns trigger language plpgsql as $$
+begin
+  if new.headers->>'event_type' = 'UsageRecorded' then
+    raise exception 'injected fault between the domain event and its usage';
+  end if;
+  return new;
+end $$;
+create trigger fail_usage before insert on log.records
+  for each row execute function log.fail_usage();
+"""
+
+
+def requests(data: bytes) -> Iterator[ingest_pb2.IngestRequest]:
+    yield ingest_pb2.IngestRequest(header=ingest_pb2.IngestHeader(tenant_id="acme"))
+    yield ingest_pb2.IngestRequest(data=data)
+
+
+async def test_a_fault_before_the_usage_write_leaves_no_domain_event(
+    pg_url: str, tmp_path: Path
+) -> None:
+    log = EmbeddedEventLog(pg_url)
+    await log.start()
+    await log.ensure_topics(platform_topics(partitions=2))
+    service = IngestService(gc_every=None)
+    wiring = await service.start(
+        ServiceContext(Settings(data_dir=tmp_path), log, AvroCodec(), pg_url)
+    )
+    host = GrpcHost("127.0.0.1", 0)
+    port = await host.start(wiring.grpc)
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(FAULT)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ingest_pb2_grpc.IngestStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await stub.IngestAtom(requests(b"metered or not at all"))
+            assert failed.value.code() == grpc.StatusCode.INTERNAL
+
+            for topic in ("atoms", "usage"):
+                assert sum((await log.end_offsets(topic)).values()) == 0
+                assert [r async for r in log.replay(topic, from_offset=0)] == []
+            assert await conn.fetchval("select count(*) from log.records") == 0
+            assert await conn.fetchval("select count(*) from ingest.refs") == 0
+
+            # Without the fault the same call appends both, together.
+            await conn.execute("drop trigger fail_usage on log.records")
+            await stub.IngestAtom(requests(b"metered or not at all"))
+            atoms = [r.headers["event_type"] async for r in log.replay("atoms", from_offset=0)]
+            usage = [r.headers["event_type"] async for r in log.replay("usage", from_offset=0)]
+            assert (atoms[0], usage) == ("AtomIngested", ["UsageRecorded"])
+    finally:
+        await conn.close()
+        await host.stop(grace=0)
+        await service.stop()
+        await log.close()
