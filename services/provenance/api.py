@@ -1,0 +1,242 @@
+"""The hartonomous.v1.Provenance gRPC servicer: translates messages and errors, nothing more.
+
+The tenant comes from the request's tenant_id, which the gateway sets from the caller's API
+key; queries.py confines every read to what that tenant may see."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import grpc
+from google.protobuf.struct_pb2 import Struct
+
+from hartonomous.v1 import provenance_pb2 as pb
+from services.provenance import queries
+from services.provenance.canonical import Fingerprint
+from services.provenance.domain import (
+    Direction,
+    Edge,
+    InvalidRequest,
+    Node,
+    NotFound,
+    Origin,
+    shows_origin,
+)
+from services.provenance.explain import Document, Embedding, Explanation, render
+from services.provenance.graph.port import GraphStore, GraphStoreError
+
+log = logging.getLogger(__name__)
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+DIRECTIONS = {
+    pb.DIRECTION_UNSPECIFIED: Direction.UPSTREAM,
+    pb.DIRECTION_UPSTREAM: Direction.UPSTREAM,
+    pb.DIRECTION_DOWNSTREAM: Direction.DOWNSTREAM,
+}
+
+
+class ProvenanceApi:
+    def __init__(self, store: GraphStore) -> None:
+        self._store = store
+
+    async def Lineage(self, request: pb.LineageRequest, context: Context) -> pb.LineageReply:
+        async with _Statuses(context, "Lineage"):
+            direction = DIRECTIONS.get(request.direction)
+            if direction is None:
+                raise InvalidRequest(f"unknown direction {request.direction}")
+            found = await queries.lineage(
+                self._store,
+                request.tenant_id,
+                request.node_id,
+                direction,
+                request.depth,
+                request.limit,
+            )
+            tenant = request.tenant_id
+            return pb.LineageReply(
+                root_id=found.root.uid,
+                nodes=[_node(n, tenant) for n in found.nodes],
+                edges=[_edge(e, tenant) for e in found.edges],
+                truncated=found.truncated,
+            )
+
+    async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainReply:
+        async with _Statuses(context, "Explain"):
+            found = await queries.explain(self._store, request.tenant_id, request.node_id)
+            return _explanation(found)
+
+    async def Fingerprint(
+        self, request: pb.FingerprintRequest, context: Context
+    ) -> pb.FingerprintReply:
+        async with _Statuses(context, "Fingerprint"):
+            return fingerprint_reply(await self._store.fingerprint(list(request.topics) or None))
+
+
+class _Statuses:
+    """Errors -> gRPC statuses: the caller's mistakes by type, an unreachable graph as
+    UNAVAILABLE, anything else as INTERNAL (the trace goes to the log, never to the client)."""
+
+    def __init__(self, context: Context, method: str) -> None:
+        self._context = context
+        self._method = method
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, InvalidRequest):
+            await self._context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if isinstance(exc, NotFound):
+            await self._context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        if isinstance(exc, GraphStoreError):
+            log.error("%s: the graph is unavailable: %s", self._method, exc)
+            await self._context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the provenance graph is unavailable"
+            )
+        if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+            log.error("%s failed", self._method, exc_info=exc)
+            await self._context.abort(
+                grpc.StatusCode.INTERNAL, f"{self._method} failed; see the provenance service log"
+            )
+
+
+def _struct(values: Mapping[str, Any]) -> Struct:
+    out = Struct()
+    out.update(dict(values))
+    return out
+
+
+def _source(origin: Origin) -> pb.Source:
+    source = pb.Source(
+        topic=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        event_id=origin.event_id,
+    )
+    source.occurred_at.FromDatetime(datetime.fromisoformat(origin.occurred_at))
+    return source
+
+
+def _node(node: Node, tenant: str) -> pb.GraphNode:
+    out = pb.GraphNode(
+        id=node.uid,
+        label=node.label.value,
+        key=node.key,
+        properties=_struct(node.props),
+        shared=not node.tenant_id,
+    )
+    if node.tenant_id == tenant or shows_origin(node, tenant):
+        out.source.CopyFrom(_source(node.origin))
+    return out
+
+
+def _edge(edge: Edge, tenant: str) -> pb.GraphEdge:
+    out = pb.GraphEdge(
+        type=edge.type.value,
+        source_id=edge.source,
+        target_id=edge.target,
+        properties=_struct(edge.props),
+    )
+    if edge.tenant_id == tenant or shows_origin(edge, tenant):
+        out.source.CopyFrom(_source(edge.origin))
+    return out
+
+
+def _document(doc: Document) -> pb.ExplainedDocument:
+    held = doc.holding
+    out = pb.ExplainedDocument(
+        atom_id=doc.atom_id,
+        source_uri=str(held.props.get("source_uri", "")),
+        metadata_json=str(held.props.get("metadata_json", "{}")),
+        held_as=held.type.value,
+        request_id=str(held.props.get("request_id", "")),
+        event_id=held.origin.event_id,
+    )
+    out.held_since.FromDatetime(datetime.fromisoformat(held.origin.occurred_at))
+    if doc.atom is not None:
+        p = doc.atom.props
+        out.modality = str(p.get("modality", ""))
+        out.mime_type = str(p.get("mime_type", ""))
+        out.size_bytes = int(p.get("size_bytes", 0))
+    if doc.chunk is not None:
+        c = doc.chunk.props
+        out.chunk.CopyFrom(
+            pb.ChunkPosition(
+                index=int(c["index"]),
+                start_char=int(c["start_char"]),
+                end_char=int(c["end_char"]),
+                start_byte=int(c["start_byte"]),
+                end_byte=int(c["end_byte"]),
+                chunker=str(c["chunker"]),
+            )
+        )
+    return out
+
+
+def _embedding(emb: Embedding) -> pb.ExplainedEmbedding:
+    p = emb.node.props
+    out = pb.ExplainedEmbedding(
+        id=emb.node.uid,
+        model_id=str(p["model_id"]),
+        model_version=str(p["model_version"]),
+        dim=int(p["dim"]),
+    )
+    if emb.event is not None:
+        out.computed.CopyFrom(_source(emb.event.origin))
+        out.correlation_id = str(emb.event.props.get("correlation_id", ""))
+        out.causation_id = str(emb.event.props.get("causation_id", ""))
+    return out
+
+
+def _step(event: Node) -> pb.CausalStep:
+    p = event.props
+    out = pb.CausalStep(
+        event_type=str(p.get("event_type", "")),
+        correlation_id=str(p.get("correlation_id", "")),
+        causation_id=str(p.get("causation_id", "")),
+        produced_by=str(p.get("produced_by", "")),
+    )
+    if event.defines:  # an event only named by its effects has no record of its own yet
+        out.source.CopyFrom(_source(event.origin))
+    return out
+
+
+def _explanation(found: Explanation) -> pb.ExplainReply:
+    return pb.ExplainReply(
+        atom_id=found.atom_id,
+        documents=[_document(d) for d in found.documents],
+        embeddings=[_embedding(e) for e in found.embeddings],
+        chain=[_step(e) for e in found.chain],
+        text=render(found),
+    )
+
+
+def fingerprint_reply(fp: Fingerprint) -> pb.FingerprintReply:
+    return pb.FingerprintReply(
+        nodes=fp.nodes,
+        edges=fp.edges,
+        digest=fp.digest,
+        positions=[
+            pb.AppliedPosition(topic=topic, partition=part, next_offset=offset)
+            for (topic, part), offset in sorted(fp.positions.items())
+        ],
+    )
+
+
+def fingerprint_from(reply: pb.FingerprintReply) -> Fingerprint:
+    return Fingerprint(
+        dict(reply.nodes),
+        dict(reply.edges),
+        reply.digest,
+        {(p.topic, p.partition): p.next_offset for p in reply.positions},
+    )

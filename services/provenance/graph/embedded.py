@@ -1,0 +1,228 @@
+"""The embedded GraphStore: ladybug (an in-process Cypher graph database) in one file under the
+data dir. No server, nothing to set up: the default for `make run` and the audit's scratch graph.
+
+ladybug tables are typed, so every node lives in one table, Node(uid, label, win, data), and every
+edge in one, Edge(type, win, data): the merge keys and the rule's `win` as columns, the rest
+(tenant, scope, origin, the fact's own properties) as one canonical JSON `data` column. One
+process at a time may open the file for writing: the running service holds it. Calls run one at
+a time on a worker thread (a connection serves one query at a time)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import ladybug
+
+from services.provenance.domain import (
+    HOLDINGS,
+    OCCURRENCES,
+    Edge,
+    Label,
+    Node,
+    Position,
+    Rel,
+    atom_uid,
+    node_uid,
+)
+from services.provenance.graph.port import (
+    GraphStore,
+    GraphStoreError,
+    edge_columns,
+    edge_from,
+    node_columns,
+    node_from,
+)
+
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, label STRING, win STRING,"
+    " data STRING)",
+    "CREATE REL TABLE IF NOT EXISTS Edge(FROM Node TO Node, type STRING, win STRING, data STRING)",
+    "CREATE NODE TABLE IF NOT EXISTS Cursor(id STRING PRIMARY KEY, topic STRING,"
+    " part INT64, next_offset INT64)",
+)
+
+# Rows travel as lists of strings: ladybug converts those several times faster than maps.
+# One MATCH per end: a comma-joined pattern is planned as a join over the whole table.
+# A statement replaces the stored one only when it wins (domain: the smallest `win`).
+_MERGE_NODES = """
+UNWIND $rows AS r
+MERGE (n:Node {uid: r[1]})
+WITH n, r WHERE n.win IS NULL OR r[3] < n.win
+SET n.label = r[2], n.win = r[3], n.data = r[4]
+"""
+_MERGE_EDGES = """
+UNWIND $rows AS r
+MATCH (a:Node {uid: r[1]})
+MATCH (b:Node {uid: r[2]})
+MERGE (a)-[e:Edge {type: r[3]}]->(b)
+WITH e, r WHERE e.win IS NULL OR r[4] < e.win
+SET e.win = r[4], e.data = r[5]
+"""
+_ADVANCE = """
+UNWIND $rows AS r
+MERGE (c:Cursor {id: r.id})
+ON CREATE SET c.topic = r.topic, c.part = r.part, c.next_offset = r.next_offset
+ON MATCH SET c.next_offset = CASE WHEN r.next_offset > c.next_offset
+                                  THEN r.next_offset ELSE c.next_offset END
+"""
+_HOLDINGS = [r.value for r in HOLDINGS]
+_HELD = f"""
+UNWIND $uids AS u
+MATCH (t:Node {{uid: $tenant}})-[h:Edge]->(a:Node {{uid: u}})
+WHERE h.type IN {_HOLDINGS}
+RETURN DISTINCT u
+UNION
+UNWIND $uids AS u
+MATCH (t:Node {{uid: $tenant}})-[h:Edge]->(:Node)<-[o:Edge]-(:Node)-[c:Edge]->(a:Node {{uid: u}})
+WHERE h.type IN {_HOLDINGS} AND o.type IN {[r.value for r in OCCURRENCES]}
+  AND c.type = '{Rel.CONTENT}'
+RETURN DISTINCT u
+"""
+
+
+def _data(columns: Mapping[str, Any], props: Mapping[str, Any]) -> str:
+    """Everything but the merge keys, in one canonical JSON column."""
+    return json.dumps({"columns": columns, "props": props}, sort_keys=True, separators=(",", ":"))
+
+
+def _node(data: str) -> Node:
+    parsed = json.loads(data)
+    return node_from(parsed["columns"], parsed["props"])
+
+
+def _edge(data: str) -> Edge:
+    parsed = json.loads(data)
+    return edge_from(parsed["columns"], parsed["props"])
+
+
+class EmbeddedGraphStore(GraphStore):
+    def __init__(self, path: Path, *, buffer_pool_bytes: int = 256 << 20) -> None:
+        self.path = path
+        self._buffer_pool_bytes = buffer_pool_bytes
+        self._db: ladybug.Database | None = None
+        self._conn: ladybug.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = ladybug.Database(str(self.path), buffer_pool_size=self._buffer_pool_bytes)
+            self._conn = ladybug.Connection(self._db)
+            for ddl in _SCHEMA:
+                self._conn.execute(ddl)
+
+        try:
+            await asyncio.to_thread(connect)
+        except RuntimeError as exc:  # ladybug reports a held lock, a bad file... as this
+            raise GraphStoreError(f"cannot open the graph at {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            if self._db is not None:
+                self._db.close()
+            self._conn = self._db = None
+
+    async def _call(self, work: Callable[[ladybug.Connection], T]) -> T:
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise GraphStoreError("the graph store is not open")
+            return await asyncio.to_thread(work, conn)
+
+    async def _rows(self, query: str, params: Mapping[str, Any] | None = None) -> list[list[Any]]:
+        def run(conn: ladybug.Connection) -> list[list[Any]]:
+            result = conn.execute(query, dict(params or {}))
+            assert not isinstance(result, list)  # one statement, one result
+            return cast(list[list[Any]], result.get_all())  # rows as lists, not dicts
+
+        return await self._call(run)
+
+    async def _write(
+        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Position, int]
+    ) -> None:
+        node_rows = [[n.uid, n.label.value, n.win, _data(node_columns(n), n.props)] for n in nodes]
+        edge_rows = [
+            [e.source, e.target, e.type.value, e.win, _data(edge_columns(e), e.props)]
+            for e in edges
+        ]
+        cursor_rows = [
+            {"id": f"{topic}/{part}", "topic": topic, "part": part, "next_offset": offset}
+            for (topic, part), offset in positions.items()
+        ]
+
+        def write(conn: ladybug.Connection) -> None:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                # ladybug infers a parameter's type from its value: an empty list has none.
+                for query, rows in (
+                    (_MERGE_NODES, node_rows),
+                    (_MERGE_EDGES, edge_rows),
+                    (_ADVANCE, cursor_rows),
+                ):
+                    if rows:
+                        conn.execute(query, {"rows": rows})
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+        await self._call(write)
+
+    async def positions(self) -> dict[Position, int]:
+        rows = await self._rows("MATCH (c:Cursor) RETURN c.topic, c.part, c.next_offset")
+        return {(topic, int(part)): int(offset) for topic, part, offset in rows}
+
+    async def nodes(self, uids: Collection[str]) -> dict[str, Node]:
+        if not uids:
+            return {}
+        rows = await self._rows(
+            "UNWIND $uids AS u MATCH (n:Node {uid: u}) RETURN n.data", {"uids": list(uids)}
+        )
+        return {n.uid: n for n in (_node(row[0]) for row in rows)}
+
+    async def edges(
+        self, uids: Collection[str], *, outgoing: bool, types: Collection[Rel], limit: int
+    ) -> list[Edge]:
+        if not uids or not types:
+            return []
+        pattern = (
+            "(a:Node {uid: u})-[e:Edge]->(b:Node)"
+            if outgoing
+            else "(a:Node)-[e:Edge]->(b:Node {uid: u})"
+        )
+        rows = await self._rows(
+            f"UNWIND $uids AS u MATCH {pattern} WHERE e.type IN $types RETURN e.data LIMIT $limit",
+            {"uids": list(uids), "types": [t.value for t in types], "limit": limit},
+        )
+        return [_edge(row[0]) for row in rows]
+
+    async def held(self, tenant: str, atom_ids: Collection[str]) -> set[str]:
+        if not atom_ids:
+            return set()
+        uids = {atom_uid(a): a for a in atom_ids}
+        rows = await self._rows(
+            _HELD, {"uids": list(uids), "tenant": node_uid(Label.TENANT, tenant)}
+        )
+        return {uids[row[0]] for row in rows}
+
+    async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        labels = await self._rows("MATCH (n:Node) RETURN n.label, count(*)")
+        types = await self._rows("MATCH ()-[e:Edge]->() RETURN e.type, count(*)")
+        return {k: int(v) for k, v in labels}, {k: int(v) for k, v in types}
+
+    async def dump(self) -> tuple[list[Node], list[Edge]]:
+        nodes = await self._rows("MATCH (n:Node) RETURN n.data")
+        edges = await self._rows("MATCH ()-[e:Edge]->() RETURN e.data")
+        return [_node(r[0]) for r in nodes], [_edge(r[0]) for r in edges]
+
+    async def clear(self) -> None:
+        await self._rows("MATCH (n:Node) DETACH DELETE n")
+        await self._rows("MATCH (c:Cursor) DELETE c")

@@ -1,0 +1,263 @@
+"""The Neo4j GraphStore: the official driver over bolt, for production.
+
+Every node carries the namespace label (`Prov` unless told otherwise: tests and audits use a
+namespace of their own in the one database Community Edition has) plus its own label (`:Atom`),
+and every edge its own relationship type, so the graph reads naturally in Neo4j Browser. A
+fact's properties are stored as native properties beside the columns of domain.RESERVED.
+Writes are batched `UNWIND $rows AS r MERGE ...`, one query per label or type."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+import neo4j
+from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
+from neo4j.exceptions import Neo4jError, ServiceUnavailable
+
+from services.provenance.domain import (
+    HOLDINGS,
+    OCCURRENCES,
+    Edge,
+    Label,
+    Node,
+    Position,
+    Rel,
+    atom_uid,
+    node_uid,
+)
+from services.provenance.graph.port import (
+    NODE_COLUMNS,
+    ORIGIN_COLUMNS,
+    GraphStore,
+    GraphStoreError,
+    edge_from,
+    node_columns,
+    node_from,
+    origin_columns,
+)
+
+NAMESPACE = re.compile(r"[A-Z][A-Za-z0-9]{0,40}")
+CLEAR_BATCH = 10_000
+
+
+def _split(
+    values: Mapping[str, Any], columns: Collection[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    row = {k: v for k, v in values.items() if k in columns}
+    props = {k: v for k, v in values.items() if k not in columns}
+    return row, props
+
+
+class Neo4jGraphStore(GraphStore):
+    def __init__(
+        self,
+        uri: str,
+        user: str,
+        password: str,
+        *,
+        namespace: str = "Prov",
+        database: str = "neo4j",
+    ) -> None:
+        if not NAMESPACE.fullmatch(namespace):
+            raise ValueError(f"namespace must be a label name like 'Prov', got {namespace!r}")
+        self._uri = uri
+        self._auth = (user, password)
+        self._database = database
+        self._ns = namespace
+        self._driver: neo4j.AsyncDriver | None = None
+
+    # Labels, types and the namespace are validated names (enums, NAMESPACE), never user input,
+    # so they may be spliced into query text; values always travel as parameters.
+    def _q(self, text: str) -> str:
+        return text.replace("{NS}", self._ns)
+
+    async def open(self) -> None:
+        # Schema notifications (an edge type no event has created yet) are noise, not errors.
+        self._driver = AsyncGraphDatabase.driver(
+            self._uri, auth=self._auth, notifications_min_severity="OFF"
+        )
+        try:
+            await self._driver.verify_connectivity()
+            for ddl in (
+                "CREATE CONSTRAINT {NS}_uid IF NOT EXISTS FOR (n:{NS}) REQUIRE n.uid IS UNIQUE",
+                "CREATE INDEX {NS}_label IF NOT EXISTS FOR (n:{NS}) ON (n.label)",
+                "CREATE CONSTRAINT {NS}Cursor_id IF NOT EXISTS"
+                " FOR (c:{NS}Cursor) REQUIRE c.id IS UNIQUE",
+            ):
+                await self._run(ddl)
+        except (Neo4jError, ServiceUnavailable, OSError) as exc:
+            await self.close()
+            raise GraphStoreError(f"cannot open Neo4j at {self._uri}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._driver is not None:
+            await self._driver.close()
+            self._driver = None
+
+    async def drop(self) -> None:
+        """Remove the namespace entirely: its data, constraints and index."""
+        await self.clear()
+        for name in ("{NS}_uid", "{NS}Cursor_id"):
+            await self._run(f"DROP CONSTRAINT {name} IF EXISTS")
+        await self._run("DROP INDEX {NS}_label IF EXISTS")
+
+    @property
+    def _open_driver(self) -> neo4j.AsyncDriver:
+        if self._driver is None:
+            raise GraphStoreError("the graph store is not open")
+        return self._driver
+
+    async def _run(self, query: str, **params: Any) -> list[neo4j.Record]:
+        try:
+            result = await self._open_driver.execute_query(
+                self._q(query), params, database_=self._database
+            )
+        except (Neo4jError, ServiceUnavailable) as exc:
+            raise GraphStoreError(f"Neo4j query failed: {exc}") from exc
+        return list(result.records)
+
+    async def _write(
+        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Position, int]
+    ) -> None:
+        # Each row's `props` becomes the whole property map of its node or edge when it wins.
+        by_label: dict[Label, list[dict[str, Any]]] = defaultdict(list)
+        for node in nodes:
+            by_label[node.label].append(
+                {"uid": node.uid, "props": {**node.props, **node_columns(node)}}
+            )
+        by_type: dict[Rel, list[dict[str, Any]]] = defaultdict(list)
+        for edge in edges:
+            by_type[edge.type].append(
+                {
+                    "source": edge.source,
+                    "target": edge.target,
+                    "props": {**edge.props, **origin_columns(edge)},
+                }
+            )
+        cursors = [
+            {"id": f"{topic}/{part}", "topic": topic, "part": part, "next_offset": offset}
+            for (topic, part), offset in positions.items()
+        ]
+
+        async def work(tx: AsyncManagedTransaction) -> None:
+            for label, rows in by_label.items():
+                await tx.run(
+                    self._q(
+                        "UNWIND $rows AS r MERGE (n:{NS} {uid: r.uid})"
+                        f" ON CREATE SET n:{label}"
+                        " WITH n, r WHERE n.win IS NULL OR r.props.win < n.win SET n = r.props"
+                    ),
+                    rows=rows,
+                )
+            for type_, rows in by_type.items():
+                await tx.run(
+                    self._q(
+                        "UNWIND $rows AS r"
+                        " MATCH (a:{NS} {uid: r.source}) MATCH (b:{NS} {uid: r.target})"
+                        f" MERGE (a)-[e:{type_}]->(b)"
+                        " WITH e, r WHERE e.win IS NULL OR r.props.win < e.win SET e = r.props"
+                    ),
+                    rows=rows,
+                )
+            if cursors:
+                await tx.run(
+                    self._q(
+                        "UNWIND $rows AS r MERGE (c:{NS}Cursor {id: r.id})"
+                        " ON CREATE SET c.topic = r.topic, c.part = r.part,"
+                        " c.next_offset = r.next_offset"
+                        " ON MATCH SET c.next_offset = CASE WHEN r.next_offset > c.next_offset"
+                        " THEN r.next_offset ELSE c.next_offset END"
+                    ),
+                    rows=cursors,
+                )
+
+        try:
+            async with self._open_driver.session(database=self._database) as session:
+                await session.execute_write(work)
+        except (Neo4jError, ServiceUnavailable) as exc:
+            raise GraphStoreError(f"Neo4j write failed: {exc}") from exc
+
+    async def positions(self) -> dict[Position, int]:
+        rows = await self._run("MATCH (c:{NS}Cursor) RETURN c.topic, c.part, c.next_offset")
+        return {(r[0], int(r[1])): int(r[2]) for r in rows}
+
+    async def nodes(self, uids: Collection[str]) -> dict[str, Node]:
+        if not uids:
+            return {}
+        rows = await self._run(
+            "UNWIND $uids AS u MATCH (n:{NS} {uid: u}) RETURN properties(n) AS p", uids=list(uids)
+        )
+        return {n.uid: n for n in (self._node(r["p"]) for r in rows)}
+
+    async def edges(
+        self, uids: Collection[str], *, outgoing: bool, types: Collection[Rel], limit: int
+    ) -> list[Edge]:
+        if not uids or not types:
+            return []
+        anchor = "a" if outgoing else "b"
+        rows = await self._run(
+            "UNWIND $uids AS u MATCH (a:{NS})-[e]->(b:{NS}) WHERE " + anchor + ".uid = u"
+            " AND type(e) IN $types"
+            " RETURN type(e) AS type, a.uid AS source, b.uid AS target, properties(e) AS p"
+            " LIMIT $limit",
+            uids=list(uids),
+            types=[t.value for t in types],
+            limit=limit,
+        )
+        return list(self._edges(rows))
+
+    async def held(self, tenant: str, atom_ids: Collection[str]) -> set[str]:
+        if not atom_ids:
+            return set()
+        uids = {atom_uid(a): a for a in atom_ids}
+        holdings, parts = "|".join(HOLDINGS), "|".join(OCCURRENCES)
+        rows = await self._run(
+            "UNWIND $uids AS u"
+            f" MATCH (:{{NS}} {{uid: $tenant}})-[:{holdings}]->(:{{NS}} {{uid: u}})"
+            " RETURN u"
+            " UNION"
+            " UNWIND $uids AS u"
+            f" MATCH (:{{NS}} {{uid: $tenant}})-[:{holdings}]->(:{{NS}})<-[:{parts}]-(:{{NS}})"
+            f"-[:{Rel.CONTENT}]->(:{{NS}} {{uid: u}})"
+            " RETURN u",
+            uids=list(uids),
+            tenant=node_uid(Label.TENANT, tenant),
+        )
+        return {uids[r["u"]] for r in rows}
+
+    async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        labels = await self._run("MATCH (n:{NS}) RETURN n.label AS k, count(*) AS c")
+        types = await self._run("MATCH (:{NS})-[e]->(:{NS}) RETURN type(e) AS k, count(*) AS c")
+        return {r["k"]: int(r["c"]) for r in labels}, {r["k"]: int(r["c"]) for r in types}
+
+    async def dump(self) -> tuple[list[Node], list[Edge]]:
+        nodes = await self._run("MATCH (n:{NS}) RETURN properties(n) AS p")
+        edges = await self._run(
+            "MATCH (a:{NS})-[e]->(b:{NS})"
+            " RETURN type(e) AS type, a.uid AS source, b.uid AS target, properties(e) AS p"
+        )
+        return [self._node(r["p"]) for r in nodes], list(self._edges(edges))
+
+    async def clear(self) -> None:
+        for label in ("{NS}", "{NS}Cursor"):
+            while True:
+                rows = await self._run(
+                    f"MATCH (n:{label}) WITH n LIMIT {CLEAR_BATCH} DETACH DELETE n RETURN count(*) AS c"
+                )
+                if not rows or rows[0]["c"] == 0:
+                    break
+
+    @staticmethod
+    def _node(values: Mapping[str, Any]) -> Node:
+        row, props = _split(values, NODE_COLUMNS)
+        return node_from(row, props)
+
+    @staticmethod
+    def _edges(rows: Iterable[neo4j.Record]) -> Iterable[Edge]:
+        for r in rows:
+            row, props = _split(r["p"], ORIGIN_COLUMNS)
+            ends = {"type": r["type"], "source": r["source"], "target": r["target"]}
+            yield edge_from({**row, **ends}, props)

@@ -1,0 +1,335 @@
+"""Event -> graph facts: one function per event type, pure (the projector writes the facts).
+
+Every event becomes an Event node (its envelope) linked to the event that caused it; the
+functions below add what the payload states. Content (atoms, chunks, tensors, embeddings) is
+shared by content address and carries no tenant's data: what a tenant did with it (its upload's
+source and metadata, its requests, its usage) stays on the tenant's own nodes and edges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from hartonomous.eventlog.port import StoredRecord
+from hartonomous.events import Envelope, Event
+from hartonomous.runtime.consumer import PoisonEvent
+from services.provenance.domain import (
+    RESERVED,
+    Facts,
+    FactSet,
+    Label,
+    Origin,
+    Position,
+    Props,
+    Rel,
+    Scalar,
+    advance,
+)
+
+TEXT_MIME = "text/plain; charset=utf-8"
+
+TOPIC_LABELS: Mapping[str, Label] = {
+    "inference": Label.INFERENCE,
+    "search": Label.SEARCH_QUERY,
+    "ooda.observations": Label.OBSERVATION,
+    "ooda.hypotheses": Label.HYPOTHESIS,
+    "ooda.decisions": Label.DECISION,
+    "ooda.actions": Label.ACTION,
+    "ooda.outcomes": Label.OUTCOME,
+}
+"""Topics whose events have no mapping of their own yet: each event becomes one node of the
+topic's label with its scalar fields, so the OODA loop and inference receipts are in the graph
+from their first event on."""
+
+INPUT_FIELDS: Mapping[str, Label] = {
+    "atom_id": Label.ATOM,
+    "atom_ids": Label.ATOM,
+    "input_atom_ids": Label.ATOM,
+    "model_version": Label.MODEL_VERSION,
+}
+"""Payload fields of such events that name an input (a USED_INPUT edge)."""
+
+
+def _tenant(f: FactSet, tenant_id: str) -> str:
+    """No event defines a tenant (nor ever states anything about it): events only name one."""
+    return f.mention(Label.TENANT, tenant_id, tenant=tenant_id)
+
+
+def _holding(payload: Mapping[str, Any], env: Envelope) -> Props:
+    """What a tenant's upload says about the atom: private to that tenant."""
+    props: dict[str, str] = {
+        "metadata_json": payload["metadata_json"],
+        "request_id": env.correlation_id,
+    }
+    if payload["source_uri"] is not None:
+        props["source_uri"] = payload["source_uri"]
+    return props
+
+
+def on_atom_ingested(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    atom_id = payload["atom_id"]
+    atom = f.node(
+        Label.ATOM,
+        atom_id,
+        scope=atom_id,
+        props={
+            "atom_id": atom_id,
+            "modality": payload["modality"],
+            "mime_type": payload["mime_type"],
+            "size_bytes": payload["size_bytes"],
+        },
+    )
+    f.recorded(atom, env.tenant_id)
+    tenant = _tenant(f, payload["tenant_id"])
+    f.edge(Rel.OWNS, tenant, atom, tenant=payload["tenant_id"], props=_holding(payload, env))
+
+
+def on_atom_referenced(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    atom_id = payload["atom_id"]
+    atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
+    tenant = _tenant(f, payload["tenant_id"])
+    f.edge(Rel.REFERENCED, tenant, atom, tenant=payload["tenant_id"], props=_holding(payload, env))
+
+
+def chunk_key(parent_atom_id: str, chunker: str, index: int) -> str:
+    """A chunk is a position in its parent under one chunking strategy."""
+    return f"{parent_atom_id}/{hashlib.sha256(chunker.encode()).hexdigest()[:12]}/{index}"
+
+
+def on_atom_chunked(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    parent_id, chunker = payload["parent_atom_id"], payload["chunker"]
+    parent = f.mention(Label.ATOM, parent_id, scope=parent_id)
+    for chunk in payload["chunks"]:
+        atom_id = chunk["atom_id"]
+        node = f.node(
+            Label.CHUNK,
+            chunk_key(parent_id, chunker, chunk["index"]),
+            scope=parent_id,
+            props={
+                "atom_id": atom_id,
+                "parent_atom_id": parent_id,
+                "index": chunk["index"],
+                "start_char": chunk["start_char"],
+                "end_char": chunk["end_char"],
+                "start_byte": chunk["start_byte"],
+                "end_byte": chunk["end_byte"],
+                "chunker": chunker,
+            },
+        )
+        f.recorded(node, env.tenant_id)
+        content = f.node(
+            Label.ATOM,
+            atom_id,
+            scope=atom_id,
+            props={
+                "atom_id": atom_id,
+                "modality": "text",
+                "mime_type": TEXT_MIME,
+                "size_bytes": chunk["end_byte"] - chunk["start_byte"],
+            },
+        )
+        f.edge(Rel.CHUNK_OF, node, parent)
+        f.edge(Rel.CONTENT, node, content)
+
+
+def on_embedding_computed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    atom_id, model_id, version = payload["atom_id"], payload["model_id"], payload["model_version"]
+    atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
+    embedding = f.node(
+        Label.EMBEDDING,
+        f"{atom_id}/{version}",
+        scope=atom_id,
+        props={
+            "atom_id": atom_id,
+            "model_id": model_id,
+            "model_version": version,
+            "dim": payload["dim"],
+            "normalized": payload["normalized"],
+        },
+    )
+    f.recorded(embedding, env.tenant_id)
+    model_version = f.node(
+        Label.MODEL_VERSION, version, props={"model_version": version, "model_id": model_id}
+    )
+    model = f.node(Label.MODEL, model_id, props={"model_id": model_id})
+    f.edge(Rel.EMBEDDED_AS, atom, embedding)
+    f.edge(Rel.COMPUTED_BY, embedding, model_version)
+    f.edge(Rel.VERSION_OF, model_version, model)
+
+
+def on_usage_recorded(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    tenant_id = payload["tenant_id"]
+    props: dict[str, Any] = {
+        "operation": payload["operation"],
+        "unit": payload["unit"],
+        "quantity": str(payload["quantity"]),
+        "resource_id": payload["resource_id"],
+        "used_at": _scalar(payload["used_at"]),
+        "dimensions_json": _json(payload["dimensions"]),
+    }
+    if payload["api_key_id"] is not None:
+        props["api_key_id"] = payload["api_key_id"]
+    usage = f.node(Label.USAGE_RECORD, env.event_id, tenant=tenant_id, props=props)
+    f.recorded(usage, tenant_id)
+    _tenant(f, tenant_id)
+    if env.causation_id is not None:
+        cause = f.mention(Label.EVENT, env.causation_id, tenant=env.tenant_id)
+        f.edge(Rel.BILLED_AS, cause, usage, tenant=tenant_id)
+
+
+def on_config_changed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    props: dict[str, Any] = {
+        "config_key": payload["key"],
+        "new_value": payload["new_value"],
+        "reason": payload["reason"],
+        "actor": payload["actor"],
+    }
+    if payload["old_value"] is not None:
+        props["old_value"] = payload["old_value"]
+    if payload["scope"] is not None:
+        props["config_scope"] = payload["scope"]
+    change = f.node(Label.CONFIG_CHANGE, env.event_id, tenant=env.tenant_id, props=props)
+    f.recorded(change, env.tenant_id)
+
+
+def on_model_decomposed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    model_id = payload["model_atom_id"]
+    model = f.mention(Label.ATOM, model_id, scope=model_id)
+    for tensor in payload["tensors"]:
+        atom_id = tensor["atom_id"]
+        node = f.node(
+            Label.TENSOR,
+            f"{model_id}/{tensor['name']}",
+            scope=model_id,
+            props={
+                "name": tensor["name"],
+                "atom_id": atom_id,
+                "dtype": tensor["dtype"],
+                "shape_json": _json(tensor["shape"]),
+                "size_bytes": tensor["size_bytes"],
+                "format": payload["format"],
+            },
+        )
+        f.recorded(node, env.tenant_id)
+        content = f.node(
+            Label.ATOM,
+            atom_id,
+            scope=atom_id,
+            props={"atom_id": atom_id, "modality": "tensor", "size_bytes": tensor["size_bytes"]},
+        )
+        f.edge(Rel.TENSOR_OF, node, model)
+        f.edge(Rel.CONTENT, node, content)
+
+
+def on_telemetry_recorded(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    """A metric sample stays on its Event node: samples are many, and the OODA observations
+    that summarise them are the nodes worth following."""
+    f.event_props.update(
+        service=payload["service"],
+        metric=payload["metric"],
+        kind=payload["kind"],
+        value=payload["value"],
+    )
+    if payload["unit"] is not None:
+        f.event_props["unit"] = payload["unit"]
+
+
+def generic_record(f: FactSet, label: Label, payload: Mapping[str, Any], env: Envelope) -> None:
+    """An event of a topic in TOPIC_LABELS: one node with the payload's fields, and USED_INPUT
+    edges to the atoms and model versions it names."""
+    props = {_safe_name(k): _scalar(v) for k, v in payload.items() if v is not None}
+    node = f.node(label, env.event_id, tenant=env.tenant_id, props=props)
+    f.recorded(node, env.tenant_id)
+    for name, target in INPUT_FIELDS.items():
+        value = payload.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item:
+                scope = item if target is Label.ATOM else ""
+                used = f.mention(target, item, scope=scope)
+                f.edge(Rel.USED_INPUT, node, used, tenant=env.tenant_id)
+
+
+def _safe_name(name: str) -> str:
+    return f"payload_{name}" if name in RESERVED else name
+
+
+def _scalar(value: Any) -> Scalar:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return _json(value)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+Mapper = Callable[[FactSet, Mapping[str, Any], Envelope], None]
+
+HANDLERS: Mapping[str, Mapper] = {
+    "AtomIngested": on_atom_ingested,
+    "AtomReferenced": on_atom_referenced,
+    "AtomChunked": on_atom_chunked,
+    "EmbeddingComputed": on_embedding_computed,
+    "UsageRecorded": on_usage_recorded,
+    "ConfigChanged": on_config_changed,
+    "ModelDecomposed": on_model_decomposed,
+    "TelemetryRecorded": on_telemetry_recorded,
+}
+
+
+def origin_of(event: Event, record: StoredRecord) -> Origin:
+    env = event.envelope
+    return Origin(
+        record.topic,
+        record.partition,
+        record.offset,
+        env.event_id,
+        env.tenant_id,
+        env.occurred_at.isoformat(),
+    )
+
+
+def project(event: Event, record: StoredRecord) -> Facts:
+    """Everything one event states. PoisonEvent: the payload does not fit its mapping, and never
+    will (the live consumer dead-letters it; an audit's replay skips it the same way)."""
+    try:
+        return _facts_of(event, record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PoisonEvent(f"{event.event_type} does not map onto the graph: {exc!r}") from exc
+
+
+def positions_after(records: Iterable[StoredRecord]) -> dict[Position, int]:
+    """(topic, partition) -> the offset after the last of these records."""
+    positions: dict[Position, int] = {}
+    for record in records:
+        advance(positions, record.topic, record.partition, record.offset + 1)
+    return positions
+
+
+def _facts_of(event: Event, record: StoredRecord) -> Facts:
+    env = event.envelope
+    f = FactSet(origin_of(event, record))
+    mapper = HANDLERS.get(event.event_type)
+    if mapper is not None:
+        mapper(f, event.payload, env)
+    elif record.topic in TOPIC_LABELS:
+        generic_record(f, TOPIC_LABELS[record.topic], event.payload, env)
+    f.event_props.update(
+        event_type=env.event_type, correlation_id=env.correlation_id, produced_by=env.produced_by
+    )
+    if env.causation_id is not None:
+        f.event_props["causation_id"] = env.causation_id
+    f.node(Label.EVENT, env.event_id, tenant=env.tenant_id, props=f.event_props)
+    if env.causation_id is not None:
+        cause = f.mention(Label.EVENT, env.causation_id, tenant=env.tenant_id)
+        f.edge(Rel.CAUSED_BY, f.event_uid, cause, tenant=env.tenant_id)
+    return f.facts

@@ -1,0 +1,192 @@
+"""Lineage and Explain over any GraphStore, for one tenant at a time.
+
+The store reads without filtering; everything read passes domain.visible before it is used or
+returned, so a walk never steps onto, or through, a node the tenant may not see."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from services.provenance.domain import (
+    HOLDINGS,
+    Direction,
+    Edge,
+    InvalidRequest,
+    Label,
+    Node,
+    NotFound,
+    Rel,
+    atom_uid,
+    edge_visible,
+    lineage_bounds,
+    node_uid,
+    parse_node_id,
+    parse_tenant,
+    visible,
+    walk_types,
+)
+from services.provenance.explain import Document, Embedding, Explanation
+from services.provenance.graph.port import GraphStore
+
+EDGE_FETCH_PER_NODE = 10
+"""Edges read per hop, per node the walk may still return: hubs (a model version embedded a
+million chunks) are cut there and the reply says it was truncated."""
+
+MAX_DOCUMENTS = 50
+MAX_HOLDERS = 10_000
+"""Holdings read per document: every tenant's upload of the same bytes is one."""
+MAX_CHAIN = 16
+
+
+@dataclass(frozen=True)
+class Lineage:
+    root: Node
+    nodes: list[Node]
+    edges: list[Edge]
+    truncated: bool
+
+
+async def _visible(store: GraphStore, tenant: str, nodes: Iterable[Node]) -> list[Node]:
+    nodes = list(nodes)
+    scopes = {n.scope for n in nodes if not n.tenant_id and n.scope}
+    held = await store.held(tenant, scopes)
+    return [n for n in nodes if visible(n, tenant, held)]
+
+
+async def _node(store: GraphStore, tenant: str, uid: str) -> Node:
+    found = (await store.nodes([uid])).get(uid)
+    if found is None or not await _visible(store, tenant, [found]):
+        raise NotFound(f"no node {uid} for tenant {tenant}")
+    return found
+
+
+async def lineage(
+    store: GraphStore, tenant_id: str, node_id: str, direction: Direction, depth: int, limit: int
+) -> Lineage:
+    tenant = parse_tenant(tenant_id)
+    depth, limit = lineage_bounds(depth, limit)
+    root = await _node(store, tenant, parse_node_id(node_id))
+    seen = {root.uid: root}
+    kept: dict[tuple[str, str, str], Edge] = {}
+    outgoing, incoming = walk_types(direction)
+    frontier, truncated = [root.uid], False
+    for _ in range(depth):
+        if not frontier or len(seen) >= limit:
+            break
+        fetch = EDGE_FETCH_PER_NODE * limit
+        found: list[Edge] = []
+        for out, types in ((True, outgoing), (False, incoming)):
+            batch = await store.edges(frontier, outgoing=out, types=types, limit=fetch)
+            truncated |= len(batch) >= fetch
+            found += [e for e in batch if edge_visible(e, tenant)]
+        new = sorted({uid for e in found for uid in (e.source, e.target)} - seen.keys())
+        fresh = await _visible(store, tenant, (await store.nodes(new)).values())
+        frontier = []
+        for node in sorted(fresh, key=lambda n: n.uid):
+            if len(seen) >= limit:
+                truncated = True
+                break
+            seen[node.uid] = node
+            frontier.append(node.uid)
+        kept.update((e.ident, e) for e in found if e.source in seen and e.target in seen)
+    return Lineage(
+        root, list(seen.values()), sorted(kept.values(), key=lambda e: e.ident), truncated
+    )
+
+
+async def explain(store: GraphStore, tenant_id: str, node_id: str) -> Explanation:
+    tenant = parse_tenant(tenant_id)
+    target = await _node(store, tenant, parse_node_id(node_id))
+    if target.label is Label.ATOM:
+        atom_id = target.key
+    elif target.label in (Label.CHUNK, Label.EMBEDDING):
+        atom_id = str(target.props["atom_id"])
+    else:
+        raise InvalidRequest(
+            f"Explain takes an atom, a chunk or an embedding, not a {target.label}; use Lineage"
+        )
+    documents = await _documents(store, tenant, atom_id, target)
+    embeddings = await _embeddings(store, tenant, atom_id, target)
+    start = [e.event for e in embeddings if e.event is not None][:1]
+    first = start[0].uid if start else _earliest_event(documents)
+    chain = await _chain(store, tenant, first) if first else []
+    return Explanation(atom_id, documents, embeddings, chain)
+
+
+async def _documents(store: GraphStore, tenant: str, atom_id: str, target: Node) -> list[Document]:
+    """The tenant's documents the atom is (its own holding) or is a chunk of."""
+    if target.label is Label.CHUNK:
+        chunks = [target]
+    else:
+        cut = await store.edges(
+            [atom_uid(atom_id)], outgoing=False, types=[Rel.CONTENT], limit=MAX_DOCUMENTS
+        )
+        found = await store.nodes([e.source for e in cut])
+        chunks = [n for n in found.values() if n.label is Label.CHUNK]
+    candidates = {str(c.props["parent_atom_id"]) for c in chunks}
+    if target.label is Label.ATOM:
+        candidates.add(atom_id)
+    holdings = await _holdings(store, tenant, candidates)
+    atoms = await store.nodes([atom_uid(a) for a in holdings])
+    documents: list[Document] = []
+    for doc_id, holding in sorted(holdings.items()):
+        atom = atoms.get(atom_uid(doc_id))
+        if doc_id == atom_id and target.label is Label.ATOM:
+            documents.append(Document(doc_id, atom, holding, None))
+        documents += [
+            Document(doc_id, atom, holding, chunk)
+            for chunk in sorted(chunks, key=lambda c: c.uid)
+            if chunk.props["parent_atom_id"] == doc_id
+        ]
+    return documents[:MAX_DOCUMENTS]
+
+
+async def _holdings(store: GraphStore, tenant: str, atom_ids: Collection[str]) -> dict[str, Edge]:
+    """atom id -> the tenant's earliest OWNS/REFERENCED edge to it."""
+    holder = node_uid(Label.TENANT, tenant)
+    edges = await store.edges(
+        [atom_uid(a) for a in atom_ids], outgoing=False, types=HOLDINGS, limit=MAX_HOLDERS
+    )
+    found: dict[str, Edge] = {}
+    for edge in sorted((e for e in edges if e.source == holder), key=lambda e: e.win):
+        found.setdefault(edge.target.partition(":")[2], edge)
+    return found
+
+
+async def _embeddings(
+    store: GraphStore, tenant: str, atom_id: str, target: Node
+) -> list[Embedding]:
+    if target.label is Label.EMBEDDING:
+        nodes = [target]
+    else:
+        edges = await store.edges(
+            [atom_uid(atom_id)], outgoing=True, types=[Rel.EMBEDDED_AS], limit=100
+        )
+        nodes = list((await store.nodes([e.target for e in edges])).values())
+    recorded = await store.edges(
+        [n.uid for n in nodes], outgoing=True, types=[Rel.RECORDED_BY], limit=1000
+    )
+    own = [e for e in recorded if e.tenant_id == tenant]
+    events = await store.nodes([e.target for e in own])
+    by_embedding = {e.source: events.get(e.target) for e in sorted(own, key=lambda e: e.win)}
+    return [Embedding(n, by_embedding.get(n.uid)) for n in sorted(nodes, key=lambda n: n.uid)]
+
+
+def _earliest_event(documents: list[Document]) -> str | None:
+    holdings = sorted((d.holding for d in documents), key=lambda e: e.win)
+    return node_uid(Label.EVENT, holdings[0].origin.event_id) if holdings else None
+
+
+async def _chain(store: GraphStore, tenant: str, first: str) -> list[Node]:
+    """The tenant's events from `first` back along CAUSED_BY."""
+    chain: list[Node] = []
+    uid: str | None = first
+    while uid is not None and len(chain) < MAX_CHAIN:
+        event = (await store.nodes([uid])).get(uid)
+        if event is None or event.tenant_id != tenant:
+            break
+        chain.append(event)
+        causes = await store.edges([uid], outgoing=True, types=[Rel.CAUSED_BY], limit=1)
+        uid = causes[0].target if causes else None
+    return chain

@@ -1,0 +1,315 @@
+"""The GraphStore contract runs once per adapter: embedded (ladybug in a temporary file) and
+Neo4j (the real server deploy/local/neo4j.sh runs, each test in a label namespace of its own).
+
+The oracle for what a store must hold is pure: canonical.fingerprint over the winning statement of
+every node and edge (domain.winning_nodes/edges). Both adapters equal it, so they equal each
+other, byte for byte of the canonical hash."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from hartonomous.eventlog.port import StoredRecord
+from hartonomous.events import AvroCodec, decode_event
+from services.provenance import queries
+from services.provenance.canonical import Fingerprint, fingerprint
+from services.provenance.domain import (
+    Direction,
+    Edge,
+    Facts,
+    Label,
+    Node,
+    NotFound,
+    Origin,
+    Rel,
+    atom_uid,
+    node_uid,
+    winning_edges,
+    winning_nodes,
+)
+from services.provenance.graph.embedded import EmbeddedGraphStore
+from services.provenance.graph.port import GraphStore
+from services.provenance.handlers import positions_after, project
+from tests.support.provenance_flow import MODEL_VERSION, Flow, ingest_flow, reference_flow, stored
+
+CODEC = AvroCodec()
+
+
+@pytest.fixture(scope="session")
+def neo4j_namespace() -> Iterator[str]:
+    """One label namespace for the session, so Neo4j plans each query once; dropped at the end."""
+    from services.provenance.graph.neo4j import Neo4jGraphStore
+    from tests.support.neo4j_server import neo4j_auth, neo4j_uri
+
+    namespace = f"Test{uuid.uuid4().hex[:12]}"
+    yield namespace
+
+    async def drop() -> None:
+        store = Neo4jGraphStore(neo4j_uri(), *neo4j_auth(), namespace=namespace)
+        await store.open()
+        await store.drop()
+        await store.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture(params=["embedded", "neo4j"])
+async def graph(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[GraphStore]:
+    store: GraphStore
+    if request.param == "embedded":
+        store = EmbeddedGraphStore(tmp_path / "graph" / "test.lbug")
+    else:
+        from services.provenance.graph.neo4j import Neo4jGraphStore
+        from tests.support.neo4j_server import neo4j_auth, neo4j_uri
+
+        namespace = request.getfixturevalue("neo4j_namespace")
+        store = Neo4jGraphStore(neo4j_uri(), *neo4j_auth(), namespace=namespace)
+    await store.open()
+    await store.clear()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def facts(records: list[StoredRecord]) -> Facts:
+    out = Facts()
+    for record in records:
+        out.extend(project(decode_event(CODEC, record), record))
+    return out
+
+
+def oracle(all_facts: Facts) -> Fingerprint:
+    return fingerprint(winning_nodes(all_facts.nodes), winning_edges(all_facts.edges))
+
+
+async def apply_records(store: GraphStore, records: list[StoredRecord]) -> None:
+    await store.apply(facts(records), positions_after(records))
+
+
+def two_tenants() -> tuple[Flow, Flow, Flow]:
+    """acme ingests a text, globex uploads the same bytes later, initech has its own text."""
+    acme = ingest_flow(
+        "acme", "The quarterly report says revenue grew in every region.", "q3.txt", "req-acme"
+    )
+    globex = reference_flow(acme, "globex", "copy-of-report.txt", "req-globex")
+    initech = ingest_flow(
+        "initech", "Initech's TPS report cover sheet procedure.", "tps.txt", "req-initech"
+    )
+    return acme, globex, initech
+
+
+def all_records(*flows: Flow) -> list[StoredRecord]:
+    return stored(CODEC, [k for flow in flows for k in flow.events])
+
+
+async def test_what_is_applied_reads_back_exactly(graph: GraphStore) -> None:
+    origin = Origin("t", 2, 7, "e-1", "acme", "2026-01-02T03:04:05+00:00")
+    node = Node(
+        Label.ATOM, "a" * 64, "", "a" * 64, {"s": "é x", "i": 2**40, "f": 0.25, "b": True}, origin
+    )
+    other = Node(Label.TENANT, "acme", "acme", "", {}, origin, defines=False)
+    edge = Edge(Rel.OWNS, other.uid, node.uid, "acme", {"source_uri": "x.txt"}, origin)
+    await graph.apply(Facts([node, other], [edge]), {("t", 2): 8})
+
+    assert await graph.nodes([node.uid, other.uid, "Atom:missing"]) == {
+        node.uid: node,
+        other.uid: other,
+    }
+    assert await graph.edges([other.uid], outgoing=True, types=[Rel.OWNS], limit=10) == [edge]
+    assert await graph.edges([node.uid], outgoing=False, types=[Rel.OWNS], limit=10) == [edge]
+    assert await graph.edges([node.uid], outgoing=True, types=[Rel.OWNS], limit=10) == []
+    assert await graph.positions() == {("t", 2): 8}
+    assert await graph.counts() == ({"Atom": 1, "Tenant": 1}, {"OWNS": 1})
+    nodes, edges = await graph.dump()
+    assert sorted(nodes, key=lambda n: n.uid) == sorted([node, other], key=lambda n: n.uid)
+    assert edges == [edge]
+
+
+async def test_the_graph_equals_the_oracle_whatever_the_order_or_repetition(
+    graph: GraphStore,
+) -> None:
+    records = all_records(*two_tenants())
+    expected = oracle(facts(records))
+
+    shuffled = records[:]
+    random.Random(7).shuffle(shuffled)
+    for i in range(0, len(shuffled), 3):  # small batches, out of order
+        await apply_records(graph, shuffled[i : i + 3])
+    first = await graph.fingerprint()
+    assert (first.nodes, first.edges, first.digest) == (
+        expected.nodes,
+        expected.edges,
+        expected.digest,
+    )
+
+    await apply_records(graph, records)  # a full replay on top changes nothing
+    again = await graph.fingerprint()
+    assert again == first
+    assert again.positions == positions_after(records)
+
+
+async def test_a_definition_wins_over_mentions_and_an_earlier_statement_over_later_ones(
+    graph: GraphStore,
+) -> None:
+    late = Origin("atoms", 0, 9, "e-9", "acme", "2026-01-01T00:00:09+00:00")
+    early = Origin("atoms", 0, 3, "e-3", "acme", "2026-01-01T00:00:03+00:00")
+    mention = Node(Label.ATOM, "b" * 64, "", "b" * 64, {}, early, defines=False)
+    defined_late = Node(Label.ATOM, "b" * 64, "", "b" * 64, {"size_bytes": 9}, late)
+    defined_early = Node(Label.ATOM, "b" * 64, "", "b" * 64, {"size_bytes": 3}, early)
+    for node in (mention, defined_late, defined_early, defined_late, mention):
+        await graph.apply(Facts([node], []), {})
+    assert (await graph.nodes([mention.uid]))[mention.uid] == defined_early
+
+
+async def test_positions_never_move_back(graph: GraphStore) -> None:
+    await graph.apply(Facts(), {("atoms", 0): 10, ("atoms", 1): 4})
+    await graph.apply(Facts(), {("atoms", 0): 6, ("usage", 0): 1})
+    assert await graph.positions() == {("atoms", 0): 10, ("atoms", 1): 4, ("usage", 0): 1}
+
+
+async def test_edges_are_limited_and_typed(graph: GraphStore) -> None:
+    (acme, _, _) = two_tenants()
+    await apply_records(graph, all_records(acme))
+    document = atom_uid(acme.document)
+    chunks = await graph.edges([document], outgoing=False, types=[Rel.CHUNK_OF], limit=10)
+    assert len(chunks) == 2 and {e.type for e in chunks} == {Rel.CHUNK_OF}
+    assert len(await graph.edges([document], outgoing=False, types=[Rel.CHUNK_OF], limit=1)) == 1
+
+
+async def test_held_follows_holdings_and_the_parts_of_held_atoms(graph: GraphStore) -> None:
+    acme, globex, initech = two_tenants()
+    await apply_records(graph, all_records(acme, globex, initech))
+    acme_atoms = [acme.document, *acme.chunks]
+    assert await graph.held("acme", [*acme_atoms, initech.document]) == set(acme_atoms)
+    assert await graph.held("globex", acme_atoms) == set(acme_atoms)  # by its reference
+    assert await graph.held("initech", acme_atoms) == set()
+    assert await graph.held("nobody", [initech.document]) == set()
+
+
+async def test_counts_and_clear(graph: GraphStore) -> None:
+    records = all_records(*two_tenants())
+    await apply_records(graph, records)
+    expected = oracle(facts(records))
+    assert await graph.counts() == (expected.nodes, expected.edges)
+    await graph.clear()
+    assert await graph.counts() == ({}, {})
+    assert await graph.positions() == {}
+
+
+async def test_a_forged_statement_changes_the_fingerprint(graph: GraphStore) -> None:
+    acme, _, _ = two_tenants()
+    await apply_records(graph, all_records(acme))
+    honest = await graph.fingerprint()
+    # Sorts before any real record, so it wins the merge like a rewritten history would.
+    forged_origin = Origin("a", 0, 0, "forged", "acme", "2000-01-01T00:00:00+00:00")
+    forged = Node(Label.ATOM, acme.document, "", acme.document, {"size_bytes": 1}, forged_origin)
+    await graph.apply(Facts([forged], []), {})
+    tampered = await graph.fingerprint()
+    assert tampered.nodes == honest.nodes and tampered.digest != honest.digest
+    assert any("content hash" in d for d in tampered.differences(honest))
+
+
+# ---------------------------------------------------------------------------------------
+# Lineage and explain run over the port, so they are part of every adapter's contract.
+
+
+async def test_lineage_walks_upstream_and_downstream_within_depth_and_limit(
+    graph: GraphStore,
+) -> None:
+    acme, _, _ = two_tenants()
+    await apply_records(graph, all_records(acme))
+    embedding = node_uid(Label.EMBEDDING, f"{acme.chunks[0]}/{MODEL_VERSION}")
+
+    up = await queries.lineage(graph, "acme", embedding, Direction.UPSTREAM, 3, 100)
+    labels = {n.label for n in up.nodes}
+    assert up.root.uid == embedding and up.nodes[0].uid == embedding
+    assert {Label.ATOM, Label.CHUNK, Label.MODEL_VERSION, Label.MODEL, Label.EVENT} <= labels
+    assert atom_uid(acme.document) in {n.uid for n in up.nodes}  # chunk -> its document
+    assert not up.truncated
+    assert all(
+        e.source in {n.uid for n in up.nodes} and e.target in {n.uid for n in up.nodes}
+        for e in up.edges
+    )
+
+    shallow = await queries.lineage(graph, "acme", embedding, Direction.UPSTREAM, 1, 100)
+    assert atom_uid(acme.document) not in {n.uid for n in shallow.nodes}
+
+    small = await queries.lineage(graph, "acme", embedding, Direction.UPSTREAM, 3, 3)
+    assert len(small.nodes) == 3 and small.truncated
+
+    down = await queries.lineage(graph, "acme", acme.document, Direction.DOWNSTREAM, 2, 100)
+    downstream = {n.uid for n in down.nodes}
+    assert node_uid(Label.EMBEDDING, f"{acme.document}/{MODEL_VERSION}") in downstream
+    assert {n.label for n in down.nodes} >= {Label.CHUNK, Label.EMBEDDING}
+
+
+async def test_a_tenant_never_sees_another_tenants_nodes(graph: GraphStore) -> None:
+    acme, globex, initech = two_tenants()
+    await apply_records(graph, all_records(acme, globex, initech))
+    embedding = node_uid(Label.EMBEDDING, f"{acme.chunks[0]}/{MODEL_VERSION}")
+
+    with pytest.raises(NotFound):
+        await queries.lineage(graph, "initech", embedding, Direction.UPSTREAM, 3, 100)
+    with pytest.raises(NotFound):
+        await queries.explain(graph, "initech", acme.chunks[0])
+
+    # The model version is public, but walking down from it shows each tenant only the
+    # embeddings of content it holds.
+    version = node_uid(Label.MODEL_VERSION, MODEL_VERSION)
+    for tenant, mine, theirs in (("initech", initech, acme), ("acme", acme, initech)):
+        down = await queries.lineage(graph, tenant, version, Direction.DOWNSTREAM, 4, 1000)
+        seen = {n.uid for n in down.nodes}
+        assert node_uid(Label.EMBEDDING, f"{mine.document}/{MODEL_VERSION}") in seen
+        assert not any(n.key.startswith(theirs.document) for n in down.nodes)
+        assert {n.tenant_id for n in down.nodes} <= {"", tenant}
+        assert {e.tenant_id for e in down.edges} <= {"", tenant}
+
+    # globex referenced acme's bytes: it sees the shared content, never acme's own facts.
+    up = await queries.lineage(graph, "globex", embedding, Direction.UPSTREAM, 6, 1000)
+    assert atom_uid(acme.document) in {n.uid for n in up.nodes}
+    assert {n.tenant_id for n in up.nodes} <= {"", "globex"}
+    assert {e.tenant_id for e in up.edges} <= {"", "globex"}
+    assert Rel.OWNS not in {e.type for e in up.edges}
+
+
+async def test_explain_names_the_document_the_chunk_and_the_model_version(
+    graph: GraphStore,
+) -> None:
+    acme, globex, _ = two_tenants()
+    await apply_records(graph, all_records(acme, globex))
+
+    found = await queries.explain(graph, "acme", acme.chunks[1])
+    (doc,) = found.documents
+    assert (doc.atom_id, doc.holding.props["source_uri"], doc.holding.type) == (
+        acme.document,
+        "q3.txt",
+        Rel.OWNS,
+    )
+    assert doc.chunk is not None and doc.chunk.props["index"] == 1
+    (emb,) = found.embeddings
+    assert emb.node.props["model_version"] == MODEL_VERSION and emb.event is not None
+    assert [e.props["event_type"] for e in found.chain] == [
+        "EmbeddingComputed",
+        "AtomChunked",
+        "AtomIngested",
+    ]
+    assert found.chain[-1].props["correlation_id"] == "req-acme"
+
+    theirs = await queries.explain(graph, "globex", acme.chunks[1])
+    (doc,) = theirs.documents
+    assert (doc.holding.props["source_uri"], doc.holding.type) == (
+        "copy-of-report.txt",
+        Rel.REFERENCED,
+    )
+    assert doc.holding.props["request_id"] == "req-globex"
+    (emb,) = theirs.embeddings
+    assert emb.node.props["model_version"] == MODEL_VERSION
+    assert emb.event is None  # computed for acme: its event is not globex's to see
+    assert [e.props["event_type"] for e in theirs.chain] == ["AtomReferenced"]

@@ -1,0 +1,145 @@
+"""The event types beyond the ingest flow map onto the graph as the README's table says, and
+what cannot map is a poison event (dead-lettered live, skipped by an audit's replay)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hartonomous.eventlog.port import StoredRecord
+from hartonomous.events import AvroCodec, Envelope, Event, decode_event, encode_event
+from hartonomous.runtime.consumer import PoisonEvent
+from services.provenance import queries
+from services.provenance.domain import (
+    Direction,
+    Facts,
+    FactSet,
+    Label,
+    Origin,
+    Rel,
+    node_uid,
+    winning_edges,
+    winning_nodes,
+)
+from services.provenance.graph.embedded import EmbeddedGraphStore
+from services.provenance.handlers import TOPIC_LABELS, generic_record, positions_after, project
+from tests.support.provenance_flow import Keyed, ingest_flow, stored
+
+CODEC = AvroCodec()
+
+
+def one(topic: str, event: Event, key: str = "k") -> StoredRecord:
+    record = encode_event(CODEC, event, topic, key)
+    return StoredRecord(topic, 0, 5, datetime.now(UTC), record.key, record.value, record.headers)
+
+
+def test_a_config_change_is_a_node_of_the_tenant_that_made_it() -> None:
+    env = Envelope.new("ConfigChanged", "platform", "ooda.act")
+    payload = {
+        "key": "inference.batch.max_wait_ms",
+        "old_value": "5",
+        "new_value": "2",
+        "scope": "canary",
+        "reason": "p95 latency over budget",
+        "actor": "ooda.act",
+    }
+    facts = project(*_decoded("control", Event(env, payload)))
+    (change,) = [n for n in facts.nodes if n.label is Label.CONFIG_CHANGE]
+    assert change.tenant_id == "platform" and change.key == env.event_id
+    assert change.props["config_key"] == "inference.batch.max_wait_ms"
+    assert change.props["config_scope"] == "canary" and change.props["old_value"] == "5"
+    assert (Rel.RECORDED_BY, change.uid, node_uid(Label.EVENT, env.event_id)) in {
+        e.ident for e in facts.edges
+    }
+
+
+def test_a_telemetry_sample_stays_on_its_event_node() -> None:
+    env = Envelope.new("TelemetryRecorded", "platform", "inference")
+    payload = {
+        "service": "inference",
+        "metric": "inference_batch_latency_seconds",
+        "kind": "sample",
+        "value": 0.012,
+        "unit": "seconds",
+        "labels": {"bucket": "128"},
+        "observed_at": datetime.now(UTC),
+    }
+    facts = project(*_decoded("telemetry", Event(env, payload)))
+    (event,) = facts.nodes
+    assert event.label is Label.EVENT
+    assert (event.props["metric"], event.props["value"]) == (
+        "inference_batch_latency_seconds",
+        0.012,
+    )
+    assert facts.edges == []
+
+
+async def test_a_model_file_is_visible_with_its_tensors_to_its_holders(tmp_path: Path) -> None:
+    flow = ingest_flow("acme", "not really safetensors", "model.safetensors", "req-m")
+    ingested = [k for k in flow.events if k.event.event_type == "AtomIngested"]
+    env = ingested[0].event.envelope.caused("ModelDecomposed", "ingest")
+    tensor = "e" * 64
+    decomposed = Event(
+        env,
+        {
+            "model_atom_id": flow.document,
+            "tenant_id": "acme",
+            "format": "safetensors",
+            "tensors": [
+                {"name": "w", "atom_id": tensor, "dtype": "F32", "shape": [2, 2], "size_bytes": 16}
+            ],
+            "metadata_json": "{}",
+        },
+    )
+    records = stored(CODEC, [*ingested, Keyed("models", flow.document, decomposed)])
+    store = EmbeddedGraphStore(tmp_path / "g.lbug")
+    await store.open()
+    try:
+        facts = Facts()
+        for record in records:
+            facts.extend(project(decode_event(CODEC, record), record))
+        await store.apply(facts, positions_after(records))
+        assert await store.held("acme", [tensor]) == {tensor}
+        assert await store.held("globex", [tensor]) == set()
+        down = await queries.lineage(store, "acme", flow.document, Direction.DOWNSTREAM, 2, 100)
+        assert {n.label for n in down.nodes} >= {Label.TENSOR}
+        assert node_uid(Label.ATOM, tensor) in {n.uid for n in down.nodes}
+    finally:
+        await store.close()
+
+
+def test_ooda_and_inference_topics_map_to_nodes_with_their_inputs() -> None:
+    origin = Origin("ooda.hypotheses", 1, 9, "ev-1", "platform", "2026-01-01T00:00:00+00:00")
+    f = FactSet(origin)
+    payload = {"hypothesis": "batch wait too long", "atom_ids": ["a" * 64], "key": "x", "n": None}
+    generic_record(f, TOPIC_LABELS["ooda.hypotheses"], payload, _envelope("platform", "ev-1"))
+    nodes = {n.uid: n for n in winning_nodes(f.facts.nodes)}
+    hypothesis = nodes[node_uid(Label.HYPOTHESIS, "ev-1")]
+    assert hypothesis.props == {
+        "hypothesis": "batch wait too long",
+        "atom_ids": f'["{"a" * 64}"]',
+        "payload_key": "x",
+    }
+    assert {e.type for e in winning_edges(f.facts.edges)} == {Rel.USED_INPUT, Rel.RECORDED_BY}
+    assert nodes[node_uid(Label.ATOM, "a" * 64)].scope == "a" * 64
+
+
+def test_an_event_that_cannot_map_is_poison() -> None:
+    env = Envelope.new("AtomIngested", "acme", "tests")
+    record = one("atoms", Event(env, {"atom_id": "a" * 64, "tenant_id": "acme", "modality": "text",
+                                      "mime_type": "text/plain", "size_bytes": 1, "blob_key": "b"}))  # fmt: skip
+    broken = Event(env, {"atom_id": "a" * 64})  # what a buggy producer's payload could hold
+    with pytest.raises(PoisonEvent, match="AtomIngested"):
+        project(broken, record)
+
+
+def _decoded(topic: str, event: Event) -> tuple[Event, StoredRecord]:
+    record = one(topic, event)
+    return decode_event(CODEC, record), record
+
+
+def _envelope(tenant: str, event_id: str) -> Envelope:
+    return replace(Envelope.new("HypothesisProposed", tenant, "ooda.orient"), event_id=event_id)
