@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -56,15 +58,26 @@ def wait_serving(port: int, timeout: float = 90.0) -> None:
 
 
 def start_platform(
-    data_dir: Path, grpc_port: int, metrics_port: int = 0, *extra: str
+    data_dir: Path,
+    grpc_port: int,
+    metrics_port: int = 0,
+    *extra: str,
+    http_port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: int | IO[str] = subprocess.PIPE,
+    stderr: int | IO[str] = subprocess.PIPE,
 ) -> subprocess.Popen[str]:
-    env = {**os.environ, "HARTONOMOUS_LOG_LEVEL": "INFO"}
+    """`http_port`: the gateway's (a free one unless given, so a running `make run` on 8000
+    never collides). Output goes to files rather than pipes where a test makes many requests:
+    an unread pipe fills up and blocks the platform's logging."""
+    environment = {**os.environ, "HARTONOMOUS_LOG_LEVEL": "INFO", **(env or {})}
     ports = ["--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
+    ports += ["--http-port", str(free_port() if http_port is None else http_port)]
     return subprocess.Popen(
         [str(CLI), "up", "--data-dir", str(data_dir), *ports, *extra],
         cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        env=environment,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
     )

@@ -1,0 +1,268 @@
+"""Gateway: requests/second and p50/p95/p99 latency of `POST /v1/search` and
+`POST /v1/embeddings` at 16 and 64 concurrent clients (an async httpx load generator on
+loopback), against the real platform process (`hartonomous up` on a scratch data dir). The
+peer is what a client inside the cluster would otherwise use: the same services called over
+gRPC directly, with the same concurrency. The gap is the price of the public surface: HTTP and
+JSON, authentication, the rate limiter, the quota check (one more gRPC call) and access logs.
+
+Runs alternate (gateway, gRPC, gateway, ...) for a fixed time each; medians of REPS runs.
+The load generator shares the machine's cores with the platform, as it would on one box."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+
+from bench.common import Metric, median, percentile, write
+from hartonomous.v1 import inference_pb2, inference_pb2_grpc, search_pb2, search_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).parent / "hartonomous"
+CLIENTS = (16, 64)
+SECONDS = 6.0
+WARMUP_SECONDS = 2.0
+REPS = 3
+PEER = "gRPC direct (same services)"
+MODEL = "all-MiniLM-L6-v2"
+# The platform's own rate limit would measure itself: lifted for the benchmark.
+ENV = {
+    "HARTONOMOUS_GATEWAY_RATE_PER_SECOND": "1000000",
+    "HARTONOMOUS_GATEWAY_RATE_BURST": "1000000",
+}
+WORDS = [
+    "ledger",
+    "atoms",
+    "replay",
+    "audit",
+    "tensor",
+    "chunk",
+    "search",
+    "vector",
+    "billing",
+    "quota",
+    "trace",
+    "event",
+]
+
+Send = Callable[[int], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Platform:
+    url: str
+    grpc_target: str
+    key: str
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class Run:
+    rate: float  # requests/s
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def error_rate(self) -> float:
+        total = len(self.latencies_ms) + self.errors
+        return 100.0 * self.errors / total if total else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(data_dir: Path, *args: str) -> str:
+    done = subprocess.run(
+        [str(CLI), *args, "--data-dir", str(data_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def platform(data_dir: Path) -> Iterator[Platform]:
+    http_port, grpc_port = _free_port(), _free_port()
+    ports = ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", "0"]
+    process = subprocess.Popen(
+        [str(CLI), "up", "--data-dir", str(data_dir), *ports],
+        cwd=REPO,
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        _wait_ready(url, process)
+        tenant_id = _cli(data_dir, "tenants", "create", "bench")
+        key = _cli(data_dir, "keys", "create", "--tenant", "bench", "--role", "writer")
+        yield Platform(url, f"127.0.0.1:{grpc_port}", key, tenant_id)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the platform exited ({process.returncode}) while starting")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the platform at {url} was not ready (GET /readyz) in {timeout} s")
+
+
+async def _seed(http: httpx.AsyncClient) -> None:
+    """A small corpus to search, and wait (bounded) until the last text is searchable."""
+    marker = "zq" + uuid.uuid4().hex[:8]
+    for n in range(20):
+        words = " ".join(WORDS[(n + i) % len(WORDS)] for i in range(40))
+        text = f"Note {n}: {words}." + (f" {marker}" if n == 19 else "")
+        (await http.post("/v1/atoms", json={"content": text})).raise_for_status()
+    for _ in range(240):
+        reply = await http.post("/v1/search", json={"query": marker, "mode": "sparse"})
+        if reply.status_code == 200 and reply.json()["results"]:
+            return
+        await asyncio.sleep(0.5)
+    raise SystemExit("the seeded corpus never became searchable")
+
+
+def _query(n: int) -> str:
+    return f"{WORDS[n % len(WORDS)]} {WORDS[(n * 7) % len(WORDS)]} n{n % 97}"
+
+
+def gateway_senders(http: httpx.AsyncClient) -> dict[str, Send]:
+    async def search(n: int) -> bool:
+        body = {"query": _query(n), "k": 5, "mode": "hybrid"}
+        return (await http.post("/v1/search", json=body)).status_code == 200
+
+    async def embed(n: int) -> bool:
+        body = {"input": _query(n), "model": MODEL}
+        return (await http.post("/v1/embeddings", json=body)).status_code == 200
+
+    return {"search": search, "embeddings": embed}
+
+
+def grpc_senders(channel: grpc.aio.Channel, tenant_id: str) -> dict[str, Send]:
+    searcher = search_pb2_grpc.SearchStub(channel)  # type: ignore[no-untyped-call]
+    embedder = inference_pb2_grpc.InferenceStub(channel)  # type: ignore[no-untyped-call]
+
+    async def search(n: int) -> bool:
+        request = search_pb2.SearchRequest(
+            tenant_id=tenant_id, query=_query(n), k=5, mode=search_pb2.SEARCH_MODE_HYBRID
+        )
+        await searcher.Search(request, timeout=60)
+        return True
+
+    async def embed(n: int) -> bool:
+        await embedder.Embed(
+            inference_pb2.EmbedRequest(texts=[_query(n)], tenant_id=tenant_id), timeout=60
+        )
+        return True
+
+    return {"search": search, "embeddings": embed}
+
+
+async def load(send: Send, clients: int, seconds: float) -> Run:
+    """`clients` loops sending back to back for `seconds`; failures count as errors."""
+    latencies: list[float] = []
+    errors = 0
+    started = time.perf_counter()
+    stop_at = started + seconds
+
+    async def client(offset: int) -> None:
+        nonlocal errors
+        n = offset
+        while time.perf_counter() < stop_at:
+            sent = time.perf_counter()
+            try:
+                ok = await send(n)
+            except (httpx.HTTPError, grpc.aio.AioRpcError):
+                ok = False
+            if ok:
+                latencies.append((time.perf_counter() - sent) * 1000)
+            else:
+                errors += 1
+            n += clients
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    return Run(len(latencies) / elapsed, latencies, errors)
+
+
+async def measure(target: Platform) -> list[Metric]:
+    headers = {"Authorization": f"Bearer {target.key}"}
+    limits = httpx.Limits(max_connections=max(CLIENTS), max_keepalive_connections=max(CLIENTS))
+    async with (
+        httpx.AsyncClient(base_url=target.url, headers=headers, timeout=60, limits=limits) as http,
+        grpc.aio.insecure_channel(target.grpc_target) as channel,
+    ):
+        await _seed(http)
+        sides = {"gateway": gateway_senders(http), "grpc": grpc_senders(channel, target.tenant_id)}
+        metrics: list[Metric] = []
+        for endpoint in ("search", "embeddings"):
+            for clients in CLIENTS:
+                runs: dict[str, list[Run]] = {"gateway": [], "grpc": []}
+                for senders in sides.values():  # warm both paths at this concurrency
+                    await load(senders[endpoint], clients, WARMUP_SECONDS)
+                for _ in range(REPS):
+                    for side, senders in sides.items():
+                        runs[side].append(await load(senders[endpoint], clients, SECONDS))
+                metrics += _metrics(f"POST /v1/{endpoint} @{clients}", runs)
+                print(f"   {endpoint} @{clients} done", file=sys.stderr, flush=True)
+        return metrics
+
+
+def _metrics(label: str, runs: dict[str, list[Run]]) -> list[Metric]:
+    def summary(side: str) -> dict[str, float]:
+        return {
+            "rate": median([r.rate for r in runs[side]]),
+            "p50": median([percentile(r.latencies_ms, 50) for r in runs[side]]),
+            "p95": median([percentile(r.latencies_ms, 95) for r in runs[side]]),
+            "p99": median([percentile(r.latencies_ms, 99) for r in runs[side]]),
+            "errors": median([r.error_rate for r in runs[side]]),
+        }
+
+    ours, peer = summary("gateway"), summary("grpc")
+    out = [Metric(f"{label} throughput", "req/s", ours["rate"], PEER, peer["rate"])]
+    for q in ("p50", "p95", "p99"):
+        out.append(
+            Metric(f"{label} {q} latency", "ms", ours[q], PEER, peer[q], higher_is_better=False)
+        )
+    out.append(Metric(f"{label} error rate", "%", ours["errors"], PEER, peer["errors"], False))
+    return out
+
+
+def main() -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-gateway-") as scratch,
+        platform(Path(scratch) / "data") as target,
+    ):
+        metrics = asyncio.run(measure(target))
+    print(f"wrote {write('gateway', metrics)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

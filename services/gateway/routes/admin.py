@@ -1,0 +1,146 @@
+"""Admin: rate cards (platform-wide) and tenant quotas, forwarded to billing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from hartonomous.v1 import billing_pb2
+from services.gateway import timestamps
+from services.gateway.clients import PUT_QUOTA, PUT_RATES
+from services.gateway.deps import Admin, GatewayDep
+from services.gateway.problems import ProblemError, documented
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+Decimal = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$",
+        examples=["0.0001"],
+        description="A non-negative decimal, as a string",
+    ),
+]
+PERIODS = {"day": billing_pb2.QUOTA_PERIOD_DAY, "month": billing_pb2.QUOTA_PERIOD_MONTH}
+PERIOD_NAMES: dict[int, Literal["day", "month"]] = {
+    billing_pb2.QUOTA_PERIOD_DAY: "day",
+    billing_pb2.QUOTA_PERIOD_MONTH: "month",
+    billing_pb2.QUOTA_PERIOD_UNSPECIFIED: "month",
+}
+
+
+class Rate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operation: str = Field(min_length=1, examples=["embed"])
+    unit: str = Field(min_length=1, examples=["tokens"])
+    unit_price: Decimal
+
+
+class Multiplier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dimension: str = Field(min_length=1, description="plan, model, or a usage dimension")
+    value: str = Field(min_length=1)
+    factor: Decimal
+
+
+class RatesUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    effective_from: datetime | None = Field(None, description="Unset: now")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
+    rates: list[Rate] = Field(min_length=1)
+    multipliers: list[Multiplier] = Field(default_factory=list)
+
+
+class RateCard(BaseModel):
+    version: int
+    effective_from: datetime | None
+    currency: str
+    rates: list[Rate]
+    multipliers: list[Multiplier]
+
+
+class QuotaUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operation: str = Field(min_length=1, description='An operation, or "*" for money')
+    limit: Decimal
+    unit: str = Field(min_length=1, description="The operation's unit, or the currency")
+    period: Literal["day", "month"] = "month"
+    soft_limit_ratio: Decimal | None = Field(None, description="e.g. 0.8: warn from 80%")
+    plan: str | None = Field(None, description="The tenant's plan, for plan multipliers")
+
+
+class Quota(BaseModel):
+    tenant_id: str
+    operation: str
+    limit: str
+    unit: str
+    period: Literal["day", "month"]
+    soft_limit_ratio: str | None
+    plan: str | None
+
+
+@router.put(
+    "/rates", summary="Publish a new rate card version", responses=documented(401, 403, 422, 429)
+)
+async def put_rates(body: RatesUpdate, gw: GatewayDep, _: Admin) -> RateCard:
+    request = billing_pb2.PutRatesRequest(
+        effective_from=timestamps.to_proto(body.effective_from),
+        currency=body.currency,
+        rates=[billing_pb2.Rate(**r.model_dump()) for r in body.rates],
+        multipliers=[billing_pb2.Multiplier(**m.model_dump()) for m in body.multipliers],
+    )
+    card: billing_pb2.RateCard = await gw.peers.unary(PUT_RATES, request)
+    return RateCard(
+        version=card.version,
+        effective_from=timestamps.from_proto(card, "effective_from"),
+        currency=card.currency,
+        rates=[
+            Rate(operation=r.operation, unit=r.unit, unit_price=r.unit_price) for r in card.rates
+        ],
+        multipliers=[
+            Multiplier(dimension=m.dimension, value=m.value, factor=m.factor)
+            for m in card.multipliers
+        ],
+    )
+
+
+@router.put(
+    "/tenants/{tenant}/quota",
+    summary="Set a tenant's quota for an operation",
+    responses=documented(401, 403, 404, 422, 429),
+)
+async def put_quota(
+    tenant: Annotated[str, Path(min_length=1, max_length=64, description="Tenant id or name")],
+    body: QuotaUpdate,
+    gw: GatewayDep,
+    _: Admin,
+) -> Quota:
+    found = await gw.store.find_tenant(tenant)
+    if found is None:
+        raise ProblemError(404, f"no tenant {tenant!r}")
+    request = billing_pb2.PutQuotaRequest(
+        tenant_id=found.tenant_id,
+        operation=body.operation,
+        limit=body.limit,
+        unit=body.unit,
+        period=PERIODS[body.period],
+        soft_limit_ratio=body.soft_limit_ratio or "",
+        plan=body.plan or "",
+    )
+    quota: billing_pb2.Quota = await gw.peers.unary(PUT_QUOTA, request)
+    return Quota(
+        tenant_id=quota.tenant_id,
+        operation=quota.operation,
+        limit=quota.limit,
+        unit=quota.unit,
+        period=PERIOD_NAMES.get(quota.period, "month"),
+        soft_limit_ratio=quota.soft_limit_ratio or None,
+        plan=quota.plan or None,
+    )

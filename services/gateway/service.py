@@ -1,0 +1,126 @@
+"""Wiring: the key store, the gRPC peers and the FastAPI app, served by uvicorn inside the
+runtime's event loop on `http_host:http_port`. The host owns the signals: on SIGTERM / Ctrl-C
+it calls `stop`, which lets in-flight requests finish before the listener goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import asyncpg
+import uvicorn
+
+from hartonomous.postgres import create_pool
+from hartonomous.runtime.service import Service, ServiceContext, Wiring
+from services.gateway.app import create_app
+from services.gateway.auth import Authenticator
+from services.gateway.banner import banner, public_url
+from services.gateway.clients import Peers
+from services.gateway.config import GatewayConfig
+from services.gateway.deps import Gateway
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.store import IssuedKey, KeyStore
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handlers: they would take SIGTERM / SIGINT from the host,
+    which drains every service, not only this one."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class GatewayService(Service):
+    name = "gateway"
+
+    def __init__(self, config: GatewayConfig | None = None) -> None:
+        self._config = config
+        self._pool: asyncpg.Pool | None = None
+        self._peers: Peers | None = None
+        self._server: uvicorn.Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def start(self, ctx: ServiceContext) -> Wiring:
+        config = self._config or GatewayConfig.from_env()
+        listener = _bind(ctx.settings.http_host, ctx.settings.http_port)
+        try:
+            bootstrap = await self._serve(ctx, config, listener)
+        except BaseException:
+            listener.close()
+            await self.stop()
+            raise
+        port = listener.getsockname()[1]
+        self.url = public_url(ctx.settings.http_host, port)
+        log.info("gateway listening", extra={"url": self.url})
+        print(banner(self.url, bootstrap), flush=True)
+        return Wiring()
+
+    async def _serve(
+        self, ctx: ServiceContext, config: GatewayConfig, listener: socket.socket
+    ) -> IssuedKey | None:
+        """Open the store and peers, start uvicorn on `listener`; the bootstrap key if new."""
+        self._pool = await create_pool(ctx.postgres_url, max_size=4)
+        store = KeyStore(self._pool)
+        await store.setup()
+        self._peers = Peers(ctx.settings)
+        gateway = Gateway(
+            config=config,
+            store=store,
+            authenticator=Authenticator(store, config.key_cache_seconds),
+            limiter=RateLimiter(config.rate_per_second, config.rate_burst),
+            peers=self._peers,
+            log=ctx.log,
+        )
+        server_config = uvicorn.Config(
+            create_app(gateway),
+            log_config=None,  # our JSON logging stays as configured
+            log_level="warning",
+            access_log=False,  # RequestTelemetry writes the access log, with trace ids
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=int(DRAIN_SECONDS),
+        )
+        self._server = _EmbeddedServer(server_config)
+        self._serving = asyncio.create_task(self._server.serve(sockets=[listener]))
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()  # its startup error
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+        # Last, once serving: a key is only created when it can be printed and used.
+        return await store.bootstrap()
+
+    async def stop(self) -> None:
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._serving, DRAIN_SECONDS + 5.0)
+        self._server = self._serving = None
+        if self._peers is not None:
+            await self._peers.close()
+            self._peers = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind here rather than in uvicorn, whose bind failure is a sys.exit in the event loop."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        message = f"the gateway cannot listen on {host}:{port}: {exc.strerror}"
+        raise OSError(exc.errno, message) from None
+    return sock

