@@ -1,0 +1,230 @@
+"""The inference service's rules, free of I/O: what a valid Embed request is, which atoms and
+chunks are embedded, runtime-tunable settings, and the payloads of the events it emits."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+PRODUCED_BY = "inference"
+EMBEDDINGS_TOPIC = "embeddings"
+USAGE_TOPIC = "usage"
+
+MAX_TEXTS_PER_CALL = 2048
+MAX_TEXT_BYTES = 32 * 1024
+"""UTF-8 bytes per Embed text. The model reads 256 tokens at most, so a longer text is a
+caller's mistake (or abuse) rather than something worth tokenizing."""
+
+MAX_DOCUMENT_CHARS = 64 * 1024
+"""A whole text atom is embedded from this prefix: 256 word pieces never need more unless
+the text is mostly whitespace, and the tokenizer works through the whole input before it
+truncates, so a multi-megabyte atom would cost seconds for nothing."""
+
+TEXT_MEDIA_TYPES = ("application/json",)
+"""Besides text/*: media types whose atoms are UTF-8 text worth embedding."""
+
+BATCH_SIZE_KEY = "inference.batch.max_batch_size"
+WAIT_MS_KEY = "inference.batch.max_wait_ms"
+MAX_BATCH_SIZE = 256
+"""Each new batch-size bucket compiles new shapes, so the control topic may not ask for more."""
+MAX_WAIT_MS = 1000.0
+
+USAGE_QUANTUM = Decimal("1e-9")
+
+
+class RequestError(ValueError):
+    """An Embed request the caller has to fix."""
+
+
+class InvalidArgument(RequestError):
+    pass
+
+
+class UnknownModel(RequestError):
+    pass
+
+
+class BadAtom(ValueError):
+    """An atom event whose content can never be embedded (it goes to the dead-letter topic)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What every emitted event says about the model that produced it."""
+
+    model_id: str
+    version: str
+    dim: int
+    device: str
+
+
+@dataclass(frozen=True)
+class AtomText:
+    atom_id: str
+    text: str
+
+
+# ---------------------------------------------------------------------------------------
+# Embed requests
+
+
+def validate_embed_request(texts: Sequence[str], tenant_id: str, model: str) -> None:
+    """Raise InvalidArgument or UnknownModel naming what is wrong (the first problem found)."""
+    if not tenant_id.strip():
+        raise InvalidArgument("tenant_id is required")
+    if model not in ("", MODEL_ID):
+        raise UnknownModel(f"model {model!r} is not served; available: {MODEL_ID!r}")
+    if not texts:
+        raise InvalidArgument("texts is empty: send at least one text")
+    if len(texts) > MAX_TEXTS_PER_CALL:
+        raise InvalidArgument(
+            f"{len(texts)} texts in one call; at most {MAX_TEXTS_PER_CALL} are allowed"
+        )
+    for index, text in enumerate(texts):
+        if not text.strip():
+            raise InvalidArgument(f"texts[{index}] is empty or whitespace only")
+        size = len(text.encode())
+        if size > MAX_TEXT_BYTES:
+            raise InvalidArgument(
+                f"texts[{index}] is {size} bytes of UTF-8; at most {MAX_TEXT_BYTES} are allowed"
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# Atoms
+
+
+def is_text_atom(modality: str, mime_type: str) -> bool:
+    """Text modality whose media type (parameters aside) promises decodable text."""
+    media_type = mime_type.split(";", 1)[0].strip().lower()
+    return modality == "text" and (media_type.startswith("text/") or media_type in TEXT_MEDIA_TYPES)
+
+
+def decode_text(data: bytes, atom_id: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadAtom(f"atom {atom_id} is not valid UTF-8: {exc}") from None
+
+
+def document_text(atom_id: str, data: bytes) -> AtomText:
+    """The text a whole atom is embedded from (the model truncates it further)."""
+    return AtomText(atom_id, decode_text(data, atom_id)[:MAX_DOCUMENT_CHARS])
+
+
+def chunk_texts(
+    parent_id: str, parent: bytes, chunks: Sequence[Mapping[str, Any]]
+) -> list[AtomText]:
+    """The chunks of an AtomChunked event to embed, in document order.
+
+    A chunk equal to its parent was embedded as the document already, and a chunk that
+    repeats an earlier one is the same atom: both are skipped. Every slice must hash to its
+    atom id, so a wrong offset can never attach a vector to the wrong atom.
+    """
+    texts: list[AtomText] = []
+    seen = {parent_id}
+    for chunk in chunks:
+        atom_id, start, end = chunk["atom_id"], chunk["start_byte"], chunk["end_byte"]
+        if atom_id in seen:
+            continue
+        if not 0 <= start <= end <= len(parent):
+            raise BadAtom(
+                f"chunk {chunk['index']} of {parent_id} spans bytes [{start}, {end}),"
+                f" outside the parent's {len(parent)} bytes"
+            )
+        data = parent[start:end]
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != atom_id:
+            raise BadAtom(
+                f"chunk {chunk['index']} of {parent_id}: bytes [{start}, {end}) hash to"
+                f" {digest}, not to its atom id {atom_id}"
+            )
+        texts.append(AtomText(atom_id, decode_text(data, atom_id)))
+        seen.add(atom_id)
+    return texts
+
+
+# ---------------------------------------------------------------------------------------
+# Runtime settings from the control topic
+
+
+@dataclass(frozen=True)
+class BatchSetting:
+    """One `Batcher.update` from the control topic: the field that changes is not None."""
+
+    max_batch_size: int | None = None
+    max_wait_ms: float | None = None
+
+
+def batch_setting(key: str, value: str) -> BatchSetting | None:
+    """The batching change a ConfigChanged asks for; None for a key this service ignores.
+    Raises ValueError for a value that is not a number or out of range."""
+    if key == BATCH_SIZE_KEY:
+        size = int(value)
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            raise ValueError(f"{key} must be in [1, {MAX_BATCH_SIZE}], got {size}")
+        return BatchSetting(max_batch_size=size)
+    if key == WAIT_MS_KEY:
+        wait = float(value)
+        if not (math.isfinite(wait) and 0 <= wait <= MAX_WAIT_MS):
+            raise ValueError(f"{key} must be in [0, {MAX_WAIT_MS}], got {value!r}")
+        return BatchSetting(max_wait_ms=wait)
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Emitted events
+
+
+def embedding_payload(
+    atom_id: str, tenant_id: str, model: ModelInfo, vector: Sequence[float]
+) -> dict[str, Any]:
+    return {
+        "atom_id": atom_id,
+        "tenant_id": tenant_id,
+        "model_id": model.model_id,
+        "model_version": model.version,
+        "dim": model.dim,
+        "vector": vector,
+        "normalized": True,
+    }
+
+
+def usage_payload(
+    tenant_id: str, tokens: int, model: ModelInfo, used_at: datetime
+) -> dict[str, Any]:
+    """Embedding is metered in tokens against the exact model version."""
+    return {
+        "tenant_id": tenant_id,
+        "operation": "embed",
+        "unit": "tokens",
+        "quantity": Decimal(tokens).quantize(USAGE_QUANTUM),
+        "resource_id": model.version,
+        "used_at": used_at,
+        "api_key_id": None,
+        "dimensions": {"device": model.device},
+    }
+
+
+def derived_event_id(cause_id: str, name: str) -> str:
+    """A UUIDv7 that is a function of the causing event and what was derived from it.
+
+    Consumers are at-least-once: when a source event is handled twice, the events it yields
+    get the same ids again, so the billing ledger (keyed by event id) charges once. The
+    timestamp bits are the cause's, so the id still sorts where a fresh one would.
+    """
+    digest = int.from_bytes(hashlib.sha256(f"{cause_id}\0{name}".encode()).digest()[:10])
+    try:
+        ms = uuid.UUID(cause_id).int >> 80
+    except ValueError:  # a producer that is not ours: no creation time to keep
+        ms = 0
+    rand = digest & ((1 << 74) - 1)
+    value = ms << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))

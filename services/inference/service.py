@@ -1,0 +1,173 @@
+"""Wiring: load the model once, share one Batcher between the gRPC API and the consumer,
+warm the common shapes, and export the batcher's numbers to Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import jax
+from prometheus_client import REGISTRY
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from hartonomous.blobs import open_blob_store
+from hartonomous.runtime.consumer import ConsumerLoop
+from hartonomous.runtime.grpc_server import GrpcRegistration
+from hartonomous.runtime.service import Service, ServiceContext, Wiring
+from hartonomous.v1 import inference_pb2, inference_pb2_grpc
+from services.inference import domain
+from services.inference.api import InferenceApi
+from services.inference.batching import Batcher, Shape
+from services.inference.handlers import Deps, consumer_handler
+from services.inference.models.minilm import MiniLM, load_minilm
+
+log = logging.getLogger(__name__)
+
+GROUP = "inference"
+TOPICS = ("atoms", "control")
+GRPC_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
+
+
+@dataclass(frozen=True)
+class WarmupPlan:
+    """Which shapes `start` compiles before traffic needs them, and whether it waits.
+
+    A shape compiles in about half a second on 2 cores and the default batcher has 66 of
+    them (6 batch sizes x 11 lengths), so by default the common ones (up to 32 texts of up
+    to 128 tokens: 54 shapes, 30-45 s) compile in the background after start: the service is
+    SERVING at once, and a request meeting a shape not compiled yet compiles it (once).
+    """
+
+    max_batch_size: int = 32
+    max_length: int = 128
+    wait: bool = False
+
+    def select(self, shapes: Iterable[Shape]) -> list[Shape]:
+        """The shapes to compile, cheapest first so small requests are ready soonest."""
+        chosen = [s for s in shapes if s[0] <= self.max_batch_size and s[1] <= self.max_length]
+        return sorted(chosen, key=lambda s: (s[0] * s[1], s))
+
+
+class InferenceService(Service):
+    name = "inference"
+
+    def __init__(
+        self,
+        *,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        warmup: WarmupPlan | None = None,
+        model: MiniLM | None = None,
+    ) -> None:
+        """`model`: an already loaded model to share (default: loaded by the first start)."""
+        self._max_batch_size = max_batch_size
+        self._max_wait_ms = max_wait_ms
+        self._warmup = WarmupPlan() if warmup is None else warmup
+        self._model = model
+        self._batcher: Batcher | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self._collector: BatcherCollector | None = None
+
+    @property
+    def batcher(self) -> Batcher:
+        if self._batcher is None:
+            raise RuntimeError("the inference service is not started")
+        return self._batcher
+
+    async def start(self, ctx: ServiceContext) -> Wiring:
+        if self._model is None:  # weights stay loaded across restarts of this object
+            self._model = await asyncio.to_thread(load_minilm)
+        model = self._model
+        batcher = Batcher(model, max_batch_size=self._max_batch_size, max_wait_ms=self._max_wait_ms)
+        self._batcher = batcher
+        warm = batcher.warmup(self._warmup.select(batcher.shapes))
+        if self._warmup.wait:
+            await warm
+        else:
+            self._warming = asyncio.create_task(warm, name="inference-warmup")
+            self._warming.add_done_callback(_log_failure)
+        info = domain.ModelInfo(domain.MODEL_ID, model.version, model.dim, jax.default_backend())
+        deps = Deps(batcher, open_blob_store(ctx.settings), ctx.log, ctx.codec, info)
+        self._collector = BatcherCollector(batcher)
+        REGISTRY.register(self._collector)
+        return Wiring(
+            consumers=[ConsumerLoop(ctx.log, ctx.codec, GROUP, TOPICS, consumer_handler(deps))],
+            grpc=[
+                GrpcRegistration(
+                    InferenceApi(batcher, ctx.log, ctx.codec, info),
+                    inference_pb2_grpc.add_InferenceServicer_to_server,
+                    GRPC_SERVICE,
+                )
+            ],
+        )
+
+    async def stop(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
+            self._warming = None
+        if self._collector is not None:
+            REGISTRY.unregister(self._collector)
+            self._collector = None
+        if self._batcher is not None:
+            await self._batcher.aclose()
+            self._batcher = None
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("inference warm-up failed", exc_info=exc)
+
+
+BATCH_SIZE_BUCKETS = tuple(2**i for i in range(9))  # 1 .. 256 = domain.MAX_BATCH_SIZE
+
+
+class BatcherCollector(Collector):
+    """Reads Batcher.stats() at scrape time, so the request path pays nothing for metrics."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._batcher.stats()
+        prefix = "hartonomous_inference"
+        yield GaugeMetricFamily(
+            f"{prefix}_queue_depth", "Texts waiting for a batch", value=stats.queue_depth
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_max_batch_size", "Current batch size cap", value=stats.max_batch_size
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_max_wait_ms", "Current batching wait", value=stats.max_wait_ms
+        )
+        yield CounterMetricFamily(f"{prefix}_batches", "Batches run", value=stats.batches)
+        yield CounterMetricFamily(
+            f"{prefix}_model_calls", "Padded model calls run", value=stats.model_calls
+        )
+        yield CounterMetricFamily(f"{prefix}_texts", "Texts embedded", value=stats.texts)
+        sizes = stats.batch_size_histogram
+        yield HistogramMetricFamily(
+            f"{prefix}_batch_size",
+            "Texts per batch",
+            buckets=_cumulative(sizes, BATCH_SIZE_BUCKETS),
+            sum_value=sum(size * n for size, n in sizes.items()),
+        )
+
+
+def _cumulative(counts: dict[int, int], bounds: Sequence[int]) -> list[tuple[str, float]]:
+    """Prometheus buckets (upper bound, observations <= bound) from exact value counts."""
+    buckets: list[tuple[str, float]] = [
+        (str(bound), sum(n for value, n in counts.items() if value <= bound)) for bound in bounds
+    ]
+    buckets.append(("+Inf", sum(counts.values())))
+    return buckets

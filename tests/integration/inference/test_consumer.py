@@ -1,0 +1,236 @@
+"""The inference consumer on a real embedded log and a real blob directory: text atoms and
+chunks become EmbeddingComputed + UsageRecorded, bad content is dead-lettered, and the
+control topic retunes the batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from hartonomous.eventlog.port import Record, StoredRecord
+from hartonomous.eventlog.topics import dlq_topic
+from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.runtime.consumer import ConsumerLoop
+from services.inference.domain import MODEL_ID
+from services.inference.models.minilm import MiniLM
+from tests.integration.inference.conftest import Running
+
+CODEC = AvroCodec()
+TENANT = "acme"
+DOCUMENT = (
+    "Hartonomous stores every atom once. "
+    "Chunks are atoms too, and each one is embedded on its own. "
+    "Ünïcödé text keeps its byte offsets straight."
+)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def put(running: Running, data: bytes) -> str:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    return (await running.blobs.put(chunks())).sha256
+
+
+def event(event_type: str, payload: dict[str, Any], topic: str, key: str) -> tuple[Event, Record]:
+    envelope = Envelope.new(event_type, TENANT, "tests", traceparent="00-" + "ab" * 16 + "-01")
+    built = Event(envelope, payload)
+    return built, encode_event(CODEC, built, topic, key)
+
+
+def ingested(atom_id: str, mime: str = "text/plain; charset=utf-8") -> tuple[Event, Record]:
+    payload = {
+        "atom_id": atom_id,
+        "tenant_id": TENANT,
+        "modality": "text" if mime.startswith(("text/", "application/json")) else "image",
+        "mime_type": mime,
+        "size_bytes": 0,
+        "blob_key": atom_id,
+        "source_uri": None,
+        "metadata_json": "{}",
+    }
+    return event("AtomIngested", payload, "atoms", atom_id)
+
+
+def chunked(
+    parent: bytes, spans: list[tuple[int, int]], atom_ids: list[str] | None = None
+) -> tuple[Event, Record]:
+    """Chunks of `parent` at byte spans; atom ids are the spans' hashes unless given."""
+    ids = atom_ids or [sha(parent[start:end]) for start, end in spans]
+    chunks = [
+        {
+            "index": i,
+            "atom_id": atom_id,
+            "start_char": 0,
+            "end_char": 0,
+            "start_byte": start,
+            "end_byte": end,
+        }
+        for i, ((start, end), atom_id) in enumerate(zip(spans, ids, strict=True))
+    ]
+    payload = {
+        "parent_atom_id": sha(parent),
+        "tenant_id": TENANT,
+        "chunker": "tests/v1",
+        "chunks": chunks,
+    }
+    return event("AtomChunked", payload, "atoms", sha(parent))
+
+
+def config_changed(key: str, value: str) -> tuple[Event, Record]:
+    payload = {"key": key, "old_value": None, "new_value": value, "reason": "test", "actor": "t"}
+    return event("ConfigChanged", payload, "control", key)
+
+
+async def consume_until(
+    running: Running, done: Callable[[], Awaitable[bool]], timeout: float = 60.0
+) -> None:
+    """Run the service's consumer until `await done()` is true."""
+    [consumer] = running.wiring.consumers
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not await done():  # noqa: ASYNC110 (the log offers no event to wait on)
+                await asyncio.sleep(0.1)
+    finally:
+        consumer.stop()
+        await task
+
+
+async def count(running: Running, topic: str) -> int:
+    return sum((await running.log.end_offsets(topic)).values())
+
+
+async def test_text_atoms_and_chunks_are_embedded_and_billed(
+    running: Running, model: MiniLM
+) -> None:
+    data = DOCUMENT.encode()
+    parent_id = await put(running, data)
+    second = DOCUMENT.index("Chunks")
+    third = len(DOCUMENT[: DOCUMENT.index("Ünï")].encode())
+    spans = [(0, second), (second, third), (third, len(data)), (0, len(data)), (0, second)]
+    source_ingested, ingested_record = ingested(parent_id)
+    source_chunked, chunked_record = chunked(data, spans)
+    ignored = [ingested(sha(b"\x89PNG"), "image/png")[1]]  # not text: never read, no vector
+    await running.log.append([*ignored, ingested_record, chunked_record])
+
+    # The parent once as the document, three distinct chunks (the whole-text chunk and the
+    # repeated first chunk are the same atoms again).
+    await consume_until(running, lambda: _at_least(running, "usage", 2))
+
+    embeddings = await running.events("embeddings")
+    chunk_bytes = [data[s:e] for s, e in spans[:3]]
+    expected_atoms = [parent_id, *(sha(c) for c in chunk_bytes)]
+    assert sorted(e.payload["atom_id"] for e in embeddings) == sorted(expected_atoms)
+    texts = {parent_id: DOCUMENT} | {sha(c): c.decode() for c in chunk_bytes}
+    by_atom = {e.payload["atom_id"]: e for e in embeddings}
+    for atom_id, text in texts.items():
+        embedding = by_atom[atom_id]
+        np.testing.assert_allclose(embedding.payload["vector"], model.encode([text])[0], atol=1e-5)
+        assert embedding.payload | {"vector": None} == {
+            "atom_id": atom_id,
+            "tenant_id": TENANT,
+            "model_id": MODEL_ID,
+            "model_version": model.version,
+            "dim": 384,
+            "vector": None,
+            "normalized": True,
+        }
+        source = source_ingested if atom_id == parent_id else source_chunked
+        assert embedding.envelope.causation_id == source.envelope.event_id
+        assert embedding.envelope.correlation_id == source.envelope.correlation_id
+        assert embedding.envelope.traceparent == source.envelope.traceparent
+    keys = {r.key async for r in running.log.replay("embeddings", from_offset=0)}
+    assert keys == {atom_id.encode() for atom_id in expected_atoms}
+
+    usage = {u.envelope.causation_id: u for u in await running.events("usage")}
+    tokens = {
+        a: len(ids) for a, ids in zip(texts, model.tokenize(list(texts.values())), strict=True)
+    }
+    chunk_tokens = sum(tokens[sha(c)] for c in chunk_bytes)
+    assert usage[source_ingested.envelope.event_id].payload["quantity"] == Decimal(
+        tokens[parent_id]
+    )
+    assert usage[source_chunked.envelope.event_id].payload["quantity"] == Decimal(chunk_tokens)
+    for record in await _records(running, "usage"):
+        assert record.key == TENANT.encode()
+    assert await count(running, dlq_topic("atoms")) == 0
+
+
+async def test_a_redelivered_event_yields_the_same_event_ids(running: Running) -> None:
+    atom_id = await put(running, b"delivered twice, billed once")
+    await running.log.append([ingested(atom_id)[1]])
+    [record] = await _records(running, "atoms")
+    [consumer] = running.wiring.consumers
+    await consumer.handle_batch([record])
+    await consumer.handle_batch([record])  # as after a crash before the offset commit
+
+    for topic in ("embeddings", "usage"):
+        first, again = await running.events(topic)
+        assert first.envelope.event_id == again.envelope.event_id
+        assert first.envelope.event_id != record.headers["event_id"]
+
+
+async def test_bad_content_is_dead_lettered_and_later_events_still_flow(
+    running: Running,
+) -> None:
+    not_utf8 = await put(running, b"caf\xe9 au lait")  # Latin-1, not UTF-8
+    good = await put(running, b"a perfectly good sentence")
+    parent = b"a parent whose chunk offsets are wrong"
+    await put(running, parent)
+    _, wrong = chunked(parent, [(0, 8)], atom_ids=[sha(parent[0:9])])  # off by one byte
+    missing = "0" * 64
+    await running.log.append(
+        [ingested(not_utf8)[1], wrong, ingested(missing)[1], ingested(good)[1]]
+    )
+
+    await consume_until(running, lambda: _at_least(running, dlq_topic("atoms"), 3))
+    await consume_until(running, lambda: _at_least(running, "embeddings", 1))
+
+    dead = {r.headers["dlq_error"] for r in await _records(running, dlq_topic("atoms"))}
+    assert any(f"atom {not_utf8} is not valid UTF-8" in e for e in dead), dead
+    assert any("hash to" in e and "not to its atom id" in e for e in dead), dead
+    assert any(f"no blob {missing}" in e for e in dead), dead
+    [embedding] = await running.events("embeddings")
+    assert embedding.payload["atom_id"] == good
+
+
+async def test_config_changes_retune_the_batcher_and_bad_values_are_ignored(
+    running: Running,
+) -> None:
+    before = running.service.batcher.stats()
+    await running.log.append(
+        [
+            config_changed("inference.batch.max_batch_size", "8")[1],
+            config_changed("inference.batch.max_wait_ms", "not a number")[1],
+            config_changed("inference.batch.max_batch_size", "100000")[1],
+            config_changed("search.hnsw.ef", "64")[1],
+            config_changed("inference.batch.max_wait_ms", "12.5")[1],
+        ]
+    )
+    consumer: ConsumerLoop = running.wiring.consumers[0]
+
+    async def retuned() -> bool:
+        stats = running.service.batcher.stats()
+        return (stats.max_batch_size, stats.max_wait_ms) == (8, 12.5)
+
+    await consume_until(running, retuned)
+    assert (before.max_batch_size, before.max_wait_ms) == (32, 5.0)
+    assert await count(running, dlq_topic("control")) == 0
+    assert (consumer.group, consumer.topics) == ("inference", ["atoms", "control"])
+
+
+async def _at_least(running: Running, topic: str, n: int) -> bool:
+    return await count(running, topic) >= n
+
+
+async def _records(running: Running, topic: str) -> list[StoredRecord]:
+    return [r async for r in running.log.replay(topic, from_offset=0)]
