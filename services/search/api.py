@@ -1,0 +1,84 @@
+"""The hartonomous.v1.Search gRPC servicer: translates messages, nothing more.
+
+The tenant comes from the request's tenant_id, which the gateway sets from the caller's API
+key; the user's filter can only narrow within it (domain.Filter)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+
+from hartonomous.v1 import search_pb2
+from services.search import domain
+from services.search.domain import Mode
+from services.search.embedder import EmbedderUnavailable
+from services.search.queries import Searcher
+
+log = logging.getLogger(__name__)
+
+MODES: dict[int, Mode] = {
+    search_pb2.SEARCH_MODE_UNSPECIFIED: Mode.HYBRID,
+    search_pb2.SEARCH_MODE_DENSE: Mode.DENSE,
+    search_pb2.SEARCH_MODE_SPARSE: Mode.SPARSE,
+    search_pb2.SEARCH_MODE_HYBRID: Mode.HYBRID,
+}
+
+
+class SearchApi:
+    def __init__(self, searcher: Searcher) -> None:
+        self._searcher = searcher
+
+    async def Search(
+        self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> search_pb2.SearchReply:
+        try:
+            query = domain.parse_query(
+                request.tenant_id,
+                request.query,
+                request.k,
+                _mode(request.mode),
+                request.filter.modality,
+                dict(request.filter.metadata),
+            )
+        except domain.InvalidQuery as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            hits = await self._searcher.search(query, _traceparent(context))
+        except EmbedderUnavailable as exc:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"cannot embed the query ({exc}); sparse mode does not need inference",
+            )
+        except Exception:
+            # The client gets a status, never our stack trace; the log gets the trace.
+            log.exception("Search failed", extra={"tenant_id": request.tenant_id})
+            await context.abort(grpc.StatusCode.INTERNAL, "search failed; see the search log")
+        return search_pb2.SearchReply(
+            results=[
+                search_pb2.SearchResult(
+                    atom_id=hit.payload["atom_id"],
+                    document_id=hit.payload["document_id"],
+                    score=hit.score,
+                    snippet=hit.payload["snippet"],
+                    chunk_index=hit.payload["chunk_index"],
+                )
+                for hit in hits
+            ]
+        )
+
+
+def _mode(value: int) -> Mode:
+    try:
+        return MODES[value]
+    except KeyError:
+        raise domain.InvalidQuery(f"unknown search mode {value}") from None
+
+
+def _traceparent(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """The caller's W3C trace context, passed on to inference so the query joins its trace."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str):
+            return value
+    return None

@@ -1,0 +1,46 @@
+"""Query embedding: the inference service's Embed over gRPC (services never import each other).
+
+The query's tokens are billed to the searching tenant by inference, like any Embed call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from hartonomous.v1 import inference_pb2, inference_pb2_grpc
+
+EMBED_TIMEOUT_S = 10.0
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class EmbedderUnavailable(Exception):
+    """The inference service cannot be reached (after the channel's retries)."""
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    vector: Sequence[float]
+    model_version: str
+
+
+class Embedder:
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = EMBED_TIMEOUT_S) -> None:
+        # The generated gRPC module has no type stubs.
+        self._stub = inference_pb2_grpc.InferenceStub(channel)  # type: ignore[no-untyped-call]
+        self._timeout = timeout
+
+    async def embed(self, tenant_id: str, text: str, traceparent: str | None) -> QueryVector:
+        metadata = (("traceparent", traceparent),) if traceparent else None
+        try:
+            reply = await self._stub.Embed(
+                inference_pb2.EmbedRequest(texts=[text], tenant_id=tenant_id),
+                timeout=self._timeout,
+                metadata=metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _UNREACHABLE:
+                raise EmbedderUnavailable(f"inference: {exc.details()}") from exc
+            raise
+        return QueryVector(list(reply.embeddings[0].vector), reply.model_version)

@@ -1,0 +1,129 @@
+"""Event handlers of the search projection: one function per consumed event type.
+
+Every handler records its fact and gets back the points the fact completed (facts.py), then
+writes them to the vector store as keyed upserts. Whichever fact of a point arrives last writes
+it, so the store converges to the same points in any delivery order, and re-handling an event
+rewrites the same points. A tenant that references a document gets points of its own, with its
+own metadata, so tenant isolation stays one keyword match.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import Histogram
+
+from hartonomous.blobs import BlobStore
+from hartonomous.eventlog.port import StoredRecord
+from hartonomous.events import Event
+from hartonomous.runtime.consumer import Handler, PoisonEvent
+from services.search import domain
+from services.search.domain import IndexedChunk
+from services.search.facts import Document, Facts, Reference, Vector
+from services.search.store import VectorStore
+
+FRESHNESS = Histogram(
+    "hartonomous_search_freshness_seconds",
+    "From the AtomIngested/AtomReferenced that gave a tenant a document to its chunk's point"
+    " being searchable",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+
+
+@dataclass(frozen=True)
+class Deps:
+    facts: Facts
+    store: VectorStore
+    blobs: BlobStore
+
+
+def _reference(event: Event) -> Reference:
+    atom = event.payload
+    return Reference(
+        tenant_id=atom["tenant_id"],
+        document_id=atom["atom_id"],
+        meta=domain.filterable_metadata(atom["metadata_json"]),
+        referenced_at=event.envelope.occurred_at,
+        event_id=event.envelope.event_id,
+    )
+
+
+async def on_atom_ingested(deps: Deps, event: Event) -> None:
+    atom = event.payload
+    document = Document(
+        atom["atom_id"], atom["modality"], atom["mime_type"], event.envelope.event_id
+    )
+    await _index(deps, await deps.facts.add_document(document, _reference(event)))
+
+
+async def on_atom_referenced(deps: Deps, event: Event) -> None:
+    """Another tenant holds bytes already chunked and embedded: it gets points of its own."""
+    await _index(deps, await deps.facts.add_reference(_reference(event)))
+
+
+async def on_atom_chunked(deps: Deps, event: Event) -> None:
+    """Chunks are facts about the bytes, whoever had them chunked: every tenant referencing the
+    document gets points for them. The parent is read once and sliced (and each slice checked
+    against its chunk's content address)."""
+    chunked = event.payload
+    document_id = chunked["parent_atom_id"]
+    parent = await deps.blobs.get(document_id)
+    chunks = domain.chunks_of(document_id, parent, chunked["chunks"])
+    chunk_set = await deps.facts.add_chunk_set(document_id, event.envelope.event_id, chunks)
+    # Points of chunks an earlier chunking had and this one has not.
+    await deps.store.delete(document_id, keep_atoms=chunk_set.chunk_ids)
+    await _index(deps, chunk_set.complete)
+
+
+async def on_embedding_computed(deps: Deps, event: Event) -> None:
+    """Document-level vectors wait here too: the atom may turn out to be a chunk (a short
+    text is its own single chunk), and only then is it indexed."""
+    embedding = event.payload
+    if len(embedding["vector"]) != domain.DIM:
+        raise domain.BadEvent(
+            f"{embedding['model_id']} vectors have {len(embedding['vector'])} components;"
+            f" the index holds {domain.DIM}"
+        )
+    vector = Vector(
+        embedding["atom_id"],
+        embedding["model_version"],
+        embedding["vector"],
+        event.envelope.event_id,
+    )
+    await _index(deps, await deps.facts.add_vector(vector))
+
+
+HANDLERS: dict[str, Callable[[Deps, Event], Awaitable[None]]] = {
+    "AtomIngested": on_atom_ingested,
+    "AtomReferenced": on_atom_referenced,
+    "AtomChunked": on_atom_chunked,
+    "EmbeddingComputed": on_embedding_computed,
+}
+
+
+def consumer_handler(deps: Deps) -> Handler:
+    """The ConsumerLoop handler: dispatch by event type, ignore the rest, and dead-letter at
+    once what can never be projected."""
+
+    async def handle(event: Event, record: StoredRecord) -> None:
+        handler = HANDLERS.get(event.event_type)
+        if handler is None:
+            return
+        try:
+            await handler(deps, event)
+        except domain.BadEvent as exc:
+            raise PoisonEvent(str(exc)) from exc
+
+    return handle
+
+
+async def _index(deps: Deps, chunks: Sequence[IndexedChunk]) -> None:
+    if not chunks:
+        return
+    await deps.store.upsert([chunk.point() for chunk in chunks])
+    # Only a point's first write measures freshness: a replay's would measure the replay.
+    now = time.time()
+    for chunk in await deps.facts.mark_indexed(chunks):
+        FRESHNESS.observe(max(0.0, now - chunk.referenced_at.timestamp()))

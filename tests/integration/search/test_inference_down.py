@@ -1,0 +1,59 @@
+"""With the inference service unreachable, dense and hybrid queries fail cleanly with
+UNAVAILABLE while sparse queries, which need no model, still answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from hartonomous.eventlog.embedded import EmbeddedEventLog
+from hartonomous.runtime.grpc_server import GrpcHost
+from hartonomous.runtime.service import ServiceContext
+from hartonomous.settings import Settings
+from hartonomous.v1 import search_pb2, search_pb2_grpc
+from services.search import SearchService
+from tests.integration.search.support import CODEC
+from tests.support.platform import free_port
+
+
+@pytest.fixture
+async def alone(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[search_pb2_grpc.SearchStub]:
+    """The search service by itself, its inference peer pointed at a port nobody listens on."""
+    monkeypatch.setenv("HARTONOMOUS_INFERENCE_ADDR", f"127.0.0.1:{free_port()}")
+    log = EmbeddedEventLog(pg_url)
+    await log.start()
+    service = SearchService()
+    host = GrpcHost("127.0.0.1", 0)
+    try:
+        wiring = await service.start(
+            ServiceContext(Settings(data_dir=tmp_path), log, CODEC, pg_url)
+        )
+        port = await host.start(wiring.grpc)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield search_pb2_grpc.SearchStub(channel)
+    finally:
+        await host.stop(grace=0)
+        await service.stop()
+        await log.close()
+
+
+@pytest.mark.parametrize("mode", [search_pb2.SEARCH_MODE_DENSE, search_pb2.SEARCH_MODE_HYBRID])
+async def test_queries_that_need_a_vector_are_unavailable(
+    alone: search_pb2_grpc.SearchStub, mode: search_pb2.SearchMode
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await alone.Search(search_pb2.SearchRequest(tenant_id="acme", query="avro", mode=mode))
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "sparse mode does not need inference" in str(error.value.details())
+
+
+async def test_sparse_queries_still_answer(alone: search_pb2_grpc.SearchStub) -> None:
+    request = search_pb2.SearchRequest(
+        tenant_id="acme", query="avro", mode=search_pb2.SEARCH_MODE_SPARSE
+    )
+    assert list((await alone.Search(request)).results) == []
