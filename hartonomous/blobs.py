@@ -1,6 +1,6 @@
 """The payload blob port: content-addressed bytes. The default adapter is a directory
-(`blobs/sha256/ab/cd/<hash>` under the data dir); an S3-compatible adapter plugs in behind the
-same interface from `HARTONOMOUS_BLOB_URL`.
+(`blobs/sha256/ab/cd/<hash>` under the data dir); the S3-compatible adapter
+(`hartonomous.s3blobs`) plugs in behind the same interface when `HARTONOMOUS_BLOB_URL` is set.
 
 Writes are atomic (temp file, fsync, rename) and the hash is verified before the rename, so a
 reader never sees a partial or mislabelled blob; a crash leaves at worst an orphan temp file."""
@@ -57,7 +57,7 @@ class BlobStore(abc.ABC):
         return b"".join([chunk async for chunk in self.read(sha256)])
 
 
-def _check_hex(sha256: str) -> str:
+def check_hex(sha256: str) -> str:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise BlobError(f"not a lowercase hex SHA-256: {sha256!r}")
     return sha256
@@ -82,7 +82,7 @@ class DirectoryBlobStore(BlobStore):
         self.root = root
 
     def path(self, sha256: str) -> Path:
-        _check_hex(sha256)
+        check_hex(sha256)
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
     async def put(
@@ -126,9 +126,10 @@ class DirectoryBlobStore(BlobStore):
 
 
 def open_blob_store(settings: Settings) -> BlobStore:
+    """The S3-compatible store when `blob_url` is set (see `hartonomous.s3blobs` for the URL
+    format), else the content-addressed directory under the data dir."""
     if settings.blob_url:
-        raise NotImplementedError(
-            "HARTONOMOUS_BLOB_URL (S3-compatible blobs) is not supported yet; unset it to use "
-            "the content-addressed directory under the data dir"
-        )
+        from hartonomous.s3blobs import S3BlobStore  # boto3 loads only where it is used
+
+        return S3BlobStore.from_url(settings.blob_url)
     return DirectoryBlobStore(settings.data_dir / "blobs")

@@ -13,7 +13,15 @@ from services.gateway import problems
 from services.gateway.deps import Gateway
 from services.gateway.limits import BodyLimit
 from services.gateway.problems import CatchAll, Problem
-from services.gateway.routes import admin, atoms, billing, embeddings, health, search
+from services.gateway.routes import (
+    admin,
+    atoms,
+    billing,
+    embeddings,
+    health,
+    provenance,
+    search,
+)
 from services.gateway.telemetry import RequestTelemetry
 
 DESCRIPTION = """The public API of Hartonomous: ingest content, search it, embed text, and see
@@ -24,7 +32,7 @@ what it costs. Authenticate with `Authorization: Bearer <API key>`; every error 
 def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Hartonomous", version="1", description=DESCRIPTION)
     app.state.gateway = gateway
-    for module in (atoms, search, embeddings, billing, admin, health):
+    for module in (atoms, search, embeddings, provenance, billing, admin, health):
         app.include_router(module.router)
     problems.install(app)
     # Added innermost first: telemetry sees everything, the 500 fallback and the limits

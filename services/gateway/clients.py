@@ -26,6 +26,8 @@ from hartonomous.v1 import (
     inference_pb2_grpc,
     ingest_pb2,
     ingest_pb2_grpc,
+    provenance_pb2,
+    provenance_pb2_grpc,
     search_pb2,
     search_pb2_grpc,
 )
@@ -37,6 +39,7 @@ _STUBS: dict[str, Any] = {
     "inference": inference_pb2_grpc.InferenceStub,
     "search": search_pb2_grpc.SearchStub,
     "billing": billing_pb2_grpc.BillingStub,
+    "provenance": provenance_pb2_grpc.ProvenanceStub,
 }
 
 # What /readyz asks each peer's health service about.
@@ -45,6 +48,7 @@ HEALTH_NAMES = {
     "inference": inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name,
     "search": search_pb2.DESCRIPTOR.services_by_name["Search"].full_name,
     "billing": billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name,
+    "provenance": provenance_pb2.DESCRIPTOR.services_by_name["Provenance"].full_name,
 }
 
 
@@ -68,6 +72,8 @@ LIST_INVOICES = Rpc("billing", "ListInvoices", 10.0)
 GET_INVOICE = Rpc("billing", "GetInvoice", 10.0)
 PUT_RATES = Rpc("billing", "PutRates", 10.0)
 PUT_QUOTA = Rpc("billing", "PutQuota", 10.0)
+LINEAGE = Rpc("provenance", "Lineage", 10.0)
+EXPLAIN = Rpc("provenance", "Explain", 10.0)
 
 HEALTH_DEADLINE = 2.0
 # How long an aborted upload waits for the service to refuse the poison before cancelling.

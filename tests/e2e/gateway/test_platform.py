@@ -152,6 +152,34 @@ def test_ingest_then_search_finds_it_and_usage_counts_it(
         assert all(len(line["day"]) == 10 for line in by_day)
 
 
+def test_explain_names_the_document_chunk_and_model_version(
+    platform: Platform, acme: Tenant, globex: Tenant, doc: Doc
+) -> None:
+    with platform.client(acme.reader) as http:
+        hit = eventually(lambda: _searchable(http, doc))[0]
+
+        def explained() -> dict[str, Any] | None:
+            reply = http.get(f"/v1/provenance/{hit['atom_id']}/explain")
+            body = reply.json() if reply.status_code == 200 else None
+            return body if body and body["embeddings"] else None
+
+        why = eventually(explained)
+        lineage = http.get(f"/v1/provenance/{doc.atom_id}", params={"direction": "downstream"})
+    # One entry per holding of the document (the upload and the deduplicated re-ingest).
+    assert why["documents"]
+    for document in why["documents"]:
+        assert document["atom_id"] == doc.atom_id and document["source_uri"] == "notes.md"
+    assert document["chunk"].get("index", 0) == hit["chunk_index"]
+    model_version = why["embeddings"][0]["model_version"]
+    assert len(model_version) == 64 and int(model_version, 16) >= 0
+    assert model_version in why["text"] and doc.atom_id in why["text"]
+    assert lineage.status_code == 200, lineage.text
+    assert any(node["label"] == "Embedding" for node in lineage.json()["nodes"])
+    with platform.client(globex.reader) as http:
+        hidden = http.get(f"/v1/provenance/{hit['atom_id']}/explain")
+    assert hidden.status_code == 404 and hidden.headers["content-type"] == PROBLEM
+
+
 def test_embeddings_answer_like_openai(platform: Platform, acme: Tenant) -> None:
     request = {"input": ["a ledger of events", "replay for audit"], "model": "all-MiniLM-L6-v2"}
     with platform.client(acme.writer) as http:

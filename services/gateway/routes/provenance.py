@@ -1,0 +1,134 @@
+"""GET /v1/provenance/{id}: where a node came from and what came of it; .../explain: why the
+platform has an atom or embedding. The provenance service walks only the caller's own nodes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from pydantic import BaseModel, Field
+
+from hartonomous.v1 import provenance_pb2
+from services.gateway.clients import EXPLAIN, LINEAGE
+from services.gateway.deps import GatewayDep, Reader
+from services.gateway.problems import documented
+
+router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
+
+DIRECTIONS = {
+    "upstream": provenance_pb2.DIRECTION_UPSTREAM,
+    "downstream": provenance_pb2.DIRECTION_DOWNSTREAM,
+}
+NodeId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=512,
+        description='An atom id (64 hex characters) or a node id such as "Embedding:<atom>/<model>"',
+    ),
+]
+
+
+class GraphNode(BaseModel):
+    id: str
+    label: str
+    key: str
+    properties: dict[str, Any]
+    source: dict[str, Any] = Field(
+        default_factory=dict, description="topic, partition, offset and event id it came from"
+    )
+    shared: bool = Field(
+        description="Content or model nodes visible to every tenant that holds them"
+    )
+
+
+class GraphEdge(BaseModel):
+    type: str
+    source_id: str
+    target_id: str
+    properties: dict[str, Any]
+    source: dict[str, Any] = Field(default_factory=dict)
+
+
+class Lineage(BaseModel):
+    root_id: str
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    truncated: bool = Field(description="True when the walk hit the node limit")
+
+
+class Explanation(BaseModel):
+    atom_id: str
+    documents: list[dict[str, Any]] = Field(description="Which documents, where in them, when")
+    embeddings: list[dict[str, Any]] = Field(description="Which model version embedded it")
+    chain: list[dict[str, Any]] = Field(description="The events that led here, newest first")
+    text: str = Field(description="The same, as prose")
+
+
+def _dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+@router.get(
+    "/{node_id}", summary="Lineage of a node", responses=documented(400, 401, 404, 503, 504)
+)
+async def lineage(
+    node_id: NodeId,
+    gw: GatewayDep,
+    principal: Reader,
+    direction: Annotated[Literal["upstream", "downstream"], Query()] = "upstream",
+    depth: Annotated[int, Query(ge=1, le=10)] = 3,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Lineage:
+    request = provenance_pb2.LineageRequest(
+        tenant_id=principal.tenant_id,
+        node_id=node_id,
+        direction=DIRECTIONS[direction],
+        depth=depth,
+        limit=limit,
+    )
+    reply: provenance_pb2.LineageReply = await gw.peers.unary(LINEAGE, request)
+    return Lineage(
+        root_id=reply.root_id,
+        nodes=[
+            GraphNode(
+                id=n.id,
+                label=n.label,
+                key=n.key,
+                properties=_dict(n.properties),
+                source=_dict(n.source),
+                shared=n.shared,
+            )
+            for n in reply.nodes
+        ],
+        edges=[
+            GraphEdge(
+                type=e.type,
+                source_id=e.source_id,
+                target_id=e.target_id,
+                properties=_dict(e.properties),
+                source=_dict(e.source),
+            )
+            for e in reply.edges
+        ],
+        truncated=reply.truncated,
+    )
+
+
+@router.get(
+    "/{node_id}/explain",
+    summary="Why the platform has this atom or embedding",
+    responses=documented(400, 401, 404, 503, 504),
+)
+async def explain(node_id: NodeId, gw: GatewayDep, principal: Reader) -> Explanation:
+    request = provenance_pb2.ExplainRequest(tenant_id=principal.tenant_id, node_id=node_id)
+    reply: provenance_pb2.ExplainReply = await gw.peers.unary(EXPLAIN, request)
+    return Explanation(
+        atom_id=reply.atom_id,
+        documents=[_dict(d) for d in reply.documents],
+        embeddings=[_dict(e) for e in reply.embeddings],
+        chain=[_dict(c) for c in reply.chain],
+        text=reply.text,
+    )
