@@ -14,6 +14,7 @@ from hartonomous.eventlog.port import Consumer, EventLog, Record, StoredRecord
 from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import AvroCodec, Event, EventDecodeError, decode_event
 from hartonomous.runtime.metrics import BATCH_SIZE, CONSUMER_LAG, EVENTS_HANDLED
+from hartonomous.telemetry import continue_trace
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,11 @@ class ConsumerLoop:
             return
         for attempt in range(self._retry.attempts):
             try:
-                await self._handler(event, record)
+                # The handler runs in a span of the trace that produced the event, so a request's
+                # trace continues through every consumer it causes work in.
+                span_name = f"{self.group}: {event.event_type}"
+                with continue_trace(span_name, event.envelope.traceparent):
+                    await self._handler(event, record)
                 EVENTS_HANDLED.labels(self.group, record.topic, "ok").inc()
                 return
             except PoisonEvent as exc:

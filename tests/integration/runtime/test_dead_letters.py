@@ -1,10 +1,13 @@
-"""A bad event lands in `<topic>.dlq` with its error, and the partition keeps flowing."""
+"""A bad event lands in `<topic>.dlq` with its error, and the partition keeps flowing; handlers
+run inside the trace that produced their event."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from decimal import Decimal
+
+from opentelemetry import trace
 
 from hartonomous.eventlog.port import EventLog, Record, StoredRecord, TopicSpec
 from hartonomous.eventlog.topics import dlq_topic
@@ -95,3 +98,29 @@ async def test_transient_failures_are_retried_then_dead_lettered(eventlog: Event
     assert calls == {0: 2, 1: 3, 2: 1}
     dead = [r async for r in eventlog.replay(dlq_topic(topic), from_offset=0)]
     assert len(dead) == 1 and "always fails" in dead[0].headers["dlq_error"]
+
+
+async def test_handlers_run_inside_the_trace_that_produced_the_event(eventlog: EventLog) -> None:
+    codec = AvroCodec()
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await eventlog.ensure_topics([TopicSpec(topic, 1), TopicSpec(dlq_topic(topic), 1)])
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    record = usage_record(codec, topic, "acme", Decimal(1))
+    headers = {**record.headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    await eventlog.append([Record(topic, record.key, record.value, headers)])
+    seen: list[str] = []
+
+    async def handler(event: Event, record: StoredRecord) -> None:
+        seen.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+
+    loop = ConsumerLoop(eventlog, codec, "g-trace", [topic], handler)
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(300):
+            if seen:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        loop.stop()
+        await task
+    assert seen == [trace_id]
