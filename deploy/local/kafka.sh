@@ -28,12 +28,14 @@ logfile="$dir/kafka.log"
 bootstrap="127.0.0.1:$port"
 start_timeout="${KAFKA_START_TIMEOUT:-90}"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-
-say() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() {
-  say "error: $*"
-  exit 1
-}
+name=kafka.sh
+product="Apache Kafka"
+pom_dir="$here/kafka"
+version_property=kafka.version
+artifact=org.apache.kafka:kafka_2.13
+marker="kafka.Kafka $dir/server.properties"
+# shellcheck source=deploy/local/common.sh
+source "$here/common.sh"
 
 log_tail() {
   local log="${1:-$logfile}"
@@ -43,73 +45,16 @@ log_tail() {
   fi
 }
 
-# Serialises kafka.sh runs on one directory (concurrent test processes may all call `up`).
-# fd 9 must not leak into the broker, or the broker would hold the lock forever.
-lock_dir() {
-  mkdir -p "$dir"
-  exec 9>"$dir/.lock"
-  flock -w 600 9 || die "timed out waiting for the lock $dir/.lock"
-}
-
-check_java() {
-  command -v "$java" >/dev/null || die "java not found (Kafka $version needs Java 17 or newer; set JAVA_HOME)"
-  local v
-  v="$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
-  [[ "${v%%.*}" -ge 17 ]] || die "Kafka $version needs Java 17 or newer, $java is Java $v"
-}
-
-# Resolves the broker and kafka-tools with all runtime dependencies once per version; a partial
-# download is never mistaken for a complete one (it is moved into place only when Maven succeeds).
-fetch_jars() {
-  [[ -f "$libs/.complete" ]] && return 0
-  # Several checkouts may share the cache; fd 8 is closed for the broker like fd 9.
-  mkdir -p "$cache"
-  exec 8>"$cache/.lock"
-  flock -w 600 8 || die "timed out waiting for the lock $cache/.lock"
-  [[ -f "$libs/.complete" ]] && return 0
-  command -v mvn >/dev/null || die "mvn not found (Maven fetches the Kafka jars on first use)"
-  say "fetching Apache Kafka $version jars into $libs (first run only)"
-  local tmp
-  tmp="$(mktemp -d "$cache/fetch.XXXXXX")"
-  cp "$here/kafka/pom.xml" "$tmp/pom.xml"
-  if ! mvn -B --no-transfer-progress -f "$tmp/pom.xml" dependency:copy-dependencies \
-    -Dkafka.version="$version" -DincludeScope=runtime -DoutputDirectory="$tmp/libs" \
-    >"$tmp/mvn.log" 2>&1; then
-    tail -n 40 "$tmp/mvn.log" >&2
-    rm -rf "$tmp"
-    die "Maven could not resolve org.apache.kafka:kafka_2.13:$version (see the output above)"
-  fi
-  rm -rf "$libs"
-  mv "$tmp/libs" "$libs"
-  rm -rf "$tmp"
-  touch "$libs/.complete"
-}
-
-# The broker's pid, if the pid file names a live broker of this directory (not a recycled pid).
-running_pid() {
-  [[ -f "$pidfile" ]] || return 1
-  local pid
-  pid="$(<"$pidfile")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  ps -ww -p "$pid" -o args= 2>/dev/null | grep -qF "kafka.Kafka $dir/server.properties" || return 1
-  printf '%s\n' "$pid"
-}
-
 # A broker that kafka.sh started from another directory and that holds our port (CI tests a
 # fresh clone while the broker of another checkout may still run). Prints "pid directory".
 other_broker() {
-  command -v ss >/dev/null || return 1
-  local pid args
-  pid="$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)"
-  [[ -n "$pid" ]] || return 1
-  args="$(ps -ww -p "$pid" -o args= 2>/dev/null)" || return 1
+  local found pid args
+  found="$(listener "$port")" || return 1
+  pid="${found%% *}"
+  args="${found#* }"
   [[ "$args" =~ kafka\.Kafka\ (.+)/server\.properties$ ]] || return 1
   [[ "${BASH_REMATCH[1]}" != "$dir" ]] || return 1
   printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # Ready: the port answers and the broker of directory $1 logged the end of its startup.

@@ -31,12 +31,14 @@ uri="bolt://127.0.0.1:$port"
 start_timeout="${NEO4J_START_TIMEOUT:-120}"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 main_class="org.neo4j.server.CommunityEntryPoint"
-
-say() { printf 'neo4j.sh: %s\n' "$*" >&2; }
-die() {
-  say "error: $*"
-  exit 1
-}
+name=neo4j.sh
+product="Neo4j Community"
+pom_dir="$here/neo4j"
+version_property=neo4j.version
+artifact=org.neo4j:neo4j
+marker="$main_class --home-dir=$dir "
+# shellcheck source=deploy/local/common.sh
+source "$here/common.sh"
 
 log_tail() {
   local log
@@ -48,73 +50,16 @@ log_tail() {
   done
 }
 
-# Serialises neo4j.sh runs on one directory (concurrent test processes may all call `up`).
-# fd 9 must not leak into the server, or the server would hold the lock forever.
-lock_dir() {
-  mkdir -p "$dir"
-  exec 9>"$dir/.lock"
-  flock -w 600 9 || die "timed out waiting for the lock $dir/.lock"
-}
-
-check_java() {
-  command -v "$java" >/dev/null || die "java not found (Neo4j $version needs Java 17 or 21; set JAVA_HOME)"
-  local v
-  v="$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
-  [[ "${v%%.*}" -ge 17 ]] || die "Neo4j $version needs Java 17 or newer, $java is Java $v"
-}
-
-# Resolves Neo4j Community with all runtime dependencies once per version; a partial download is
-# never mistaken for a complete one (it is moved into place only when Maven succeeds).
-fetch_jars() {
-  [[ -f "$libs/.complete" ]] && return 0
-  # Several checkouts may share the cache; fd 8 is closed for the server like fd 9.
-  mkdir -p "$cache"
-  exec 8>"$cache/.lock"
-  flock -w 900 8 || die "timed out waiting for the lock $cache/.lock"
-  [[ -f "$libs/.complete" ]] && return 0
-  command -v mvn >/dev/null || die "mvn not found (Maven fetches the Neo4j jars on first use)"
-  say "fetching Neo4j Community $version jars into $libs (first run only; a few minutes)"
-  local tmp
-  tmp="$(mktemp -d "$cache/fetch.XXXXXX")"
-  cp "$here/neo4j/pom.xml" "$tmp/pom.xml"
-  if ! mvn -B --no-transfer-progress -f "$tmp/pom.xml" dependency:copy-dependencies \
-    -Dneo4j.version="$version" -DincludeScope=runtime -DoutputDirectory="$tmp/libs" \
-    >"$tmp/mvn.log" 2>&1; then
-    tail -n 40 "$tmp/mvn.log" >&2
-    rm -rf "$tmp"
-    die "Maven could not resolve org.neo4j:neo4j:$version (see the output above)"
-  fi
-  rm -rf "$libs"
-  mv "$tmp/libs" "$libs"
-  rm -rf "$tmp"
-  touch "$libs/.complete"
-}
-
-# The server's pid, if the pid file names a live server of this directory (not a recycled pid).
-running_pid() {
-  [[ -f "$pidfile" ]] || return 1
-  local pid
-  pid="$(<"$pidfile")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  ps -ww -p "$pid" -o args= 2>/dev/null | grep -qF "$main_class --home-dir=$dir " || return 1
-  printf '%s\n' "$pid"
-}
-
 # A server that neo4j.sh started from another directory and that holds our port.
 # Prints "pid directory".
 other_server() {
-  command -v ss >/dev/null || return 1
-  local pid args
-  pid="$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)"
-  [[ -n "$pid" ]] || return 1
-  args="$(ps -ww -p "$pid" -o args= 2>/dev/null)" || return 1
+  local found pid args
+  found="$(listener "$port")" || return 1
+  pid="${found%% *}"
+  args="${found#* }"
   [[ "$args" =~ CommunityEntryPoint\ --home-dir=([^ ]+)\  ]] || return 1
   [[ "${BASH_REMATCH[1]}" != "$dir" ]] || return 1
   printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # Ready: bolt answers and the server of directory $1 logged the end of its startup.
