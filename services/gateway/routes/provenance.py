@@ -72,7 +72,9 @@ def _dict(message: Message) -> dict[str, Any]:
 
 
 @router.get(
-    "/{node_id}", summary="Lineage of a node", responses=documented(400, 401, 404, 503, 504)
+    "/{node_id}",
+    summary="Lineage of a node",
+    responses=documented(400, 401, 404, 422, 429, 503, 504),
 )
 async def lineage(
     node_id: NodeId,
@@ -120,7 +122,7 @@ async def lineage(
 @router.get(
     "/{node_id}/explain",
     summary="Why the platform has this atom or embedding",
-    responses=documented(400, 401, 404, 503, 504),
+    responses=documented(400, 401, 404, 422, 429, 503, 504),
 )
 async def explain(node_id: NodeId, gw: GatewayDep, principal: Reader) -> Explanation:
     request = provenance_pb2.ExplainRequest(tenant_id=principal.tenant_id, node_id=node_id)

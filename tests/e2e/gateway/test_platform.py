@@ -343,7 +343,15 @@ def test_probes_and_metrics(platform: Platform, acme: Tenant) -> None:
         ready = http.get("/readyz").json()
         exposition = http.get("/metrics").text
     assert ready["status"] == "ready"
-    assert set(ready["checks"]) == {"postgres", "log", "ingest", "inference", "search", "billing"}
+    assert set(ready["checks"]) == {
+        "postgres",
+        "log",
+        "ingest",
+        "inference",
+        "search",
+        "billing",
+        "provenance",
+    }
     assert 'method="POST",route="/v1/search",status="200"' in exposition
     assert "hartonomous_consumer_lag" in exposition
 

@@ -227,6 +227,8 @@ SERVICES = {
     "inference": "hartonomous.v1.Inference",
     "search": "hartonomous.v1.Search",
     "billing": "hartonomous.v1.Billing",
+    # Readiness only: the provenance routes are exercised end to end (tests/e2e/gateway).
+    "provenance": "hartonomous.v1.Provenance",
 }
 
 

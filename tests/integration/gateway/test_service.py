@@ -81,6 +81,7 @@ async def test_readiness_names_the_dependency_that_is_down(tmp_path: Path) -> No
             "inference",
             "search",
             "billing",
+            "provenance",
         }
         await gw.peers.health.set(
             "hartonomous.v1.Billing", health_pb2.HealthCheckResponse.NOT_SERVING
