@@ -3,12 +3,11 @@ Money and quantities cross the wire as decimal strings, never floats."""
 
 from __future__ import annotations
 
-import logging
-from types import TracebackType
 from typing import Any, TypeAlias
 
 import grpc
 
+from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.v1 import billing_pb2 as pb
 from services.billing import domain, handlers, messages
 from services.billing.domain import (
@@ -22,15 +21,16 @@ from services.billing.pricing import parse_rate_table
 from services.billing.quota import Clock, QuotaBook
 from services.billing.store import BillingStore
 
-log = logging.getLogger(__name__)
-
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
-_STATUS = {
-    domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    domain.NotFound: grpc.StatusCode.NOT_FOUND,
-    domain.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-}
+_ERRORS = GrpcErrors(
+    "billing",
+    {
+        domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+        domain.NotFound: grpc.StatusCode.NOT_FOUND,
+        domain.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    },
+)
 
 
 class BillingApi:
@@ -40,7 +40,7 @@ class BillingApi:
         self._clock = clock
 
     async def GetUsage(self, request: pb.UsageRequest, context: Context) -> pb.UsageReply:
-        async with _Statuses(context, "GetUsage"):
+        async with _ERRORS.scope(context, "GetUsage"):
             start = messages.to_time(request, "from") if request.HasField("from") else None
             end = messages.to_time(request, "to") if request.HasField("to") else self._clock()
             by_day = request.group_by == pb.USAGE_GROUPING_DAY
@@ -50,7 +50,7 @@ class BillingApi:
             return messages.usage_reply(summary)
 
     async def CheckQuota(self, request: pb.QuotaCheckRequest, context: Context) -> pb.QuotaDecision:
-        async with _Statuses(context, "CheckQuota"):
+        async with _ERRORS.scope(context, "CheckQuota"):
             tenant = parse_name(request.tenant_id, "tenant_id")
             operation = parse_name(request.operation, "operation")
             quantity = (
@@ -63,18 +63,18 @@ class BillingApi:
     async def ListInvoices(
         self, request: pb.ListInvoicesRequest, context: Context
     ) -> pb.ListInvoicesReply:
-        async with _Statuses(context, "ListInvoices"):
+        async with _ERRORS.scope(context, "ListInvoices"):
             found = await self._store.invoices(parse_name(request.tenant_id, "tenant_id"))
             return pb.ListInvoicesReply(invoices=[messages.invoice(i) for i in found])
 
     async def GetInvoice(self, request: pb.GetInvoiceRequest, context: Context) -> pb.Invoice:
-        async with _Statuses(context, "GetInvoice"):
+        async with _ERRORS.scope(context, "GetInvoice"):
             return messages.invoice(
                 await handlers.invoice(self._store, request.tenant_id, request.invoice_id)
             )
 
     async def IssueInvoice(self, request: pb.IssueInvoiceRequest, context: Context) -> pb.Invoice:
-        async with _Statuses(context, "IssueInvoice"):
+        async with _ERRORS.scope(context, "IssueInvoice"):
             if not (request.HasField("period_start") and request.HasField("period_end")):
                 raise domain.InvalidArgument("period_start and period_end are required")
             start, end = (
@@ -87,7 +87,7 @@ class BillingApi:
             return messages.invoice(issued)
 
     async def PutRates(self, request: pb.PutRatesRequest, context: Context) -> pb.RateCard:
-        async with _Statuses(context, "PutRates"):
+        async with _ERRORS.scope(context, "PutRates"):
             table = parse_rate_table(
                 messages.to_time(request, "effective_from")
                 if request.HasField("effective_from")
@@ -99,12 +99,12 @@ class BillingApi:
             return messages.rate_card(await self._store.put_rates(table))
 
     async def GetRates(self, request: pb.GetRatesRequest, context: Context) -> pb.RateCard:
-        async with _Statuses(context, "GetRates"):
+        async with _ERRORS.scope(context, "GetRates"):
             at = messages.to_time(request, "at") if request.HasField("at") else self._clock()
             return messages.rate_card(await handlers.rates_at(self._store, at))
 
     async def PutQuota(self, request: pb.PutQuotaRequest, context: Context) -> pb.Quota:
-        async with _Statuses(context, "PutQuota"):
+        async with _ERRORS.scope(context, "PutQuota"):
             rule, plan = await handlers.put_quota(
                 self._store,
                 tenant_id=request.tenant_id,
@@ -117,29 +117,3 @@ class BillingApi:
             )
             self._book.put_rule(rule)  # read-your-writes: the next check knows it
             return messages.quota(rule, plan)
-
-
-class _Statuses:
-    """Errors -> gRPC statuses: the caller's mistakes by type, anything else as INTERNAL (the
-    trace goes to the log, never to the client)."""
-
-    def __init__(self, context: Context, method: str) -> None:
-        self._context = context
-        self._method = method
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, domain.BillingError):
-            await self._context.abort(_STATUS[type(exc)], str(exc))
-        if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-            log.error("%s failed", self._method, exc_info=exc)
-            await self._context.abort(
-                grpc.StatusCode.INTERNAL, f"{self._method} failed; see the billing service log"
-            )

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any, TypeAlias
 
 import grpc
 
 from hartonomous.blobs import BlobNotFoundError
+from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.v1 import ingest_pb2
 from services.ingest import domain, handlers
 from services.ingest.domain import AtomView, IngestResult
 
-log = logging.getLogger(__name__)
-
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
-_STATUS = {
-    domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    domain.ContentTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    domain.AtomNotFound: grpc.StatusCode.NOT_FOUND,
-}
+# A catalogued atom whose bytes are gone is DATA_LOSS; the details stay in the log.
+_ERRORS = GrpcErrors(
+    "ingest",
+    {
+        domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+        domain.ContentTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        domain.AtomNotFound: grpc.StatusCode.NOT_FOUND,
+        BlobNotFoundError: grpc.StatusCode.DATA_LOSS,
+    },
+    withheld={BlobNotFoundError: "the atom's bytes are lost"},
+)
 
 
 class IngestApi:
@@ -32,14 +35,14 @@ class IngestApi:
     async def IngestAtom(
         self, requests: AsyncIterator[ingest_pb2.IngestRequest], context: Context
     ) -> ingest_pb2.IngestReply:
-        async with _Statuses(context, "IngestAtom"):
+        async with _ERRORS.scope(context, "IngestAtom"):
             header = await _header(requests, context)
             return _reply(await handlers.ingest_atom(self._deps, header, _data(requests)))
 
     async def GetAtom(
         self, request: ingest_pb2.GetAtomRequest, context: Context
     ) -> ingest_pb2.Atom:
-        async with _Statuses(context, "GetAtom"):
+        async with _ERRORS.scope(context, "GetAtom"):
             tenant_id, atom_id = _target(request)
             view = await self._deps.catalog.visible(tenant_id, atom_id)
             if view is None:
@@ -49,41 +52,12 @@ class IngestApi:
     async def ReadAtom(
         self, request: ingest_pb2.ReadAtomRequest, context: Context
     ) -> AsyncIterator[ingest_pb2.AtomData]:
-        async with _Statuses(context, "ReadAtom"):
+        async with _ERRORS.scope(context, "ReadAtom"):
             tenant_id, atom_id = _target(request)
             if not await self._deps.catalog.holds(tenant_id, atom_id):
                 raise domain.AtomNotFound(tenant_id, atom_id)
             async for data in self._deps.blobs.read(atom_id):
                 yield ingest_pb2.AtomData(data=data)
-
-
-class _Statuses:
-    """Errors -> gRPC statuses: the caller's mistakes by type, a catalogued atom without bytes
-    as DATA_LOSS, anything else as INTERNAL (the trace goes to the log, never to the client)."""
-
-    def __init__(self, context: Context, method: str) -> None:
-        self._context = context
-        self._method = method
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, domain.IngestError):
-            await self._context.abort(_STATUS[type(exc)], str(exc))
-        if isinstance(exc, BlobNotFoundError):
-            log.error("a catalogued atom has no blob: %s", exc)
-            await self._context.abort(grpc.StatusCode.DATA_LOSS, "the atom's bytes are lost")
-        if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-            log.error("%s failed", self._method, exc_info=exc)
-            await self._context.abort(
-                grpc.StatusCode.INTERNAL, f"{self._method} failed; see the ingest service log"
-            )
 
 
 async def _header(

@@ -5,15 +5,14 @@ key; queries.py confines every read to what that tenant may see."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.struct_pb2 import Struct
 
+from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.v1 import provenance_pb2 as pb
 from services.provenance import queries
 from services.provenance.canonical import Fingerprint
@@ -29,9 +28,18 @@ from services.provenance.domain import (
 from services.provenance.explain import Document, Embedding, Explanation, render
 from services.provenance.graph.port import GraphStore, GraphStoreError
 
-log = logging.getLogger(__name__)
-
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+# An unreachable graph is UNAVAILABLE; its driver's details stay in the log.
+_ERRORS = GrpcErrors(
+    "provenance",
+    {
+        InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+        NotFound: grpc.StatusCode.NOT_FOUND,
+        GraphStoreError: grpc.StatusCode.UNAVAILABLE,
+    },
+    withheld={GraphStoreError: "the provenance graph is unavailable"},
+)
 
 DIRECTIONS = {
     pb.DIRECTION_UNSPECIFIED: Direction.UPSTREAM,
@@ -45,7 +53,7 @@ class ProvenanceApi:
         self._store = store
 
     async def Lineage(self, request: pb.LineageRequest, context: Context) -> pb.LineageReply:
-        async with _Statuses(context, "Lineage"):
+        async with _ERRORS.scope(context, "Lineage"):
             direction = DIRECTIONS.get(request.direction)
             if direction is None:
                 raise InvalidRequest(f"unknown direction {request.direction}")
@@ -66,48 +74,15 @@ class ProvenanceApi:
             )
 
     async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainReply:
-        async with _Statuses(context, "Explain"):
+        async with _ERRORS.scope(context, "Explain"):
             found = await queries.explain(self._store, request.tenant_id, request.node_id)
             return _explanation(found)
 
     async def Fingerprint(
         self, request: pb.FingerprintRequest, context: Context
     ) -> pb.FingerprintReply:
-        async with _Statuses(context, "Fingerprint"):
+        async with _ERRORS.scope(context, "Fingerprint"):
             return fingerprint_reply(await self._store.fingerprint(list(request.topics) or None))
-
-
-class _Statuses:
-    """Errors -> gRPC statuses: the caller's mistakes by type, an unreachable graph as
-    UNAVAILABLE, anything else as INTERNAL (the trace goes to the log, never to the client)."""
-
-    def __init__(self, context: Context, method: str) -> None:
-        self._context = context
-        self._method = method
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, InvalidRequest):
-            await self._context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if isinstance(exc, NotFound):
-            await self._context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        if isinstance(exc, GraphStoreError):
-            log.error("%s: the graph is unavailable: %s", self._method, exc)
-            await self._context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the provenance graph is unavailable"
-            )
-        if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-            log.error("%s failed", self._method, exc_info=exc)
-            await self._context.abort(
-                grpc.StatusCode.INTERNAL, f"{self._method} failed; see the provenance service log"
-            )
 
 
 def _struct(values: Mapping[str, Any]) -> Struct:
