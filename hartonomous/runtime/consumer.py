@@ -7,8 +7,9 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hartonomous.eventlog.port import Consumer, EventLog, Record, StoredRecord
 from hartonomous.eventlog.topics import dlq_topic
@@ -19,10 +20,31 @@ from hartonomous.telemetry import continue_trace
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event, StoredRecord], Awaitable[None]]
+Deps = TypeVar("Deps")
 
 
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never succeed: it goes to the DLQ at once."""
+
+
+def dispatch(
+    handlers: Mapping[str, Callable[[Deps, Event], Awaitable[None]]],
+    deps: Deps,
+    poison: type[Exception],
+) -> Handler:
+    """A ConsumerLoop handler that routes each event to `handlers[event_type]` (other types are
+    ignored) and turns `poison` (content that can never be handled) into a PoisonEvent."""
+
+    async def handle(event: Event, record: StoredRecord) -> None:
+        handler = handlers.get(event.event_type)
+        if handler is None:
+            return
+        try:
+            await handler(deps, event)
+        except poison as exc:
+            raise PoisonEvent(str(exc)) from exc
+
+    return handle
 
 
 @dataclass(frozen=True)

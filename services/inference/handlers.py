@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from hartonomous.blobs import BlobStore
-from hartonomous.eventlog.port import EventLog, Record, StoredRecord
+from hartonomous.eventlog.port import EventLog, Record
 from hartonomous.events import AvroCodec, Envelope, Event, encode_event
-from hartonomous.runtime.consumer import Handler, PoisonEvent
+from hartonomous.runtime.consumer import Handler, dispatch
 from services.inference import domain
 from services.inference.batching import Batcher
 from services.inference.domain import AtomText, ModelInfo
@@ -86,17 +86,7 @@ HANDLERS: dict[str, Callable[[Deps, Event], Awaitable[None]]] = {
 def consumer_handler(deps: Deps) -> Handler:
     """The ConsumerLoop handler: dispatch by event type, ignore the rest, and turn content
     that can never be embedded into a PoisonEvent (dead-lettered without retries)."""
-
-    async def handle(event: Event, record: StoredRecord) -> None:
-        handler = HANDLERS.get(event.event_type)
-        if handler is None:
-            return
-        try:
-            await handler(deps, event)
-        except domain.BadAtom as exc:
-            raise PoisonEvent(str(exc)) from exc
-
-    return handle
+    return dispatch(HANDLERS, deps, domain.BadAtom)
 
 
 async def _embed_and_emit(

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from prometheus_client import Histogram
 
 from hartonomous.blobs import BlobStore
-from hartonomous.eventlog.port import StoredRecord
 from hartonomous.events import Event
-from hartonomous.runtime.consumer import Handler, PoisonEvent
+from hartonomous.runtime.consumer import Handler, dispatch
 from services.search import domain
 from services.search.domain import IndexedChunk
 from services.search.facts import Document, Facts, Reference, Vector
@@ -106,17 +105,7 @@ HANDLERS: dict[str, Callable[[Deps, Event], Awaitable[None]]] = {
 def consumer_handler(deps: Deps) -> Handler:
     """The ConsumerLoop handler: dispatch by event type, ignore the rest, and dead-letter at
     once what can never be projected."""
-
-    async def handle(event: Event, record: StoredRecord) -> None:
-        handler = HANDLERS.get(event.event_type)
-        if handler is None:
-            return
-        try:
-            await handler(deps, event)
-        except domain.BadEvent as exc:
-            raise PoisonEvent(str(exc)) from exc
-
-    return handle
+    return dispatch(HANDLERS, deps, domain.BadEvent)
 
 
 async def _index(deps: Deps, chunks: Sequence[IndexedChunk]) -> None:
