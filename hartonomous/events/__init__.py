@@ -4,7 +4,7 @@ from hartonomous.events.codec import AvroCodec
 from hartonomous.events.envelope import Envelope
 from hartonomous.events.errors import EventDecodeError, EventEncodeError
 from hartonomous.events.event import Event, decode_event, encode_event
-from hartonomous.events.ids import new_event_id
+from hartonomous.events.ids import derived_event_id, named_event_id, new_event_id
 from hartonomous.events.registry import SchemaRegistry
 
 __all__ = [
@@ -15,6 +15,8 @@ __all__ = [
     "EventEncodeError",
     "SchemaRegistry",
     "decode_event",
+    "derived_event_id",
     "encode_event",
+    "named_event_id",
     "new_event_id",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -211,20 +210,3 @@ def usage_payload(
         "api_key_id": None,
         "dimensions": {"device": model.device},
     }
-
-
-def derived_event_id(cause_id: str, name: str) -> str:
-    """A UUIDv7 that is a function of the causing event and what was derived from it.
-
-    Consumers are at-least-once: when a source event is handled twice, the events it yields
-    get the same ids again, so the billing ledger (keyed by event id) charges once. The
-    timestamp bits are the cause's, so the id still sorts where a fresh one would.
-    """
-    digest = int.from_bytes(hashlib.sha256(f"{cause_id}\0{name}".encode()).digest()[:10])
-    try:
-        ms = uuid.UUID(cause_id).int >> 80
-    except ValueError:  # a producer that is not ours: no creation time to keep
-        ms = 0
-    rand = digest & ((1 << 74) - 1)
-    value = ms << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))

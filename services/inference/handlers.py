@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from hartonomous.blobs import BlobStore
 from hartonomous.eventlog.port import EventLog, Record
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.events import AvroCodec, Envelope, Event, derived_event_id, encode_event
 from hartonomous.runtime.consumer import Handler, dispatch
 from services.inference import domain
 from services.inference.batching import Batcher
@@ -116,5 +116,5 @@ async def _embed_and_emit(
 
 def _caused(cause: Event, event_type: str, tenant_id: str, subject: str) -> Envelope:
     envelope = cause.envelope.caused(event_type, domain.PRODUCED_BY, tenant_id)
-    event_id = domain.derived_event_id(cause.envelope.event_id, f"{event_type}/{subject}")
+    event_id = derived_event_id(cause.envelope.event_id, f"{event_type}/{subject}")
     return replace(envelope, event_id=event_id)

@@ -1,5 +1,5 @@
 """Wiring: the catalog pool, the blob store and the tokenizer shared by the gRPC API and the
-catalog consumer, and the periodic sweep of orphan blobs."""
+catalog consumer, the periodic sweep of orphan blobs, and storage metering."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from services.ingest.chunking import TextChunker
 from services.ingest.domain import ChunkPolicy
 from services.ingest.gc import garbage_collect_orphans
 from services.ingest.handlers import Deps, catalog_handler
+from services.ingest.metering import StorageMeter
 from services.ingest.store import Catalog
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,17 @@ class IngestService(Service):
         chunking: ChunkPolicy | None = None,
         gc_every: timedelta | None = timedelta(hours=6),
         gc_grace: timedelta = timedelta(hours=24),
+        storage_every: timedelta | None = domain.STORAGE_PERIOD,
     ) -> None:
-        """`gc_every`: how often orphan blobs older than `gc_grace` are swept (None: never)."""
+        """`gc_every`: how often orphan blobs older than `gc_grace` are swept (None: never).
+        `storage_every`: the storage metering period, whole hours dividing a day (None: off)."""
         self._max_content_bytes = max_content_bytes
         self._chunking = ChunkPolicy() if chunking is None else chunking
         self._gc_every = gc_every
         self._gc_grace = gc_grace
+        self._storage_every = storage_every
         self._pool: asyncpg.Pool | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.deps: Deps | None = None
 
     async def start(self, ctx: ServiceContext) -> Wiring:
@@ -58,9 +62,11 @@ class IngestService(Service):
         blobs = open_blob_store(ctx.settings)
         self.deps = Deps(catalog, blobs, ctx.log, ctx.codec, chunker, self._max_content_bytes)
         if self._gc_every is not None and isinstance(blobs, DirectoryBlobStore):
-            self._sweeper = asyncio.create_task(
-                self._sweep(catalog, blobs, self._gc_every), name="ingest-gc"
-            )
+            sweep = self._sweep(catalog, blobs, self._gc_every)
+            self._tasks.append(asyncio.create_task(sweep, name="ingest-gc"))
+        if self._storage_every is not None:
+            meter = StorageMeter(catalog, ctx.log, ctx.codec, self._storage_every)
+            self._tasks.append(asyncio.create_task(meter.run(), name="ingest-storage-meter"))
         return Wiring(
             consumers=[
                 ConsumerLoop(ctx.log, ctx.codec, GROUP, ["atoms"], catalog_handler(catalog))
@@ -73,11 +79,11 @@ class IngestService(Service):
         )
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+                await task
+        self._tasks = []
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

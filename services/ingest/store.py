@@ -25,7 +25,7 @@ import asyncpg
 
 from hartonomous.eventlog.port import StoredRecord
 from hartonomous.runtime.inbox import Inbox
-from services.ingest.domain import AtomView, Chunk, Span
+from services.ingest.domain import AtomView, Chunk, Holding, Span
 
 SCHEMA = "ingest"
 
@@ -64,6 +64,9 @@ create table if not exists {SCHEMA}.chunks (
     end_byte bigint not null,
     primary key (parent_atom_id, chunk_index));
 create index if not exists chunks_by_atom on {SCHEMA}.chunks (atom_id);
+create table if not exists {SCHEMA}.storage_metering (
+    singleton boolean primary key default true check (singleton),
+    metered_until timestamptz not null);
 """
 
 # The earliest event that described an atom decides what it is.
@@ -103,6 +106,14 @@ _INSERT_CHUNKS = f"""
 insert into {SCHEMA}.chunks
 select $1::text, * from unnest($2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
                          $7::bigint[])
+"""
+
+# What each tenant references at an instant: its own uploads and dedup hits, in full.
+_HOLDINGS = f"""
+select r.tenant_id, count(*) as atoms, sum(a.size_bytes) as bytes
+from {SCHEMA}.refs r join {SCHEMA}.atoms a using (atom_id)
+where r.first_seen < $1
+group by r.tenant_id order by r.tenant_id
 """
 
 # A tenant sees the atoms it references, and the chunks of the texts it references.
@@ -253,6 +264,25 @@ class Catalog:
             f"select atom_id from {SCHEMA}.atoms where atom_id = any($1::text[])", list(atom_ids)
         )
         return {row["atom_id"] for row in rows}
+
+    async def holdings(self, at: datetime) -> list[Holding]:
+        """Every tenant's references made before `at`, by tenant id."""
+        rows = await self._pool.fetch(_HOLDINGS, at)
+        return [Holding(r["tenant_id"], r["atoms"], int(r["bytes"])) for r in rows]
+
+    async def metered_until(self) -> datetime | None:
+        """Where storage metering stopped: the end of the last period measured."""
+        value = await self._pool.fetchval(f"select metered_until from {SCHEMA}.storage_metering")
+        return cast(datetime | None, value)
+
+    async def storage_metered(self, until: datetime) -> None:
+        """Record that every period before `until` is measured (never moving back)."""
+        await self._pool.execute(
+            f"insert into {SCHEMA}.storage_metering as m values (true, $1)"
+            " on conflict (singleton) do update"
+            " set metered_until = greatest(m.metered_until, excluded.metered_until)",
+            until,
+        )
 
     @staticmethod
     async def _chunks(conn: asyncpg.Pool | PooledConnection, parent_id: str) -> list[Chunk]:

@@ -182,6 +182,42 @@ def on_usage_recorded(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> 
         f.edge(Rel.BILLED_AS, cause, usage, tenant=tenant_id)
 
 
+def on_search_performed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+    """The tenant's search, linked to what it returned (best rank first) and to the model
+    version that ranked it: upstream of an answer are the chunks it was made of."""
+    tenant_id = payload["tenant_id"]
+    props: dict[str, Any] = {
+        "query_sha256": payload["query_sha256"],
+        "query_bytes": payload["query_bytes"],
+        "mode": payload["mode"],
+        "k": payload["k"],
+        "metadata_filter_json": _json(payload["metadata_filter"]),
+        "result_count": len(payload["results"]),
+    }
+    for name in ("modality", "model_version", "api_key_id"):
+        if payload[name] is not None:
+            props[name] = payload[name]
+    search = f.node(Label.SEARCH_QUERY, env.event_id, tenant=tenant_id, props=props)
+    f.recorded(search, tenant_id)
+    returned: set[str] = set()
+    for rank, result in enumerate(payload["results"]):
+        atom_id = result["atom_id"]
+        if atom_id in returned:  # one chunk in two documents: its best rank speaks for it
+            continue
+        returned.add(atom_id)
+        atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
+        hit = {
+            "rank": rank,
+            "score": result["score"],
+            "document_id": result["document_id"],
+            "chunk_index": result["chunk_index"],
+        }
+        f.edge(Rel.USED_INPUT, search, atom, tenant=tenant_id, props=hit)
+    if payload["model_version"] is not None:
+        model_version = f.mention(Label.MODEL_VERSION, payload["model_version"])
+        f.edge(Rel.USED_INPUT, search, model_version, tenant=tenant_id)
+
+
 def on_config_changed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
     props: dict[str, Any] = {
         "config_key": payload["key"],
@@ -280,6 +316,7 @@ HANDLERS: Mapping[str, Mapper] = {
     "AtomChunked": on_atom_chunked,
     "EmbeddingComputed": on_embedding_computed,
     "UsageRecorded": on_usage_recorded,
+    "SearchPerformed": on_search_performed,
     "ConfigChanged": on_config_changed,
     "ModelDecomposed": on_model_decomposed,
     "TelemetryRecorded": on_telemetry_recorded,

@@ -1,7 +1,8 @@
 """The hartonomous.v1.Search gRPC servicer: translates messages, nothing more.
 
 The tenant comes from the request's tenant_id, which the gateway sets from the caller's API
-key; the user's filter can only narrow within it (domain.Filter)."""
+key; the user's filter can only narrow within it (domain.Filter). A search is answered only once
+the meter has appended its receipt and usage (metering.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hartonomous.v1 import search_pb2
 from services.search import domain
 from services.search.domain import Mode
 from services.search.embedder import EmbedderUnavailable
+from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,9 @@ MODES: dict[int, Mode] = {
 
 
 class SearchApi:
-    def __init__(self, searcher: Searcher) -> None:
+    def __init__(self, searcher: Searcher, meter: SearchMeter) -> None:
         self._searcher = searcher
+        self._meter = meter
 
     async def Search(
         self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -44,8 +47,9 @@ class SearchApi:
             )
         except domain.InvalidQuery as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        traceparent = _traceparent(context)
         try:
-            hits = await self._searcher.search(query, _traceparent(context))
+            hits = await self._searcher.search(query, traceparent)
         except EmbedderUnavailable as exc:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
@@ -55,6 +59,14 @@ class SearchApi:
             # The client gets a status, never our stack trace; the log gets the trace.
             log.exception("Search failed", extra={"tenant_id": request.tenant_id})
             await context.abort(grpc.StatusCode.INTERNAL, "search failed; see the search log")
+        try:
+            await self._meter.record(query, hits, traceparent, request.api_key_id or None)
+        except Exception:
+            # Results that were not billed are never returned.
+            log.exception("Search metering failed", extra={"tenant_id": request.tenant_id})
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the search could not be recorded; retry shortly"
+            )
         return search_pb2.SearchReply(
             results=[
                 search_pb2.SearchResult(
@@ -77,7 +89,8 @@ def _mode(value: int) -> Mode:
 
 
 def _traceparent(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-    """The caller's W3C trace context, passed on to inference so the query joins its trace."""
+    """The caller's W3C trace context, passed on to inference and onto the receipt, so the
+    query's work joins the caller's trace."""
     for key, value in context.invocation_metadata() or ():
         if key == "traceparent" and isinstance(value, str):
             return value

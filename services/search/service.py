@@ -17,6 +17,7 @@ from services.search.api import SearchApi
 from services.search.embedder import Embedder
 from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
+from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 from services.search.store import VectorStore, open_vector_store
 
@@ -46,7 +47,9 @@ class SearchService(Service):
             consumers=[ConsumerLoop(ctx.log, ctx.codec, GROUP, TOPICS, consumer_handler(deps))],
             grpc=[
                 GrpcRegistration(
-                    SearchApi(searcher), search_pb2_grpc.add_SearchServicer_to_server, GRPC_SERVICE
+                    SearchApi(searcher, SearchMeter(ctx.log, ctx.codec)),
+                    search_pb2_grpc.add_SearchServicer_to_server,
+                    GRPC_SERVICE,
                 )
             ],
         )

@@ -70,9 +70,11 @@ class SearchReply(BaseModel):
 async def search(
     body: SearchRequest, response: Response, gw: GatewayDep, principal: Reader
 ) -> SearchReply:
-    await quota.admit(gw, principal, "search", response)
+    # Each search is billed one request: reserving it keeps a burst within the quota.
+    await quota.admit(gw, principal, "search", response, 1)
     request = search_pb2.SearchRequest(
         tenant_id=principal.tenant_id,
+        api_key_id=principal.key_id,
         query=body.query,
         k=body.k,
         mode=MODES[body.mode],

@@ -26,6 +26,20 @@ from services.billing.quota import QuotaBook
 
 CODEC = AvroCodec()
 
+# Fails the insert of any UsageRecorded record, after the domain records of the same
+# transaction were written (producers append the usage record last).
+USAGE_WRITE_FAULT = """
+create function log.fail_usage() returns trigger language plpgsql as $$
+begin
+  if new.headers->>'event_type' = 'UsageRecorded' then
+    raise exception 'injected fault between the domain event and its usage';
+  end if;
+  return new;
+end $$;
+create trigger fail_usage before insert on log.records
+  for each row execute function log.fail_usage();
+"""
+
 
 def usage(
     tenant: str = "acme",

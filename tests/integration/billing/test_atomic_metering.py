@@ -18,20 +18,7 @@ from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest import IngestService
-
-# Fails the insert of the UsageRecorded record, after the atoms records of the same
-# transaction were written (records are inserted in one statement, the usage one last).
-FAULT = """
-create function log.fail_usage() returns trigger language plpgsql as $$
-begin
-  if new.headers->>'event_type' = 'UsageRecorded' then
-    raise exception 'injected fault between the domain event and its usage';
-  end if;
-  return new;
-end $$;
-create trigger fail_usage before insert on log.records
-  for each row execute function log.fail_usage();
-"""
+from tests.integration.billing.conftest import USAGE_WRITE_FAULT
 
 
 def requests(data: bytes) -> Iterator[ingest_pb2.IngestRequest]:
@@ -45,7 +32,7 @@ async def test_a_fault_before_the_usage_write_leaves_no_domain_event(
     log = EmbeddedEventLog(pg_url)
     await log.start()
     await log.ensure_topics(platform_topics(partitions=2))
-    service = IngestService(gc_every=None)
+    service = IngestService(gc_every=None, storage_every=None)
     wiring = await service.start(
         ServiceContext(Settings(data_dir=tmp_path), log, AvroCodec(), pg_url)
     )
@@ -53,7 +40,7 @@ async def test_a_fault_before_the_usage_write_leaves_no_domain_event(
     port = await host.start(wiring.grpc)
     conn = await asyncpg.connect(pg_url)
     try:
-        await conn.execute(FAULT)
+        await conn.execute(USAGE_WRITE_FAULT)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ingest_pb2_grpc.IngestStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as failed:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services.gateway.clients import Rpc
-from services.gateway.keys import Role
+from services.gateway.keys import Role, parse
 from services.gateway.routes import search as search_route
 from tests.integration.gateway.conftest import Gateway
 
@@ -42,8 +42,11 @@ async def test_the_tenant_comes_from_the_key_never_the_request(gw: Gateway) -> N
     assert reply.status_code == 200
     (sent,) = gw.peers.script.requests["Search"]
     assert sent.tenant_id == gw.tenant_ids["acme"]
+    key = parse(gw.keys[("acme", Role.WRITER)])
+    assert key is not None and sent.api_key_id == key[0]  # recorded on the search's usage
     (check,) = gw.peers.script.requests["CheckQuota"]
-    assert check.tenant_id == gw.tenant_ids["acme"] and check.operation == "search"
+    assert check.tenant_id == gw.tenant_ids["acme"]
+    assert (check.operation, check.quantity) == ("search", "1")  # one request, reserved
 
 
 async def test_search_translates_modes_and_filters(gw: Gateway) -> None:

@@ -137,7 +137,7 @@ async def platform(pg_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
     await log.ensure_topics(platform_topics(partitions=2))
     settings = Settings(data_dir=tmp_path / "data")
     codec = AvroCodec()
-    service = IngestService(max_content_bytes=LIMIT, gc_every=None)
+    service = IngestService(max_content_bytes=LIMIT, gc_every=None, storage_every=None)
     wiring = await service.start(ServiceContext(settings, log, codec, pg_url))
     host = GrpcHost("127.0.0.1", 0)
     port = await host.start(wiring.grpc)

@@ -47,7 +47,7 @@ async def main(pg_url: str, data_dir: Path, megabytes: int) -> None:
     log = EmbeddedEventLog(pg_url)
     await log.start()
     await log.ensure_topics(platform_topics(partitions=2))
-    service = IngestService(gc_every=None)
+    service = IngestService(gc_every=None, storage_every=None)
     wiring = await service.start(
         ServiceContext(Settings(data_dir=data_dir), log, AvroCodec(), pg_url)
     )

@@ -18,6 +18,7 @@ from services.provenance.domain import (
     Facts,
     FactSet,
     Label,
+    NotFound,
     Origin,
     Rel,
     node_uid,
@@ -26,7 +27,9 @@ from services.provenance.domain import (
 )
 from services.provenance.graph.embedded import EmbeddedGraphStore
 from services.provenance.handlers import TOPIC_LABELS, generic_record, positions_after, project
-from tests.support.provenance_flow import Keyed, ingest_flow, stored
+from services.search.domain import Hit, Mode, SearchQuery
+from services.search.metering import receipt_payload, usage_payload
+from tests.support.provenance_flow import MODEL_VERSION, Keyed, ingest_flow, stored
 
 CODEC = AvroCodec()
 
@@ -125,6 +128,52 @@ def test_ooda_and_inference_topics_map_to_nodes_with_their_inputs() -> None:
     }
     assert {e.type for e in winning_edges(f.facts.edges)} == {Rel.USED_INPUT, Rel.RECORDED_BY}
     assert nodes[node_uid(Label.ATOM, "a" * 64)].scope == "a" * 64
+
+
+async def test_a_search_links_to_what_it_returned_and_is_billed(tmp_path: Path) -> None:
+    flow = ingest_flow("acme", "the ledger is the source of truth", "notes.md", "req-s")
+    hits = [
+        Hit("p1", 0.9, {"atom_id": flow.chunks[1], "document_id": flow.document,
+                        "chunk_index": 1, "model_version": MODEL_VERSION}),
+        Hit("p0", 0.4, {"atom_id": flow.chunks[0], "document_id": flow.document,
+                        "chunk_index": 0, "model_version": MODEL_VERSION}),
+    ]  # fmt: skip
+    query = SearchQuery("acme", "where is the truth kept?", 5, Mode.HYBRID)
+    searched = Event(
+        Envelope.new("SearchPerformed", "acme", "search"), receipt_payload(query, hits, "key-1")
+    )
+    usage = Event(searched.envelope.caused("UsageRecorded", "search"), usage_payload(searched))
+    search_events = [Keyed("search", "acme", searched), Keyed("usage", "acme", usage)]
+    records = stored(CODEC, [*flow.events, *search_events])
+    facts = Facts()
+    for record in records:
+        facts.extend(project(decode_event(CODEC, record), record))
+
+    search_uid = node_uid(Label.SEARCH_QUERY, searched.envelope.event_id)
+    (node,) = [n for n in facts.nodes if n.uid == search_uid]
+    assert node.tenant_id == "acme" and node.props["result_count"] == 2
+    assert "where is the truth kept?" not in repr(facts)  # the log's receipt holds a hash only
+    used = {e.target: e.props for e in facts.edges if (e.type, e.source) == (Rel.USED_INPUT, search_uid)}  # fmt: skip
+    assert used[node_uid(Label.ATOM, flow.chunks[1])]["rank"] == 0
+    assert used[node_uid(Label.ATOM, flow.chunks[0])]["score"] == 0.4
+    assert node_uid(Label.MODEL_VERSION, MODEL_VERSION) in used
+    billed = (Rel.BILLED_AS, node_uid(Label.EVENT, searched.envelope.event_id),
+              node_uid(Label.USAGE_RECORD, usage.envelope.event_id))  # fmt: skip
+    assert billed in {e.ident for e in facts.edges}
+
+    store = EmbeddedGraphStore(tmp_path / "g.lbug")
+    await store.open()
+    try:
+        await store.apply(facts, positions_after(records))
+        once = await store.fingerprint()
+        await store.apply(facts, positions_after(records))  # a re-delivered batch
+        assert (await store.fingerprint()).digest == once.digest
+        up = await queries.lineage(store, "acme", search_uid, Direction.UPSTREAM, 3, 100)
+        assert node_uid(Label.ATOM, flow.document) in {n.uid for n in up.nodes}
+        with pytest.raises(NotFound):
+            await queries.lineage(store, "globex", search_uid, Direction.UPSTREAM, 3, 100)
+    finally:
+        await store.close()
 
 
 def test_an_event_that_cannot_map_is_poison() -> None:

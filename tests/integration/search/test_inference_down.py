@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from hartonomous.eventlog.embedded import EmbeddedEventLog
+from hartonomous.eventlog.topics import platform_topics
 from hartonomous.runtime.grpc_server import GrpcHost
 from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
@@ -27,6 +28,7 @@ async def alone(
     monkeypatch.setenv("HARTONOMOUS_INFERENCE_ADDR", f"127.0.0.1:{free_port()}")
     log = EmbeddedEventLog(pg_url)
     await log.start()
+    await log.ensure_topics(platform_topics(partitions=2))  # answered searches are metered
     service = SearchService()
     host = GrpcHost("127.0.0.1", 0)
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from hartonomous.events import new_event_id
+from hartonomous.events import derived_event_id, named_event_id, new_event_id
 from hartonomous.events.ids import UuidV7Generator
 
 
@@ -54,3 +54,19 @@ def test_random_bits_differ_between_generators() -> None:
     first, second = UuidV7Generator(lambda: fixed)(), UuidV7Generator(lambda: fixed)()
     assert first[:13] == second[:13]  # same 48-bit time prefix
     assert first != second
+
+
+def test_derived_ids_never_change_across_versions() -> None:
+    # A cause re-delivered after an upgrade must yield the ids it yielded before (billed once).
+    cause = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"
+    assert derived_event_id(cause, "UsageRecorded/acme") == "0190a1b2-c3d4-7fbb-b243-5ea546f29650"
+    assert derived_event_id("not-a-uuid", "x") == "00000000-0000-79f8-9645-72a75c3676e8"
+
+
+def test_named_ids_are_uuid7_at_the_given_time_and_differ_by_name() -> None:
+    first = named_event_id(1_700_000_000_123, "acme/2026-01-01T00")
+    assert first == named_event_id(1_700_000_000_123, "acme/2026-01-01T00")
+    assert first != named_event_id(1_700_000_000_123, "acme/2026-01-01T01")
+    parsed = uuid.UUID(first)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert _unix_ms(first) == 1_700_000_000_123

@@ -16,6 +16,8 @@ REQUIRED_TYPES = {
     "AtomChunked",
     "EmbeddingComputed",
     "UsageRecorded",
+    "SearchPerformed",
+    "StorageMeasured",
     "TelemetryRecorded",
     "ConfigChanged",
 }
