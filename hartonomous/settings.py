@@ -19,6 +19,9 @@ class Settings:
     kafka_bootstrap: str | None = None
     postgres_url: str | None = None
     qdrant_url: str | None = None
+    # The search service's engine without a Qdrant URL: "embedded" (exact search over per-tenant
+    # matrices + tantivy BM25) or "qdrant" (qdrant-client's local mode, for small setups).
+    search_engine: str = "embedded"
     neo4j_uri: str | None = None
     neo4j_user: str | None = None
     neo4j_password: str | None = None

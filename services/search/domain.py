@@ -44,13 +44,15 @@ class InvalidQuery(ValueError):
 # Tokens are the runs of letters and digits of the case-folded text (punctuation and '_'
 # split words: "grpc.aio" is "grpc" + "aio"), minus Lucene's classic English stop set.
 # A token's term index is the first 4 bytes of its BLAKE2b digest, stable across processes
-# and machines (Python's hash() is salted per process). Documents carry BM25's saturated
-# term frequency; queries carry 1 per distinct term; the engine multiplies in the IDF.
+# and machines (Python's hash() is salted per process). A document is its term counts; each
+# engine weighs them its own way (the embedded one hands them to its BM25 library, Qdrant
+# takes the saturated term frequency of `bm25_weights` and multiplies in the IDF itself).
+# Queries carry 1 per distinct term.
 
 K1 = 1.2
 B = 0.75
 AVG_LEN = 90.0
-"""Average chunk length in tokens that length normalisation assumes: a constant, so a chunk's
+"""Average chunk length in tokens that `bm25_weights` assumes: a constant, so a chunk's
 vector never changes as the corpus grows (what ~1000-character chunks of prose average)."""
 
 # Lucene's classic English stop set, as one string so it reads as a sentence would.
@@ -75,13 +77,17 @@ def term_index(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=4).digest(), "little")
 
 
-def document_terms(text: str) -> SparseVector:
-    """BM25 document weights: tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len)) per term."""
-    tokens = tokenize(text)
-    counts = Counter(term_index(token) for token in tokens)  # colliding tokens share a term
-    norm = K1 * (1 - B + B * len(tokens) / AVG_LEN)
+def term_counts(text: str) -> SparseVector:
+    """How often each term occurs in the text (colliding tokens share a term)."""
+    counts = Counter(term_index(token) for token in tokenize(text))
     indices = tuple(sorted(counts))
-    return SparseVector(indices, tuple(counts[i] * (K1 + 1) / (counts[i] + norm) for i in indices))
+    return SparseVector(indices, tuple(float(counts[i]) for i in indices))
+
+
+def bm25_weights(counts: SparseVector) -> SparseVector:
+    """BM25 document weights of term counts: tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len))."""
+    norm = K1 * (1 - B + B * sum(counts.values) / AVG_LEN)
+    return SparseVector(counts.indices, tuple(c * (K1 + 1) / (c + norm) for c in counts.values))
 
 
 def query_terms(text: str) -> SparseVector:
@@ -95,7 +101,7 @@ def query_terms(text: str) -> SparseVector:
 
 @dataclass(frozen=True)
 class Chunk:
-    """What the index keeps of a chunk's text: BM25 weights and the snippet shown in results."""
+    """What the index keeps of a chunk's text: its term counts and the snippet shown in results."""
 
     atom_id: str
     index: int
@@ -128,7 +134,7 @@ def chunks_of(parent_id: str, parent: bytes, chunks: Sequence[Mapping[str, Any]]
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadEvent(f"chunk {atom_id} of {parent_id} is not UTF-8: {exc}") from None
-        found[atom_id] = Chunk(atom_id, int(chunk["index"]), snippet(text), document_terms(text))
+        found[atom_id] = Chunk(atom_id, int(chunk["index"]), snippet(text), term_counts(text))
     return list(found.values())
 
 
@@ -320,3 +326,43 @@ def distinct_chunks(hits: Iterable[Hit], limit: int) -> list[Hit]:
             seen.add(key)
             best.append(hit)
     return best[:limit]
+
+
+# ---------------------------------------------------------------------------------------
+# What engines share
+
+
+def filter_term(key: str, value: str) -> str:
+    """One equality a Filter can hold, spelled as a single exact-match term."""
+    return f"{key}={value}"
+
+
+def filter_terms(payload: Mapping[str, Any]) -> list[str]:
+    """Every term a Filter condition on this payload can match: its top-level string fields
+    but the snippet, and each metadata value (a list's every member) as `meta.<key>`."""
+    terms = [
+        filter_term(key, value)
+        for key, value in payload.items()
+        if isinstance(value, str) and key != "snippet"
+    ]
+    for key, value in (payload.get("meta") or {}).items():
+        for member in value if isinstance(value, list) else [value]:
+            terms.append(filter_term(f"meta.{key}", member))
+    return terms
+
+
+RRF_OFFSET = 2
+"""A candidate at 0-based position p of a ranking adds 1/(p + RRF_OFFSET) to its fused score:
+the constant Qdrant's fusion uses, so both engines rank a hybrid query alike."""
+
+
+def fuse_by_reciprocal_rank(rankings: Sequence[Sequence[Hit]], limit: int) -> list[Hit]:
+    """The best `limit` of several rankings of the same points, by reciprocal rank fusion."""
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for ranking in rankings:
+        for position, hit in enumerate(ranking):
+            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (position + RRF_OFFSET)
+            first.setdefault(hit.id, hit)
+    best = sorted(scores, key=lambda point: (-scores[point], point))[:limit]
+    return [Hit(point, scores[point], first[point].payload) for point in best]

@@ -24,8 +24,13 @@ if TYPE_CHECKING:  # the proxy class is generic only in the type stubs
 
     Connection = PoolConnectionProxy[asyncpg.Record]
 
+VERSION = 2
+"""What the schema's rows mean; bumped when that changes (2: chunks keep term counts, where 1
+kept BM25 weights). A schema of another version is dropped and rebuilt from the log."""
+
 _DDL = """
 create schema if not exists search;
+create table if not exists search.version (version int not null);
 create table if not exists search.documents (
   document_id text primary key, modality text not null, mime_type text not null,
   event_id text not null);
@@ -37,7 +42,7 @@ create table if not exists search.chunk_sets (
   document_id text primary key, event_id text not null);
 create table if not exists search.chunks (
   document_id text not null, chunk_id text not null, chunk_index int not null,
-  snippet text not null, term_ids bigint[] not null, term_weights float8[] not null,
+  snippet text not null, term_ids bigint[] not null, term_counts float8[] not null,
   primary key (document_id, chunk_id));
 create index if not exists chunks_by_chunk_id on search.chunks (chunk_id);
 create table if not exists search.vectors (
@@ -52,7 +57,7 @@ create index if not exists points_by_document on search.points (document_id);
 # A point is a reference x its document x one of the document's chunks x that chunk's vector.
 _JOIN = """
 select r.tenant_id, c.document_id, d.modality, d.mime_type, r.meta, r.referenced_at,
-       c.chunk_id, c.chunk_index, c.snippet, c.term_ids, c.term_weights,
+       c.chunk_id, c.chunk_index, c.snippet, c.term_ids, c.term_counts,
        v.model_version, v.vector
 from search.chunks c
 join search.documents d on d.document_id = c.document_id
@@ -95,7 +100,7 @@ class ChunkSet:
 
 
 def _indexed(row: asyncpg.Record) -> IndexedChunk:
-    terms = SparseVector(tuple(row["term_ids"]), tuple(row["term_weights"]))
+    terms = SparseVector(tuple(row["term_ids"]), tuple(row["term_counts"]))
     return IndexedChunk(
         tenant_id=row["tenant_id"],
         document_id=row["document_id"],
@@ -113,11 +118,29 @@ class Facts:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def setup(self) -> None:
+    async def setup(self) -> bool:
+        """Create the schema; True when a schema of another version was dropped, so the facts
+        must be rebuilt from the log."""
         async with self._pool.acquire() as conn, conn.transaction():
             # Replicas starting together would race on the catalog otherwise.
             await conn.execute("select pg_advisory_xact_lock(hashtext('search.schema'))")
+            stale = (
+                await conn.fetchval("select to_regclass('search.chunks') is not null")
+                and await self._stored_version(conn) != VERSION
+            )
+            if stale:
+                await conn.execute("drop schema search cascade")
             await conn.execute(_DDL)
+            if not await conn.fetchval("select exists (select from search.version)"):
+                await conn.execute("insert into search.version values ($1)", VERSION)
+            return bool(stale)
+
+    @staticmethod
+    async def _stored_version(conn: Connection) -> int | None:
+        """The schema's version; None for a schema from before versions were kept (1)."""
+        if not await conn.fetchval("select to_regclass('search.version') is not null"):
+            return None
+        return await conn.fetchval("select version from search.version")  # type: ignore[no-any-return]
 
     async def add_document(self, document: Document, ref: Reference) -> list[IndexedChunk]:
         """An AtomIngested: the content's facts (earliest event wins) and the tenant's reference."""
@@ -238,6 +261,10 @@ class Facts:
         )
         new = {row["point_id"] for row in rows}
         return [c for c in chunks if c.point_id in new]
+
+    async def indexed_points(self) -> int:
+        """Points the store has been given (by this schema's projection)."""
+        return int(await self._pool.fetchval("select count(*) from search.points"))
 
     async def model_versions(self) -> int:
         """How many models' vectors are indexed (each chunk has a point per model)."""

@@ -1,7 +1,10 @@
 """Wiring: the Postgres join state, the vector store, the inference peer, and the consumer and
-gRPC servicer built on them."""
+gRPC servicer built on them. A store that lost its points, or facts of another schema version,
+are rebuilt from the log before the consumer starts."""
 
 from __future__ import annotations
+
+import logging
 
 import asyncpg
 import grpc
@@ -15,11 +18,15 @@ from hartonomous.runtime.service import Service, ServiceContext, Wiring
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.search.api import SearchApi
 from services.search.embedder import Embedder
+from services.search.engines import open_vector_store
 from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.metering import SearchMeter
 from services.search.queries import Searcher
-from services.search.store import VectorStore, open_vector_store
+from services.search.rebuild import rebuild
+from services.search.store import VectorStore
+
+log = logging.getLogger(__name__)
 
 GROUP = "search"
 TOPICS = ("atoms", "embeddings")
@@ -37,12 +44,17 @@ class SearchService(Service):
     async def start(self, ctx: ServiceContext) -> Wiring:
         self._pool = await create_pool(ctx.postgres_url, max_size=4)
         facts = Facts(self._pool)
-        await facts.setup()
+        stale_facts = await facts.setup()
         self._store = open_vector_store(ctx.settings)
         await self._store.ensure()
         self._channel = peer_channel(ctx.settings, "inference")
         searcher = Searcher(self._store, Embedder(self._channel), facts)
         deps = Deps(facts, self._store, open_blob_store(ctx.settings))
+        lost_points = await self._store.count() == 0 and await facts.indexed_points() > 0
+        if stale_facts or lost_points:
+            why = "its facts were of another version" if stale_facts else "the store is empty"
+            log.warning("rebuilding the search index from the log: %s", why)
+            await rebuild(ctx.log, ctx.codec, deps, TOPICS)
         return Wiring(
             consumers=[ConsumerLoop(ctx.log, ctx.codec, GROUP, TOPICS, consumer_handler(deps))],
             grpc=[

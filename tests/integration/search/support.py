@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import Record
@@ -20,10 +22,12 @@ from hartonomous.events import AvroCodec, Envelope, Event, encode_event
 from hartonomous.postgres import create_pool
 from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.settings import Settings
+from services.search.domain import DIM
+from services.search.engines import open_vector_store
 from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.service import GROUP, TOPICS
-from services.search.store import VectorStore, open_vector_store
+from services.search.store import VectorStore
 from tests.integration.search.corpus import Doc
 
 CODEC = AvroCodec()
@@ -33,10 +37,30 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class Embeddings:
-    """Real all-MiniLM-L6-v2 vectors of a corpus, by atom id."""
+    """Vectors of a corpus by atom id: the real model's, or random ones where only identity
+    matters."""
 
     version: str
     vectors: Mapping[str, Sequence[float]]
+
+
+def random_embeddings(docs: Sequence[Doc], seed: int = 3) -> Embeddings:
+    """Unit vectors for every document and chunk of `docs`, for tests where only identity
+    matters (no model needed)."""
+    rng = np.random.default_rng(seed)
+    atoms = sorted({doc.atom_id for doc in docs} | {s.atom_id for doc in docs for s in doc.spans})
+    vectors = rng.normal(size=(len(atoms), DIM))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return Embeddings("v1", dict(zip(atoms, vectors.tolist(), strict=True)))
+
+
+async def publish_for(projection: Projection, docs: Sequence[Doc], embeddings: Embeddings) -> None:
+    """Tenant A ingests `docs` (chunked and embedded); tenant B references the first."""
+    for doc in docs:
+        await store_blob(projection.deps.blobs, doc)
+        records = [ingested(doc, A, {"package": doc.name}), chunked(doc, A)]
+        await projection.log.append(records + embeddings_of(doc, A, embeddings))
+    await projection.log.append([referenced(docs[0], B, {"team": "b"})])
 
 
 def _record(event_type: str, tenant: str, payload: dict[str, Any], topic: str, key: str) -> Record:
@@ -180,11 +204,13 @@ class Projection:
 
 
 @contextlib.asynccontextmanager
-async def open_projection(pg_url: str, data_dir: Path) -> AsyncIterator[Projection]:
+async def open_projection(
+    pg_url: str, data_dir: Path, engine: str = "embedded"
+) -> AsyncIterator[Projection]:
     log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
     await log.start()
     pool = await create_pool(pg_url, max_size=2)
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, search_engine=engine)
     store = open_vector_store(settings)
     try:
         await log.ensure_topics(platform_topics(partitions=2))

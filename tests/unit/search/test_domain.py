@@ -46,8 +46,15 @@ def test_term_indices_are_stable_32_bit_hashes() -> None:
     assert all(0 <= domain.term_index(w) < 2**32 for w in ("a", "ü", "x" * 100))
 
 
-def test_document_weights_are_saturated_term_frequencies() -> None:
-    terms = domain.document_terms("avro avro schema")
+def test_a_document_is_its_term_counts() -> None:
+    counts = domain.term_counts("Avro, avro and the schema")
+    expected = {domain.term_index("avro"): 2.0, domain.term_index("schema"): 1.0}
+    assert list(counts.indices) == sorted(expected)
+    assert dict(zip(counts.indices, counts.values, strict=True)) == expected
+
+
+def test_bm25_weights_are_saturated_term_frequencies() -> None:
+    terms = domain.bm25_weights(domain.term_counts("avro avro schema"))
     norm = K1 * (1 - B + B * 3 / domain.AVG_LEN)
     weight = {1: (K1 + 1) / (1 + norm), 2: 2 * (K1 + 1) / (2 + norm)}
     expected = {domain.term_index("avro"): weight[2], domain.term_index("schema"): weight[1]}
@@ -85,7 +92,7 @@ def test_chunks_are_sliced_from_the_parent_once_each() -> None:
         (sha(PARENT[cut:]), 1),
     ]
     assert chunks[1].snippet == "Second paragraph with words."
-    assert chunks[1].terms == domain.document_terms(PARENT[cut:].decode())
+    assert chunks[1].terms == domain.term_counts(PARENT[cut:].decode())
 
 
 def test_a_short_text_is_its_own_single_chunk() -> None:

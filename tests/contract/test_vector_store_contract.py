@@ -1,5 +1,6 @@
-"""The vector-store port on its default adapter (Qdrant local mode under the data dir): keyed
-upserts, deletes, the tenant scope of every query mode and of BM25's statistics."""
+"""One contract, every VectorStore adapter (the embedded store, Qdrant in local mode): keyed and
+idempotent upserts, deletes, dense / sparse / hybrid queries, filters, the tenant scope of every
+query mode and of BM25's statistics, persistence, and a rebuild from the log."""
 
 from __future__ import annotations
 
@@ -12,8 +13,22 @@ import pytest
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import Filter, Point
-from services.search.store import VectorStore, open_vector_store
-from tests.integration.search.support import A, B
+from services.search.engines import ENGINES, open_vector_store
+from services.search.rebuild import rebuild
+from services.search.service import TOPICS
+from services.search.store import VectorStore
+from tests.integration.search.corpus import package_docs
+from tests.integration.search.support import (
+    CODEC,
+    A,
+    B,
+    fingerprint,
+    open_projection,
+    publish_for,
+    random_embeddings,
+    store_blob,
+)
+from tests.support.postgres import fresh_database
 
 TEXTS = [
     "Avro schemas are resolved between writer and reader versions.",
@@ -23,9 +38,14 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(params=ENGINES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, search_engine=request.param)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[VectorStore]:
-    opened = open_vector_store(Settings(data_dir=tmp_path))
+async def store(settings: Settings) -> AsyncIterator[VectorStore]:
+    opened = open_vector_store(settings)
     await opened.ensure()
     await opened.ensure()  # idempotent: a restart finds the collection
     try:
@@ -44,7 +64,7 @@ def point(tenant: str, document: str, chunk: int, text: str, **meta: str | list[
     return Point(
         domain.point_id(tenant, document, atom, "v1"),
         unit(hash((document, chunk)) % 2**32),
-        domain.document_terms(text),
+        domain.term_counts(text),
         {
             "tenant_id": tenant,
             "document_id": document,
@@ -130,3 +150,81 @@ async def test_hybrid_fuses_the_best_of_both_rankings(store: VectorStore) -> Non
     # The vector is chunk 2's, the words are chunk 0's: both lead the fused list.
     hits = await store.hybrid(points[2].dense, domain.query_terms("avro schemas"), Filter(A), 2, 50)
     assert {h.payload["atom_id"] for h in hits} == {"a-0", "a-2"}
+
+
+async def test_writing_the_same_points_again_changes_nothing(store: VectorStore) -> None:
+    points = [point(t, "d", i, text, lang="en") for t in (A, B) for i, text in enumerate(TEXTS)]
+    await store.upsert(points)
+    before = await fingerprint(store)
+    await store.upsert(points + points[:2])  # a re-delivery, with a point named twice
+    assert await fingerprint(store) == before
+    assert before[0] == len(points)
+
+
+async def test_dense_ranks_exactly_by_cosine_within_the_filter(store: VectorStore) -> None:
+    rng = np.random.default_rng(7)
+    points = [
+        point(A, f"d{i % 7}", i, TEXTS[i % 4], lang="en" if i % 3 else "de") for i in range(300)
+    ]
+    await store.upsert(points + [point(B, "b", i, TEXTS[0]) for i in range(50)])
+    probe = rng.normal(size=domain.DIM)
+    for must, chosen in (
+        ((("model_version", "v1"),), points),
+        ((("meta.lang", "de"),), [p for p in points if p.payload["meta"]["lang"] == "de"]),
+        (
+            (("document_id", "d3"), ("meta.lang", "en")),
+            [
+                p
+                for p in points
+                if p.payload["document_id"] == "d3" and p.payload["meta"]["lang"] == "en"
+            ],
+        ),
+    ):
+        matrix = np.array([p.dense for p in chosen])
+        scores = matrix @ (probe / np.linalg.norm(probe))
+        expected = [chosen[i].id for i in np.argsort(-scores)[:10]]
+        hits = await store.dense(probe.tolist(), Filter(A, must), 10)
+        assert [h.id for h in hits] == expected
+        assert [h.score for h in hits] == pytest.approx(sorted(scores, reverse=True)[:10], abs=1e-5)
+    assert await store.dense(probe.tolist(), Filter(A, (("model_version", "v2"),)), 10) == []
+
+
+async def test_points_outlive_the_process_that_wrote_them(settings: Settings) -> None:
+    points = [point(A, "d", i, text, lang="en") for i, text in enumerate(TEXTS)]
+    first = open_vector_store(settings)
+    await first.ensure()
+    await first.upsert(points)
+    await first.delete("d", tenant_id=A, keep_atoms=["d-0", "d-1", "d-2"])
+    expected = await fingerprint(first)
+    await first.close()
+    again = open_vector_store(settings)
+    await again.ensure()
+    try:
+        assert await fingerprint(again) == expected
+        assert expected[0] == 3
+        hits = await again.sparse(domain.query_terms(TEXTS[0]), Filter(A), 10)
+        assert hits[0].payload["atom_id"] == "d-0"
+    finally:
+        await again.close()
+
+
+async def test_a_rebuild_from_the_log_gives_the_same_points(
+    settings: Settings, pg_url: str, tmp_path: Path
+) -> None:
+    """The recovery path: a store that lost its files is refilled by replaying the log."""
+    docs = package_docs()[:3]
+    async with open_projection(pg_url, tmp_path / "live", settings.search_engine) as live:
+        await publish_for(live, docs, random_embeddings(docs))
+        await live.run()
+        expected = await fingerprint(live.store)
+        async with open_projection(
+            await fresh_database(), tmp_path / "rebuilt", settings.search_engine
+        ) as rebuilt:
+            for doc in docs:
+                await store_blob(rebuilt.deps.blobs, doc)
+            replayed = await rebuild(live.log, CODEC, rebuilt.deps, TOPICS)
+            assert await fingerprint(rebuilt.store) == expected
+    assert replayed.rejected == 0
+    assert expected[0] == sum(len({s.atom_id for s in d.spans}) for d in docs) + len(
+        {s.atom_id for s in docs[0].spans}
+    )

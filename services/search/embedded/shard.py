@@ -1,0 +1,402 @@
+"""One tenant's points: dense vectors in a memory-mapped file searched exactly, terms in a BM25
+index, and a SQLite table (the shard's source of truth) of which slot and which keyword
+document each point has, with its payload.
+
+A write is: new vectors to fresh slots (flushed), then one SQLite transaction that points the
+rows at them, then the keyword index's commit. A kill at any moment leaves the last committed
+transaction: vectors past it are unreferenced, and a keyword index that may lag it (marked
+`pending` in the same transaction) is rebuilt from the table on the next open. What the kill
+interrupted is written again when the log re-delivers it.
+
+Writes come from one thread at a time; queries from any thread, concurrently with writes. A
+query sees the slots published when it started; a point whose vector moves may briefly hold
+two live slots (the new one is published before the old dies), so results are de-duplicated
+by row."""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from services.search.domain import DIM, Point, SparseVector, filter_terms
+from services.search.embedded.keywords import KeywordDocument, KeywordIndex
+from services.search.embedded.vectors import VectorFile
+
+_SCHEMA = """
+create table if not exists points (
+  row integer primary key autoincrement,  -- the point's number for life: keyword docs carry it
+  id text not null unique,
+  document_id text not null,
+  atom_id text not null,
+  slot integer not null,                  -- where its vector is in vectors.f32
+  payload text not null,
+  term_ids blob not null,
+  term_counts blob not null);
+create index if not exists points_by_document on points (document_id, atom_id);
+create table if not exists filter_terms (
+  term text not null, row integer not null, primary key (term, row)) without rowid;
+create table if not exists meta (key text primary key, value text not null);
+"""
+
+BITMAP_KEYS = ("model_version", "modality")
+"""Filter keys with few values, matched by in-memory bitmaps over slots (every dense query
+names a model version); other keys are looked up in `filter_terms`."""
+
+POINTS_FILE = "points.sqlite3"
+SQL_BATCH = 500  # rows per `in (...)` list: SQLite's parameter limit is far above
+
+
+@dataclass(frozen=True)
+class Change:
+    """A point of an upsert that the shard does not hold as given."""
+
+    point: Point
+    row: int
+    slot: int
+    payload: str
+    blobs: tuple[bytes, bytes]
+    filters: list[str]
+    old: Stored | None
+
+
+@dataclass(frozen=True)
+class Stored:
+    row: int
+    slot: int
+    payload: str
+    term_ids: bytes
+    term_counts: bytes
+
+
+def _unit(vector: Sequence[float]) -> npt.NDArray[np.float32]:
+    unit: npt.NDArray[np.float32] = _unit_rows(np.asarray([vector], np.float32))[0]
+    return unit
+
+
+def _unit_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / np.where(norms > 0, norms, 1)).astype(np.float32, copy=False)
+
+
+def _payload_json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def _term_blobs(terms: SparseVector) -> tuple[bytes, bytes]:
+    return array.array("I", terms.indices).tobytes(), array.array("d", terms.values).tobytes()
+
+
+def _terms(ids: bytes, counts: bytes) -> SparseVector:
+    return SparseVector(
+        tuple(int(i) for i in np.frombuffer(ids, np.uint32)),
+        tuple(float(c) for c in np.frombuffer(counts, np.float64)),
+    )
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), SQL_BATCH):
+        yield values[start : start + SQL_BATCH]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+class Shard:
+    def __init__(self, directory: Path, tenant_id: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / POINTS_FILE
+        self._db = self._connect(path)
+        self._db.executescript(_SCHEMA)
+        self._db.execute("insert or ignore into meta values ('tenant_id', ?)", (tenant_id,))
+        owner = self._meta("tenant_id")
+        if owner != tenant_id:
+            raise RuntimeError(f"{directory} holds tenant {owner!r}, not {tenant_id!r}")
+        self.tenant_id = tenant_id
+        self._reader = self._connect(path)
+        self._read_lock = threading.Lock()
+        self._vectors = VectorFile(directory / "vectors.f32", DIM)
+        self._keywords = KeywordIndex(directory / "keywords")
+        self._slots = int(self._meta("slots") or 0)
+        # Rows are never reused (AUTOINCREMENT): a keyword document names its point by row.
+        last = self._db.execute("select seq from sqlite_sequence where name = 'points'").fetchone()
+        self._rows = 0 if last is None else int(last[0])
+        capacity = len(self._vectors.matrix)
+        self._slot_row = np.full(capacity, -1, np.int64)
+        self._bitmaps: dict[str, npt.NDArray[np.bool_]] = {}
+        for row, slot in self._db.execute("select row, slot from points"):
+            self._slot_row[slot] = row
+        for term, slot in self._db.execute(
+            "select f.term, p.slot from filter_terms f join points p on p.row = f.row"
+            " where " + " or ".join(f"f.term like '{key}=%'" for key in BITMAP_KEYS)
+        ):
+            self._bitmap(term)[slot] = True
+        self._keywords_stale = self._meta("keywords") == "pending"
+        self._catch_up_keywords()
+
+    @staticmethod
+    def exists(directory: Path) -> bool:
+        return (directory / POINTS_FILE).exists()
+
+    @staticmethod
+    def tenant_of(directory: Path) -> str:
+        with contextlib.closing(sqlite3.connect(directory / POINTS_FILE)) as db:
+            return str(db.execute("select value from meta where key = 'tenant_id'").fetchone()[0])
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("pragma journal_mode = wal")
+        db.execute("pragma synchronous = full")  # a commit is on disk before the write returns
+        return db
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("select value from meta where key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _bitmap(self, term: str) -> npt.NDArray[np.bool_]:
+        if term not in self._bitmaps:
+            self._bitmaps[term] = np.zeros(len(self._slot_row), np.bool_)
+        return self._bitmaps[term]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        self._catch_up_keywords()
+        latest = list({point.id: point for point in points}.values())  # ids may repeat
+        if not latest:
+            return
+        stored = self._stored([point.id for point in latest])
+        vectors = _unit_rows(np.asarray([point.dense for point in latest], np.float32))
+        changes: list[Change] = []
+        fresh: list[npt.NDArray[np.float32]] = []
+        rows = self._rows
+        for point, vector in zip(latest, vectors, strict=True):
+            payload, blobs = _payload_json(point.payload), _term_blobs(point.sparse)
+            old = stored.get(point.id)
+            if old is not None and self._holds(old, vector, payload):
+                if (old.term_ids, old.term_counts) == blobs:
+                    continue  # a re-delivery or a replay: nothing to write
+                slot = old.slot
+            else:
+                slot = self._slots + len(fresh)
+                fresh.append(vector)
+            if old is None:
+                rows += 1
+            row = rows if old is None else old.row
+            changes.append(
+                Change(point, row, slot, payload, blobs, filter_terms(point.payload), old)
+            )
+        if not changes:
+            return
+        if fresh:
+            self._vectors.write(self._slots, np.stack(fresh))
+        with self._transaction() as db:
+            db.executemany(
+                "insert or replace into points (row, id, document_id, atom_id, slot, payload,"
+                " term_ids, term_counts) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (c.row, c.point.id, c.point.payload["document_id"], c.point.payload["atom_id"],
+                     c.slot, c.payload, *c.blobs)
+                    for c in changes
+                ],
+            )  # fmt: skip
+            db.executemany(
+                "delete from filter_terms where row = ?", [(c.old.row,) for c in changes if c.old]
+            )
+            db.executemany(
+                "insert or ignore into filter_terms values (?, ?)",
+                [(term, c.row) for c in changes for term in c.filters],
+            )
+            db.execute(
+                "insert or replace into meta values ('slots', ?)", (str(self._slots + len(fresh)),)
+            )
+        self._rows = rows
+        moved = [c for c in changes if c.old is None or c.old.slot != c.slot]
+        self._publish(
+            {c.slot: (c.row, c.filters) for c in moved},
+            [c.old.slot for c in moved if c.old is not None],
+            self._slots + len(fresh),
+        )
+        self._write_keywords(
+            [c.old.row for c in changes if c.old is not None],
+            [KeywordDocument(c.row, c.point.sparse, c.filters) for c in changes],
+        )
+
+    def delete(self, document_id: str, keep_atoms: Sequence[str]) -> None:
+        self._catch_up_keywords()
+        found = self._db.execute(
+            "select row, slot, atom_id from points where document_id = ?", (document_id,)
+        ).fetchall()
+        keep = set(keep_atoms)
+        doomed = [(row, slot) for row, slot, atom_id in found if atom_id not in keep]
+        if not doomed:
+            return
+        with self._transaction() as db:
+            for batch in _chunks([row for row, _ in doomed]):
+                db.execute(f"delete from points where row in ({_marks(len(batch))})", batch)
+                db.execute(f"delete from filter_terms where row in ({_marks(len(batch))})", batch)
+        self._publish({}, [slot for _, slot in doomed], self._slots)
+        self._write_keywords([row for row, _ in doomed], [])
+
+    def _holds(self, old: Stored, vector: npt.NDArray[np.float32], payload: str) -> bool:
+        """Whether the point's slot still fits it: same vector, same filterable payload."""
+        return old.payload == payload and np.array_equal(self._vectors.matrix[old.slot], vector)
+
+    def _stored(self, ids: Sequence[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        for batch in _chunks(ids):
+            for point_id, *rest in self._db.execute(
+                "select id, row, slot, payload, term_ids, term_counts from points"
+                f" where id in ({_marks(len(batch))})",
+                batch,
+            ):
+                found[point_id] = Stored(*rest)
+        return found
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("begin immediate")
+        try:
+            # Until the keyword index has committed the same change, it lags this table.
+            self._db.execute("insert or replace into meta values ('keywords', 'pending')")
+            yield self._db
+        except BaseException:
+            self._db.execute("rollback")
+            raise
+        self._db.execute("commit")
+
+    def _publish(
+        self, added: Mapping[int, tuple[int, Sequence[str]]], dead: Sequence[int], slots: int
+    ) -> None:
+        """Make slots visible to queries: the new ones first, then the count, then the deaths."""
+        capacity = len(self._vectors.matrix)
+        if capacity > len(self._slot_row):  # the file grew: grow copies, old ones stay valid
+            self._slot_row = np.concatenate(
+                [self._slot_row, np.full(capacity - len(self._slot_row), -1, np.int64)]
+            )
+            self._bitmaps = {
+                term: np.concatenate([bits, np.zeros(capacity - len(bits), np.bool_)])
+                for term, bits in self._bitmaps.items()
+            }
+        for slot, (row, terms) in added.items():
+            self._slot_row[slot] = row
+            for term in terms:
+                if term.split("=", 1)[0] in BITMAP_KEYS:
+                    self._bitmap(term)[slot] = True
+        self._slots = slots
+        self._slot_row[np.asarray(dead, np.int64)] = -1
+
+    def _write_keywords(self, removed: Sequence[int], added: Sequence[KeywordDocument]) -> None:
+        try:
+            self._keywords.write(removed, added)
+        except BaseException:
+            self._keywords_stale = True  # the table has the change; rebuild before the next write
+            raise
+        self._db.execute("insert or replace into meta values ('keywords', 'synced')")
+
+    def _catch_up_keywords(self) -> None:
+        """Rebuild the keyword index from the table when it may lag it."""
+        if not self._keywords_stale:
+            return
+        documents = [
+            KeywordDocument(row, _terms(ids, counts), filter_terms(json.loads(payload)))
+            for row, payload, ids, counts in self._db.execute(
+                "select row, payload, term_ids, term_counts from points"
+            )
+        ]
+        self._keywords.replace_all(documents)
+        self._db.execute("insert or replace into meta values ('keywords', 'synced')")
+        self._keywords_stale = False
+
+    # -- queries --------------------------------------------------------------------------
+
+    def dense(
+        self, vector: Sequence[float], filters: Sequence[str], limit: int
+    ) -> list[tuple[int, float]]:
+        """(row, cosine) of the best `limit` points matching every filter term, best first."""
+        slots = self._slots  # first: the arrays read below hold at least these slots
+        slot_row, bitmaps, matrix = self._slot_row, self._bitmaps, self._vectors.matrix
+        mask = slot_row[:slots] >= 0
+        for term in filters:
+            if term.split("=", 1)[0] in BITMAP_KEYS:
+                bits = bitmaps.get(term)
+                if bits is None:
+                    return []
+                mask &= bits[:slots]
+            else:
+                mask &= self._matching(term, slots)
+        live = np.flatnonzero(mask)
+        if not len(live) or limit <= 0:
+            return []
+        query = _unit(vector)
+        # A selective filter scores only its rows; when most rows match, one pass over the
+        # matrix is cheaper than gathering them.
+        selective = len(live) * 4 < slots
+        scores = matrix[live] @ query if selective else (matrix[:slots] @ query)[live]
+        want = min(len(live), 2 * limit)  # room for a row that briefly holds two slots
+        best = np.argpartition(-scores, want - 1)[:want]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        ranked: dict[int, float] = {}
+        for position in best:
+            ranked.setdefault(int(slot_row[live[position]]), float(scores[position]))
+        return [(row, score) for row, score in ranked.items() if row >= 0][:limit]
+
+    def _matching(self, term: str, slots: int) -> npt.NDArray[np.bool_]:
+        with self._read_lock:
+            found = self._reader.execute(
+                "select p.slot from filter_terms f join points p on p.row = f.row where f.term = ?",
+                (term,),
+            ).fetchall()
+        mask = np.zeros(slots, np.bool_)
+        hits = np.asarray([slot for (slot,) in found], np.int64)
+        mask[hits[hits < slots]] = True
+        return mask
+
+    def sparse(
+        self, terms: SparseVector, filters: Sequence[str], limit: int
+    ) -> list[tuple[int, float]]:
+        return self._keywords.search(terms, filters, limit)
+
+    def payloads(self, rows: Sequence[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+        """Each row's point id and payload (rows deleted meanwhile are absent)."""
+        found: dict[int, tuple[str, dict[str, Any]]] = {}
+        with self._read_lock:
+            for batch in _chunks(rows):
+                for row, point_id, payload in self._reader.execute(
+                    f"select row, id, payload from points where row in ({_marks(len(batch))})",
+                    batch,
+                ):
+                    found[row] = (point_id, json.loads(payload))
+        return found
+
+    def count(self) -> int:
+        with self._read_lock:
+            return int(self._reader.execute("select count(*) from points").fetchone()[0])
+
+    def points(self) -> list[Point]:
+        with self._read_lock:
+            stored = self._reader.execute(
+                "select id, slot, payload, term_ids, term_counts from points order by row"
+            ).fetchall()
+        matrix = self._vectors.matrix
+        return [
+            Point(point_id, matrix[slot].tolist(), _terms(ids, counts), json.loads(payload))
+            for point_id, slot, payload, ids, counts in stored
+        ]
+
+    def close(self) -> None:
+        self._keywords.close()
+        self._vectors.close()
+        self._reader.close()
+        self._db.close()

@@ -1,0 +1,88 @@
+"""The embedded store's own guarantees, beyond the port's contract: a keyword index that lags
+the table is rebuilt from it, and queries run while points are being written."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.search import domain
+from services.search.domain import Filter
+from services.search.embedded.keywords import KeywordIndex
+from services.search.embedded.store import EmbeddedStore
+from tests.support.search_writer import TENANTS, batch
+
+
+async def test_a_keyword_index_that_missed_a_commit_is_rebuilt_from_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EmbeddedStore(tmp_path)
+    await store.ensure()
+    await store.upsert(batch(0))
+
+    def disk_full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    # The table commits the tenant's batch, then the keyword index cannot: the write fails.
+    acme = [p for p in batch(1) if p.payload["tenant_id"] == TENANTS[0]]
+    with monkeypatch.context() as patch:
+        patch.setattr(KeywordIndex, "write", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            await store.upsert(acme)
+    await store.close()
+
+    reopened = EmbeddedStore(tmp_path)  # the next process finds the index marked as lagging
+    await reopened.ensure()
+    try:
+        for point in batch(0) + acme:
+            where = Filter(point.payload["tenant_id"])
+            hits = await reopened.sparse(domain.query_terms(point.payload["atom_id"]), where, 3)
+            assert [h.id for h in hits] == [point.id], (point.payload, hits)
+    finally:
+        await reopened.close()
+
+
+async def test_queries_run_while_points_are_written_and_moved(tmp_path: Path) -> None:
+    """Writers append batches and move existing points to new vectors; every query meanwhile
+    answers from one tenant, without duplicates, best first."""
+    store = EmbeddedStore(tmp_path)
+    await store.ensure()
+    await store.upsert(batch(0))
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        for number in range(1, 15):
+            await store.upsert(batch(number))
+            moved = [
+                domain.Point(p.id, list(-np.asarray(p.dense)), p.sparse, p.payload)
+                for p in batch(number - 1)
+            ]
+            await store.upsert(moved)
+        stop.set()
+
+    async def query(tenant: str) -> int:
+        answered = 0
+        rng = np.random.default_rng(len(tenant))
+        while not stop.is_set():
+            probe = rng.normal(size=domain.DIM).tolist()
+            for hits in (
+                await store.dense(probe, Filter(tenant), 10),
+                await store.hybrid(
+                    probe, domain.query_terms("shared words"), Filter(tenant), 10, 50
+                ),
+            ):
+                assert len({h.id for h in hits}) == len(hits) == 10
+                assert {h.payload["tenant_id"] for h in hits} == {tenant}
+                assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+            answered += 1
+        return answered
+
+    try:
+        answered = await asyncio.gather(write(), *(query(t) for t in TENANTS))
+        assert all(answered[1:])
+        assert await store.count() == 15 * len(batch(0))
+    finally:
+        await store.close()
