@@ -11,11 +11,12 @@ from pathlib import Path
 from bench.common import RESULTS
 
 HERE = Path(__file__).resolve().parent
-SKIP = {"__init__", "__main__", "common"}
+SKIP = {"common"}
 
 
 def main(names: list[str]) -> int:
-    available = sorted(p.stem for p in HERE.glob("*.py") if p.stem not in SKIP)
+    # bench/_*.py are helpers of a benchmark, not benchmarks.
+    available = sorted(p.stem for p in HERE.glob("[!_]*.py") if p.stem not in SKIP)
     chosen = names or available
     unknown = set(chosen) - set(available)
     if unknown:

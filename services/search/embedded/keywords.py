@@ -48,7 +48,13 @@ class KeywordIndex:
         path.mkdir(parents=True, exist_ok=True)
         self._schema = _schema()
         self._index = tantivy.Index(self._schema, path=str(path))
-        self._writer = self._index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        try:
+            self._writer = self._index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        except ValueError as exc:  # tantivy's writer lock: one writing process per index
+            raise RuntimeError(
+                f"{path} is open in another process ({exc}); the embedded search store has one"
+                " owner per data dir: run several search replicas on a Qdrant server instead"
+            ) from exc
         self._searcher = self._index.searcher()
 
     def write(self, removed_rows: Iterable[int], added: Iterable[KeywordDocument]) -> None:
