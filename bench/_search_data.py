@@ -63,17 +63,25 @@ class Batch:
 def synthetic(n: int) -> Iterator[Batch]:
     """The points 0..n-1 of the synthetic corpus, BATCH at a time; point i is tenant i % 10."""
     for first in range(0, n, BATCH):
-        rng = np.random.default_rng((SEED, first))
-        size = min(BATCH, n - first)
-        vectors = unit_rows(rng, size)
-        words = rng.choice(VOCABULARY, size=(size, WORDS_PER_CHUNK), p=WORD_P)
-        points = []
-        for row in range(size):
-            terms, counts = np.unique(_TERM_INDEX[words[row]], return_counts=True)
-            sparse = SparseVector(tuple(terms.tolist()), tuple(counts.astype(float).tolist()))
-            i = first + row
-            points.append(Point(str(uuid.UUID(int=i)), vectors[row].tolist(), sparse, payload(i)))
-        yield Batch(first, vectors, points)
+        yield _batch(first, min(BATCH, n - first))
+
+
+def points(first: int, count: int) -> list[Point]:
+    """`count` synthetic points from point `first` on (extra ones appended to a corpus)."""
+    return _batch(first, count).points
+
+
+def _batch(first: int, size: int) -> Batch:
+    rng = np.random.default_rng((SEED, first))
+    vectors = unit_rows(rng, size)
+    words = rng.choice(VOCABULARY, size=(size, WORDS_PER_CHUNK), p=WORD_P)
+    made = []
+    for row in range(size):
+        terms, counts = np.unique(_TERM_INDEX[words[row]], return_counts=True)
+        sparse = SparseVector(tuple(terms.tolist()), tuple(counts.astype(float).tolist()))
+        i = first + row
+        made.append(Point(str(uuid.UUID(int=i)), vectors[row].tolist(), sparse, payload(i)))
+    return Batch(first, vectors, made)
 
 
 def query_terms(rng: np.random.Generator) -> SparseVector:

@@ -57,6 +57,8 @@ RUNS = (  # (engine, chunks, queries per mode)
 )
 QUERIED_TENANTS = (0, 1)
 WARMUP = 5
+APPEND_BATCH = 16
+APPEND_EVERY = 0.02  # seconds: 800 points/s, far above a live ingest's pace
 K = 10
 RECALL_QUERIES = 200
 PROBES = 100
@@ -73,7 +75,9 @@ class Run:
     engine: str
     n: int
     build_per_s: float = 0.0
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in MODES})
+    latencies: dict[str, list[float]] = field(
+        default_factory=lambda: {m: [] for m in (*MODES, "dense appending")}
+    )
     numpy: list[float] = field(default_factory=list)
     recall: list[float] = field(default_factory=list)
     peak_rss_mib: float = 0.0
@@ -149,9 +153,26 @@ async def measure_run(engine: str, n: int, queries: int, work: Path) -> Run:
             run.numpy.append((time.perf_counter() - started) * 1000)
             ids = {uuid.UUID(int=int(row) * data.TENANTS + tenant).hex for row in exact}
             run.recall.append(len({uuid.UUID(h.id).hex for h in hits} & ids) / K)
+        # Dense again while small batches are appended, as a live projection does.
+        appending = asyncio.create_task(append_small_batches(store, n))
+        for q in range(queries):
+            vector, where, _ = query(q)
+            run.latencies["dense appending"].append(
+                await timed(store.dense(vector.tolist(), where, K))
+            )
+        appending.cancel()
     finally:
         await store.close()
     return run
+
+
+async def append_small_batches(store: VectorStore, n: int) -> None:
+    """APPEND_BATCH new points every APPEND_EVERY seconds, until cancelled."""
+    first = n
+    while True:
+        await store.upsert(data.points(first, APPEND_BATCH))
+        first += APPEND_BATCH
+        await asyncio.sleep(APPEND_EVERY)
 
 
 def keep_peer_rows(work: Path, batch: data.Batch) -> None:
@@ -217,6 +238,18 @@ def latency_metrics(runs: list[Run]) -> list[Metric]:
                         higher_is_better=False,
                     )
                 )
+        if run.latencies["dense appending"]:
+            metrics += [
+                Metric(
+                    f"dense {size} p{q} {run.engine} appending",
+                    "ms",
+                    percentile(run.latencies["dense appending"], q),
+                    "same, no appends",
+                    percentile(run.latencies["dense"], q),
+                    higher_is_better=False,
+                )
+                for q in (50, 99)
+            ]
         metrics.append(
             Metric(
                 f"dense {size} recall@10 {run.engine}",
