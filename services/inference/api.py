@@ -60,7 +60,7 @@ class InferenceApi:
         envelope = Envelope.new(
             "UsageRecorded", tenant_id, domain.PRODUCED_BY, traceparent=traceparent
         )
-        usage = domain.usage_payload(tenant_id, total, self._model, datetime.now(UTC))
+        usage = domain.usage_payload(tenant_id, "tokens", total, self._model, datetime.now(UTC))
         await self._log.append(
             [encode_event(self._codec, Event(envelope, usage), domain.USAGE_TOPIC, tenant_id)]
         )

@@ -197,14 +197,15 @@ def embedding_payload(
 
 
 def usage_payload(
-    tenant_id: str, tokens: int, model: ModelInfo, used_at: datetime
+    tenant_id: str, unit: str, quantity: int, model: ModelInfo, used_at: datetime
 ) -> dict[str, Any]:
-    """Embedding is metered in tokens against the exact model version."""
+    """Embedding is metered against the exact model version, in `tokens` (word pieces) and,
+    for the chunks of ingested content, in `chunks` (texts embedded)."""
     return {
         "tenant_id": tenant_id,
         "operation": "embed",
-        "unit": "tokens",
-        "quantity": Decimal(tokens).quantize(USAGE_QUANTUM),
+        "unit": unit,
+        "quantity": Decimal(quantity).quantize(USAGE_QUANTUM),
         "resource_id": model.version,
         "used_at": used_at,
         "api_key_id": None,

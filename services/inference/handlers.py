@@ -108,9 +108,16 @@ async def _embed_and_emit(
                     deps.codec, Event(envelope, payload), domain.EMBEDDINGS_TOPIC, atom.atom_id
                 )
             )
-    usage = domain.usage_payload(tenant_id, tokens, deps.model, datetime.now(UTC))
-    envelope = _caused(cause, "UsageRecorded", tenant_id, tenant_id)
-    records.append(encode_event(deps.codec, Event(envelope, usage), domain.USAGE_TOPIC, tenant_id))
+    now = datetime.now(UTC)
+    for unit, quantity, subject in (
+        ("tokens", tokens, tenant_id),  # the subject every tokens event id was derived from
+        ("chunks", len(atoms), f"{tenant_id}/chunks"),
+    ):
+        usage = domain.usage_payload(tenant_id, unit, quantity, deps.model, now)
+        envelope = _caused(cause, "UsageRecorded", tenant_id, subject)
+        records.append(
+            encode_event(deps.codec, Event(envelope, usage), domain.USAGE_TOPIC, tenant_id)
+        )
     await deps.log.append_atomic(records)
 
 

@@ -141,13 +141,15 @@ def test_ingest_then_search_finds_it_and_usage_counts_it(
         assert again.status_code == 201, again.text
         assert again.json()["atom_id"] == doc.atom_id and again.json()["deduplicated"] is True
 
-        def ingested() -> dict[str, Any] | None:
-            lines = {line["operation"]: line for line in http.get("/v1/usage").json()["lines"]}
-            done = "ingest" in lines and int(lines["ingest"]["quantity"]) >= 2 * len(doc.text)
-            return lines if done and "embed" in lines else None
+        def ingested() -> dict[tuple[str, str], Any] | None:
+            usage = http.get("/v1/usage").json()["lines"]
+            lines = {(line["operation"], line["unit"]): line for line in usage}
+            ingest = lines.get(("ingest", "bytes"), {"quantity": 0})
+            done = int(ingest["quantity"]) >= 2 * len(doc.text)
+            return lines if done and ("embed", "chunks") in lines else None
 
         lines = eventually(ingested)
-        assert lines["ingest"]["unit"] == "bytes" and lines["embed"]["unit"] == "tokens"
+        assert {("ingest", "bytes"), ("embed", "tokens"), ("embed", "chunks")} <= set(lines)
         by_day = http.get("/v1/usage", params={"group_by": "day"}).json()["lines"]
         assert all(len(line["day"]) == 10 for line in by_day)
 
