@@ -384,15 +384,19 @@ class Shard:
         with self._read_lock:
             return int(self._reader.execute("select count(*) from points").fetchone()[0])
 
-    def points(self) -> list[Point]:
+    def points_after(self, row: int, limit: int) -> list[tuple[int, Point]]:
+        """Up to `limit` points (with their rows) of rows after `row`, in row order: a page of
+        a scan that never holds the whole shard in memory."""
         with self._read_lock:
             stored = self._reader.execute(
-                "select id, slot, payload, term_ids, term_counts from points order by row"
+                "select row, id, slot, payload, term_ids, term_counts from points"
+                " where row > ? order by row limit ?",
+                (row, limit),
             ).fetchall()
         matrix = self._vectors.matrix
         return [
-            Point(point_id, matrix[slot].tolist(), _terms(ids, counts), json.loads(payload))
-            for point_id, slot, payload, ids, counts in stored
+            (row, Point(point_id, matrix[slot].tolist(), _terms(ids, counts), json.loads(payload)))
+            for row, point_id, slot, payload, ids, counts in stored
         ]
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from services.search.store import VectorStore
 T = TypeVar("T")
 
 QUERY_THREADS = 4
+SCAN_PAGE = 1_000
 
 
 def _directory_name(tenant_id: str) -> str:
@@ -148,8 +149,11 @@ class EmbeddedStore(VectorStore):
 
     async def scan(self) -> AsyncIterator[Point]:
         for shard in await self._read(self._every_shard):
-            for point in await self._read(shard.points):
-                yield point
+            last = 0
+            while page := await self._read(shard.points_after, last, SCAN_PAGE):
+                last = page[-1][0]
+                for _, point in page:
+                    yield point
 
     async def close(self) -> None:
         self._readers.shutdown(wait=True)

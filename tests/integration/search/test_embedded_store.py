@@ -12,7 +12,7 @@ import pytest
 from services.search import domain
 from services.search.domain import Filter
 from services.search.embedded.keywords import KeywordIndex
-from services.search.embedded.store import EmbeddedStore
+from services.search.embedded.store import SCAN_PAGE, EmbeddedStore
 from tests.support.search_writer import TENANTS, batch
 
 
@@ -84,5 +84,18 @@ async def test_queries_run_while_points_are_written_and_moved(tmp_path: Path) ->
         answered = await asyncio.gather(write(), *(query(t) for t in TENANTS))
         assert all(answered[1:])
         assert await store.count() == 15 * len(batch(0))
+    finally:
+        await store.close()
+
+
+async def test_a_scan_pages_through_every_point_once(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path)
+    await store.ensure()
+    try:
+        written = [p for number in range(30) for p in batch(number)]  # 1,500 per tenant
+        await store.upsert(written)
+        scanned = [p.id async for p in store.scan()]
+        assert len(scanned) == len(set(scanned)) == len(written) > 2 * SCAN_PAGE
+        assert set(scanned) == {p.id for p in written}
     finally:
         await store.close()
