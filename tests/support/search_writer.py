@@ -43,16 +43,20 @@ def batch(number: int) -> list[Point]:
     return points
 
 
+async def write(store: EmbeddedStore, number: int) -> None:
+    """One step: batch `number`, then (every third step) a delete of half the batch before."""
+    await store.upsert(batch(number))
+    if number % 3 == 2:  # deletes are writes too: drop every other point of a batch
+        kept = [f"p{number - 1}x{i}" for i in range(0, BATCH, 2)]
+        await store.delete(f"doc{number - 1}", keep_atoms=kept)
+
+
 async def main(data_dir: Path, first: int) -> None:
     store = EmbeddedStore(data_dir)
     await store.ensure()
     number = first
     while True:
-        await store.upsert(batch(number))
-        if number % 3 == 2:  # deletes are writes too: drop every other point of a batch
-            await store.delete(
-                f"doc{number - 1}", keep_atoms=[f"p{number - 1}x{i}" for i in range(0, BATCH, 2)]
-            )
+        await write(store, number)
         print(number, flush=True)
         number += 1
 

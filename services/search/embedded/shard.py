@@ -9,9 +9,10 @@ transaction: vectors past it are unreferenced, and a keyword index that may lag 
 interrupted is written again when the log re-delivers it.
 
 Writes come from one thread at a time; queries from any thread, concurrently with writes. A
-query sees the slots published when it started; a point whose vector moves may briefly hold
+query reads the View published when it started; a point whose vector moves may briefly hold
 two live slots (the new one is published before the old dies), so results are de-duplicated
-by row."""
+by row. Dead slots are compacted away into a new vectors file once they outnumber the live
+ones: the file switch is one SQLite commit, and the loser of a crash is removed on open."""
 
 from __future__ import annotations
 
@@ -53,7 +54,24 @@ BITMAP_KEYS = ("model_version", "modality")
 names a model version); other keys are looked up in `filter_terms`."""
 
 POINTS_FILE = "points.sqlite3"
+FIRST_VECTORS_FILE = "vectors.f32"
+COMPACT_MIN_DEAD = 10_000
+"""A shard rewrites its vectors without dead slots once they outnumber both this and the live
+ones (so the file stays under twice its live size, plus this)."""
+COPY_ROWS = 65_536  # vectors copied per write while compacting
 SQL_BATCH = 500  # rows per `in (...)` list: SQLite's parameter limit is far above
+
+
+@dataclass(frozen=True)
+class View:
+    """What a query reads. Appends and deaths update `slot_row` and the bitmaps in place (new
+    slots lie past a view's count until a new view publishes them); a grown file or a
+    compaction replaces them, in a new view."""
+
+    slots: int
+    slot_row: npt.NDArray[np.int64]  # the row a slot holds, -1 when dead
+    bitmaps: dict[str, npt.NDArray[np.bool_]]
+    matrix: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,9 @@ def _marks(count: int) -> str:
 
 
 class Shard:
-    def __init__(self, directory: Path, tenant_id: str) -> None:
+    def __init__(
+        self, directory: Path, tenant_id: str, compact_min_dead: int = COMPACT_MIN_DEAD
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / POINTS_FILE
         self._db = self._connect(path)
@@ -125,22 +145,16 @@ class Shard:
         self.tenant_id = tenant_id
         self._reader = self._connect(path)
         self._read_lock = threading.Lock()
-        self._vectors = VectorFile(directory / "vectors.f32", DIM)
+        self._moving = threading.Lock()  # a compaction renumbers slots: scans wait for it
+        self._directory = directory
+        self._compact_min_dead = compact_min_dead
+        self._vectors = self._open_vectors()
         self._keywords = KeywordIndex(directory / "keywords")
-        self._slots = int(self._meta("slots") or 0)
         # Rows are never reused (AUTOINCREMENT): a keyword document names its point by row.
         last = self._db.execute("select seq from sqlite_sequence where name = 'points'").fetchone()
         self._rows = 0 if last is None else int(last[0])
-        capacity = len(self._vectors.matrix)
-        self._slot_row = np.full(capacity, -1, np.int64)
-        self._bitmaps: dict[str, npt.NDArray[np.bool_]] = {}
-        for row, slot in self._db.execute("select row, slot from points"):
-            self._slot_row[slot] = row
-        for term, slot in self._db.execute(
-            "select f.term, p.slot from filter_terms f join points p on p.row = f.row"
-            " where " + " or ".join(f"f.term like '{key}=%'" for key in BITMAP_KEYS)
-        ):
-            self._bitmap(term)[slot] = True
+        self._view = self._load_view()
+        self._live = int((self._view.slot_row >= 0).sum())
         self._keywords_stale = self._meta("keywords") == "pending"
         self._catch_up_keywords()
 
@@ -164,10 +178,27 @@ class Shard:
         row = self._db.execute("select value from meta where key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def _bitmap(self, term: str) -> npt.NDArray[np.bool_]:
-        if term not in self._bitmaps:
-            self._bitmaps[term] = np.zeros(len(self._slot_row), np.bool_)
-        return self._bitmaps[term]
+    def _open_vectors(self) -> VectorFile:
+        """The vectors file the table names; any other is what a compaction left behind (the
+        new file before its commit, or the old one after)."""
+        name = self._meta("vectors") or FIRST_VECTORS_FILE
+        for stray in self._directory.glob("vectors*.f32"):
+            if stray.name != name:
+                stray.unlink()
+        return VectorFile(self._directory / name, DIM)
+
+    def _load_view(self) -> View:
+        matrix = self._vectors.matrix
+        slot_row = np.full(len(matrix), -1, np.int64)
+        bitmaps: dict[str, npt.NDArray[np.bool_]] = {}
+        for row, slot in self._db.execute("select row, slot from points"):
+            slot_row[slot] = row
+        for term, slot in self._db.execute(
+            "select f.term, p.slot from filter_terms f join points p on p.row = f.row"
+            " where " + " or ".join(f"f.term like '{key}=%'" for key in BITMAP_KEYS)
+        ):
+            bitmaps.setdefault(term, np.zeros(len(matrix), np.bool_))[slot] = True
+        return View(int(self._meta("slots") or 0), slot_row, bitmaps, matrix)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -189,7 +220,7 @@ class Shard:
                     continue  # a re-delivery or a replay: nothing to write
                 slot = old.slot
             else:
-                slot = self._slots + len(fresh)
+                slot = self._view.slots + len(fresh)
                 fresh.append(vector)
             if old is None:
                 rows += 1
@@ -200,7 +231,7 @@ class Shard:
         if not changes:
             return
         if fresh:
-            self._vectors.write(self._slots, np.stack(fresh))
+            self._vectors.write(self._view.slots, np.stack(fresh))
         with self._transaction() as db:
             db.executemany(
                 "insert or replace into points (row, id, document_id, atom_id, slot, payload,"
@@ -219,19 +250,21 @@ class Shard:
                 [(term, c.row) for c in changes for term in c.filters],
             )
             db.execute(
-                "insert or replace into meta values ('slots', ?)", (str(self._slots + len(fresh)),)
+                "insert or replace into meta values ('slots', ?)",
+                (str(self._view.slots + len(fresh)),),
             )
         self._rows = rows
         moved = [c for c in changes if c.old is None or c.old.slot != c.slot]
         self._publish(
             {c.slot: (c.row, c.filters) for c in moved},
             [c.old.slot for c in moved if c.old is not None],
-            self._slots + len(fresh),
+            self._view.slots + len(fresh),
         )
         self._write_keywords(
             [c.old.row for c in changes if c.old is not None],
             [KeywordDocument(c.row, c.point.sparse, c.filters) for c in changes],
         )
+        self._compact_if_worth_it()
 
     def delete(self, document_id: str, keep_atoms: Sequence[str]) -> None:
         self._catch_up_keywords()
@@ -246,8 +279,9 @@ class Shard:
             for batch in _chunks([row for row, _ in doomed]):
                 db.execute(f"delete from points where row in ({_marks(len(batch))})", batch)
                 db.execute(f"delete from filter_terms where row in ({_marks(len(batch))})", batch)
-        self._publish({}, [slot for _, slot in doomed], self._slots)
+        self._publish({}, [slot for _, slot in doomed], self._view.slots)
         self._write_keywords([row for row, _ in doomed], [])
+        self._compact_if_worth_it()
 
     def _holds(self, old: Stored, vector: npt.NDArray[np.float32], payload: str) -> bool:
         """Whether the point's slot still fits it: same vector, same filterable payload."""
@@ -280,22 +314,62 @@ class Shard:
         self, added: Mapping[int, tuple[int, Sequence[str]]], dead: Sequence[int], slots: int
     ) -> None:
         """Make slots visible to queries: the new ones first, then the count, then the deaths."""
-        capacity = len(self._vectors.matrix)
-        if capacity > len(self._slot_row):  # the file grew: grow copies, old ones stay valid
-            self._slot_row = np.concatenate(
-                [self._slot_row, np.full(capacity - len(self._slot_row), -1, np.int64)]
-            )
-            self._bitmaps = {
-                term: np.concatenate([bits, np.zeros(capacity - len(bits), np.bool_)])
-                for term, bits in self._bitmaps.items()
-            }
+        view = self._view
+        slot_row, bitmaps, matrix = view.slot_row, view.bitmaps, self._vectors.matrix
+        if len(matrix) > len(slot_row):  # the file grew: grown copies, in the next view
+            grow = len(matrix) - len(slot_row)
+            slot_row = np.concatenate([slot_row, np.full(grow, -1, np.int64)])
+            bitmaps = {t: np.concatenate([b, np.zeros(grow, np.bool_)]) for t, b in bitmaps.items()}
         for slot, (row, terms) in added.items():
-            self._slot_row[slot] = row
+            slot_row[slot] = row
             for term in terms:
                 if term.split("=", 1)[0] in BITMAP_KEYS:
-                    self._bitmap(term)[slot] = True
-        self._slots = slots
-        self._slot_row[np.asarray(dead, np.int64)] = -1
+                    if term not in bitmaps:  # a new dict: a reader's view keeps its own
+                        bitmaps = {**bitmaps, term: np.zeros(len(slot_row), np.bool_)}
+                    bitmaps[term][slot] = True
+        self._view = View(slots, slot_row, bitmaps, matrix)
+        slot_row[np.asarray(dead, np.int64)] = -1
+        self._live += len(added) - len(dead)
+
+    def _compact_if_worth_it(self) -> None:
+        dead = self._view.slots - self._live
+        if dead >= self._compact_min_dead and dead > self._live:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Copy the live vectors into a new file, then point the rows at it in one commit."""
+        with self._moving:
+            self._move_live_vectors()
+
+    def _move_live_vectors(self) -> None:
+        stored = self._db.execute("select row, slot from points order by slot").fetchall()
+        generation = int(self._meta("generation") or 0) + 1
+        name = f"vectors-{generation}.f32"
+        fresh = VectorFile(self._directory / name, DIM)
+        old_slots = np.asarray([slot for _, slot in stored], np.int64)
+        for start in range(0, len(stored), COPY_ROWS):
+            fresh.write(start, self._vectors.matrix[old_slots[start : start + COPY_ROWS]])
+        self._db.execute("begin immediate")
+        try:
+            self._db.executemany(
+                "update points set slot = ? where row = ?",
+                [(slot, row) for slot, (row, _) in enumerate(stored)],
+            )
+            for key, value in (
+                ("vectors", name),
+                ("generation", generation),
+                ("slots", len(stored)),
+            ):
+                self._db.execute("insert or replace into meta values (?, ?)", (key, str(value)))
+        except BaseException:
+            self._db.execute("rollback")
+            fresh.close()
+            raise
+        self._db.execute("commit")
+        old, self._vectors = self._vectors, fresh
+        self._view = self._load_view()  # readers holding the old view keep the old mapping
+        old.close()
+        old.path.unlink()
 
     def _write_keywords(self, removed: Sequence[int], added: Sequence[KeywordDocument]) -> None:
         try:
@@ -325,8 +399,8 @@ class Shard:
         self, vector: Sequence[float], filters: Sequence[str], limit: int
     ) -> list[tuple[int, float]]:
         """(row, cosine) of the best `limit` points matching every filter term, best first."""
-        slots = self._slots  # first: the arrays read below hold at least these slots
-        slot_row, bitmaps, matrix = self._slot_row, self._bitmaps, self._vectors.matrix
+        view = self._view
+        slots, slot_row, bitmaps, matrix = view.slots, view.slot_row, view.bitmaps, view.matrix
         mask = slot_row[:slots] >= 0
         for term in filters:
             if term.split("=", 1)[0] in BITMAP_KEYS:
@@ -335,7 +409,7 @@ class Shard:
                     return []
                 mask &= bits[:slots]
             else:
-                mask &= self._matching(term, slots)
+                mask &= self._matching(term, view)
         live = np.flatnonzero(mask)
         if not len(live) or limit <= 0:
             return []
@@ -352,16 +426,15 @@ class Shard:
             ranked.setdefault(int(slot_row[live[position]]), float(scores[position]))
         return [(row, score) for row, score in ranked.items() if row >= 0][:limit]
 
-    def _matching(self, term: str, slots: int) -> npt.NDArray[np.bool_]:
+    def _matching(self, term: str, view: View) -> npt.NDArray[np.bool_]:
+        """The view's slots of points with this filter term (one not kept as a bitmap)."""
         with self._read_lock:
             found = self._reader.execute(
-                "select p.slot from filter_terms f join points p on p.row = f.row where f.term = ?",
+                "select p.row from filter_terms f join points p on p.row = f.row where f.term = ?",
                 (term,),
             ).fetchall()
-        mask = np.zeros(slots, np.bool_)
-        hits = np.asarray([slot for (slot,) in found], np.int64)
-        mask[hits[hits < slots]] = True
-        return mask
+        # By row, not by slot: a compaction may have moved the slots since the view was taken.
+        return np.isin(view.slot_row[: view.slots], np.asarray([row for (row,) in found]))
 
     def sparse(
         self, terms: SparseVector, filters: Sequence[str], limit: int
@@ -387,13 +460,13 @@ class Shard:
     def points_after(self, row: int, limit: int) -> list[tuple[int, Point]]:
         """Up to `limit` points (with their rows) of rows after `row`, in row order: a page of
         a scan that never holds the whole shard in memory."""
-        with self._read_lock:
+        with self._moving, self._read_lock:
             stored = self._reader.execute(
                 "select row, id, slot, payload, term_ids, term_counts from points"
                 " where row > ? order by row limit ?",
                 (row, limit),
             ).fetchall()
-        matrix = self._vectors.matrix
+            matrix = self._vectors.matrix  # after the read: it holds every slot the read saw
         return [
             (row, Point(point_id, matrix[slot].tolist(), _terms(ids, counts), json.loads(payload)))
             for row, point_id, slot, payload, ids, counts in stored

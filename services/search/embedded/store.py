@@ -23,7 +23,7 @@ from services.search.domain import (
     filter_term,
     fuse_by_reciprocal_rank,
 )
-from services.search.embedded.shard import Shard
+from services.search.embedded.shard import COMPACT_MIN_DEAD, Shard
 from services.search.store import VectorStore
 
 T = TypeVar("T")
@@ -38,8 +38,9 @@ def _directory_name(tenant_id: str) -> str:
 
 
 class EmbeddedStore(VectorStore):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, compact_min_dead: int = COMPACT_MIN_DEAD) -> None:
         self._root = root
+        self._compact_min_dead = compact_min_dead
         self._shards: dict[str, Shard] = {}
         self._opening = threading.Lock()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="search-write")
@@ -61,7 +62,7 @@ class EmbeddedStore(VectorStore):
         shard = self._shards.get(tenant_id)
         directory = self._root / _directory_name(tenant_id)
         if shard is None and (create or directory.exists()):
-            shard = self._shards[tenant_id] = Shard(directory, tenant_id)
+            shard = self._shards[tenant_id] = Shard(directory, tenant_id, self._compact_min_dead)
         return shard
 
     def _every_shard(self) -> list[Shard]:

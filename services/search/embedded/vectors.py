@@ -21,6 +21,7 @@ _FIRST_CAPACITY = 1024
 
 class VectorFile:
     def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
         self._dim = dim
         self._row_bytes = dim * 4
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

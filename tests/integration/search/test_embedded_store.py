@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from services.search import domain
-from services.search.domain import Filter
+from services.search.domain import Filter, Point
 from services.search.embedded.keywords import KeywordIndex
 from services.search.embedded.store import SCAN_PAGE, EmbeddedStore
+from tests.integration.search.support import fingerprint
 from tests.support.search_writer import TENANTS, batch
 
 
@@ -99,3 +100,40 @@ async def test_a_scan_pages_through_every_point_once(tmp_path: Path) -> None:
         assert set(scanned) == {p.id for p in written}
     finally:
         await store.close()
+
+
+def vector_files(root: Path) -> list[Path]:
+    return sorted(root.glob("*/vectors*.f32"))
+
+
+async def test_dead_slots_are_compacted_away_and_nothing_else_changes(tmp_path: Path) -> None:
+    """Moving every point twice leaves two dead slots per live one: the shard rewrites its
+    vectors into a new file (one per shard left), and points, queries and scans are as before."""
+    store = EmbeddedStore(tmp_path, compact_min_dead=500)
+    await store.ensure()
+    written = [p for number in range(30) for p in batch(number)]
+    moved = written
+    try:
+        await store.upsert(written)
+        before = sum(f.stat().st_size for f in vector_files(tmp_path))
+        for _ in range(2):  # to the opposite vector and back: two moves
+            moved = [Point(p.id, list(-np.asarray(p.dense)), p.sparse, p.payload) for p in moved]
+            await store.upsert(moved)
+        files = vector_files(tmp_path)
+        assert len(files) == len(TENANTS) and all(f.name != "vectors.f32" for f in files)
+        assert sum(f.stat().st_size for f in files) <= before
+        expected = await fingerprint(store)
+        probe = moved[7]
+        [top] = await store.dense(probe.dense, Filter(probe.payload["tenant_id"]), 1)
+        assert top.id == probe.id and top.score > 0.9999
+        await store.delete("doc3")
+    finally:
+        await store.close()
+    reopened = EmbeddedStore(tmp_path)
+    await reopened.ensure()
+    try:
+        count, _ = await fingerprint(reopened)
+        assert count == expected[0] - len(batch(3))
+        assert vector_files(tmp_path) == files
+    finally:
+        await reopened.close()
