@@ -6,7 +6,6 @@ tokens are metered with one UsageRecorded on `usage` before the vectors are retu
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,17 +13,20 @@ import grpc
 
 from hartonomous.eventlog.port import EventLog
 from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.runtime.grpc_errors import GrpcErrors
+from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.v1 import inference_pb2
 from services.inference import domain
 from services.inference.batching import Batcher
 from services.inference.domain import ModelInfo
 
-log = logging.getLogger(__name__)
-
-_STATUS = {
-    domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    domain.UnknownModel: grpc.StatusCode.NOT_FOUND,
-}
+_ERRORS = GrpcErrors(
+    "inference",
+    {
+        domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+        domain.UnknownModel: grpc.StatusCode.NOT_FOUND,
+    },
+)
 
 
 class InferenceApi:
@@ -37,20 +39,12 @@ class InferenceApi:
     async def Embed(
         self, request: inference_pb2.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> inference_pb2.EmbedResponse:
-        texts = list(request.texts)
-        try:
+        async with _ERRORS.scope(context, "Embed"):
+            texts = list(request.texts)
             domain.validate_embed_request(texts, request.tenant_id, request.model)
-        except domain.RequestError as exc:
-            await context.abort(_STATUS[type(exc)], str(exc))
-        try:
-            return await self._embed(texts, request.tenant_id, _traceparent(context))
-        except Exception:
-            # The client gets a status, never our stack trace; the log gets the trace.
-            log.exception("Embed failed", extra={"tenant_id": request.tenant_id})
-            await context.abort(
-                grpc.StatusCode.INTERNAL, "embedding failed; see the inference service log"
+            return await self._embed(
+                texts, request.tenant_id, metadata_value(context, "traceparent")
             )
-            raise  # abort raised already; this only tells type checkers
 
     async def _embed(
         self, texts: list[str], tenant_id: str, traceparent: str | None
@@ -75,11 +69,3 @@ class InferenceApi:
             model_version=self._model.version,
             total_tokens=total,
         )
-
-
-def _traceparent(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-    """The caller's W3C trace context, so the usage event joins the caller's trace."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str):
-            return value
-    return None

@@ -9,6 +9,7 @@ import grpc
 
 from hartonomous.blobs import BlobNotFoundError
 from hartonomous.runtime.grpc_errors import GrpcErrors
+from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.v1 import ingest_pb2
 from services.ingest import domain, handlers
 from services.ingest.domain import AtomView, IngestResult
@@ -74,7 +75,7 @@ async def _header(
         metadata_json=h.metadata_json,
         source_uri=h.source_uri,
         expected_sha256=h.expected_sha256,
-        traceparent=h.traceparent or _metadata(context, "traceparent"),
+        traceparent=h.traceparent or metadata_value(context, "traceparent") or "",
         request_id=h.request_id,
         api_key_id=h.api_key_id,
     )
@@ -85,13 +86,6 @@ async def _data(requests: AsyncIterator[ingest_pb2.IngestRequest]) -> AsyncItera
         if request.WhichOneof("part") == "header":
             raise domain.InvalidArgument("only the first message may carry a header")
         yield request.data
-
-
-def _metadata(context: Context, key: str) -> str:
-    for name, value in context.invocation_metadata() or ():
-        if name == key and isinstance(value, str):
-            return str(value)
-    return ""
 
 
 def _target(request: ingest_pb2.GetAtomRequest | ingest_pb2.ReadAtomRequest) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.v1 import search_pb2
 from services.search import domain
 from services.search.domain import Mode
@@ -47,7 +48,7 @@ class SearchApi:
             )
         except domain.InvalidQuery as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        traceparent = _traceparent(context)
+        traceparent = metadata_value(context, "traceparent")
         try:
             hits = await self._searcher.search(query, traceparent)
         except EmbedderUnavailable as exc:
@@ -86,12 +87,3 @@ def _mode(value: int) -> Mode:
         return MODES[value]
     except KeyError:
         raise domain.InvalidQuery(f"unknown search mode {value}") from None
-
-
-def _traceparent(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-    """The caller's W3C trace context, passed on to inference and onto the receipt, so the
-    query's work joins the caller's trace."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str):
-            return value
-    return None

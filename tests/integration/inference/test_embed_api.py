@@ -137,6 +137,6 @@ async def test_an_unexpected_failure_is_internal_without_a_trace(
         await stub.Embed(inference_pb2.EmbedRequest(texts=["doomed"], tenant_id="acme"))
     assert failure.value.code() == grpc.StatusCode.INTERNAL
     details = failure.value.details() or ""
-    assert details == "embedding failed; see the inference service log"
+    assert details == "Embed failed; see the inference service log"
     assert "Traceback" not in details
-    assert any(r.message == "Embed failed" and r.exc_info for r in caplog.records)
+    assert any(r.message == "inference: Embed failed" and r.exc_info for r in caplog.records)
