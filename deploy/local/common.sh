@@ -1,4 +1,5 @@
-# Shared by the deploy/local server scripts (sourced, never run). The sourcing script sets:
+# Shared by the deploy/local server scripts (sourced, never run): the up/down/status commands
+# and their plumbing. The sourcing script sets:
 #   name (kafka.sh), product ("Apache Kafka"), version, dir, cache, libs, pidfile, java,
 #   pom_dir (folder with pom.xml), version_property (kafka.version), artifact (for errors),
 #   marker (a string of the server's command line that names this directory).
@@ -74,4 +75,125 @@ listener() {
 
 port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# The commands. The sourcing script also sets: address (what `up` prints), what ("broker"),
+# port_variable (KAFKA_PORT); and defines ready_at DIR, instance_log DIR, other_instance (prints
+# "pid directory" of an instance another checkout started on our port), log_tail [LOG],
+# on_ready (checks before reusing our running instance), start (launches one and writes
+# $pidfile), extra_command ARGS (anything but up/down/status).
+
+ready() {
+  running_pid >/dev/null && ready_at "$dir"
+}
+
+# Waits for pid $1 of directory $2: 0 when ready, 1 when it exited, 2 on timeout.
+wait_ready() {
+  local deadline=$((SECONDS + start_timeout))
+  until ready_at "$2"; do
+    kill -0 "$1" 2>/dev/null || return 1
+    ((SECONDS < deadline)) || return 2
+    sleep 0.5
+  done
+}
+
+stop_pid() {
+  local pid="$1" deadline=$((SECONDS + 60))
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      say "no clean shutdown within 60s; killing pid $pid"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+}
+
+stop() {
+  local pid
+  if pid="$(running_pid)"; then
+    say "stopping the $what (pid $pid)"
+    stop_pid "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+up() {
+  lock_dir
+  if ready; then
+    on_ready
+    say "already running (pid $(running_pid))"
+    printf '%s\n' "$address"
+    return 0
+  fi
+  local pid other_pid other_dir
+  if ! pid="$(running_pid)"; then
+    if read -r other_pid other_dir < <(other_instance); then
+      if [[ -d "$other_dir" ]]; then
+        wait_ready "$other_pid" "$other_dir" || {
+          log_tail "$(instance_log "$other_dir")"
+          die "the $what of $other_dir holds port $port but is not ready"
+        }
+        say "reusing the $what started from $other_dir (pid $other_pid)"
+        printf '%s\n' "$address"
+        return 0
+      fi
+      # Its data directory was deleted under it (a removed checkout): it cannot work any more.
+      say "stopping $what pid $other_pid, whose directory $other_dir is gone"
+      stop_pid "$other_pid"
+    fi
+    port_open "$port" && die "port $port is taken by another process (set $port_variable)"
+    check_java
+    fetch_jars
+    start
+    pid="$(<"$pidfile")"
+  fi
+  local waited=0
+  wait_ready "$pid" "$dir" || waited=$?
+  if ((waited == 1)); then
+    rm -f "$pidfile"
+    log_tail
+    die "the $what exited during startup"
+  elif ((waited == 2)); then
+    log_tail
+    stop
+    die "the $what did not become ready within ${start_timeout}s"
+  fi
+  say "ready at $address (pid $pid)"
+  printf '%s\n' "$address"
+}
+
+down() {
+  lock_dir
+  stop
+  local other_pid other_dir
+  if read -r other_pid other_dir < <(other_instance); then
+    say "left running: the $what on port $port (pid $other_pid) belongs to $other_dir"
+  else
+    say "stopped"
+  fi
+}
+
+status() {
+  local other_pid other_dir
+  if ready; then
+    say "running (pid $(running_pid)) at $address"
+    printf '%s\n' "$address"
+  elif read -r other_pid other_dir < <(other_instance) && ready_at "$other_dir"; then
+    say "running (pid $other_pid, started from $other_dir) at $address"
+    printf '%s\n' "$address"
+  else
+    say "not running"
+    exit 1
+  fi
+}
+
+main() {
+  case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) extra_command "$@" ;;
+  esac
 }

@@ -34,6 +34,9 @@ pom_dir="$here/kafka"
 version_property=kafka.version
 artifact=org.apache.kafka:kafka_2.13
 marker="kafka.Kafka $dir/server.properties"
+address="$bootstrap"
+what=broker
+port_variable=KAFKA_PORT
 # shellcheck source=deploy/local/common.sh
 source "$here/common.sh"
 
@@ -47,7 +50,7 @@ log_tail() {
 
 # A broker that kafka.sh started from another directory and that holds our port (CI tests a
 # fresh clone while the broker of another checkout may still run). Prints "pid directory".
-other_broker() {
+other_instance() {
   local found pid args
   found="$(listener "$port")" || return 1
   pid="${found%% *}"
@@ -57,24 +60,16 @@ other_broker() {
   printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
 }
 
+instance_log() {
+  printf '%s\n' "$1/kafka.log"
+}
+
 # Ready: the port answers and the broker of directory $1 logged the end of its startup.
 ready_at() {
-  port_open "$port" && grep -q "Kafka Server started" "$1/kafka.log" 2>/dev/null
+  port_open "$port" && grep -q "Kafka Server started" "$(instance_log "$1")" 2>/dev/null
 }
 
-ready() {
-  running_pid >/dev/null && ready_at "$dir"
-}
-
-# Waits for broker pid $1 of directory $2: 0 when ready, 1 when it exited, 2 on timeout.
-wait_ready() {
-  local deadline=$((SECONDS + start_timeout))
-  until ready_at "$2"; do
-    kill -0 "$1" 2>/dev/null || return 1
-    ((SECONDS < deadline)) || return 2
-    sleep 0.5
-  done
-}
+on_ready() { :; }
 
 write_config() {
   cat >"$dir/server.properties" <<EOF
@@ -125,114 +120,35 @@ format_storage() {
   }
 }
 
-up() {
-  lock_dir
-  if ready; then
-    say "already running (pid $(running_pid))"
-    printf '%s\n' "$bootstrap"
-    return 0
-  fi
-  local pid other_pid other_dir
-  if ! pid="$(running_pid)"; then
-    if read -r other_pid other_dir < <(other_broker); then
-      if [[ -d "$other_dir" ]]; then
-        wait_ready "$other_pid" "$other_dir" || {
-          log_tail "$other_dir/kafka.log"
-          die "the broker of $other_dir holds port $port but is not ready"
-        }
-        say "reusing the broker started from $other_dir (pid $other_pid)"
-        printf '%s\n' "$bootstrap"
-        return 0
-      fi
-      # Its data directory was deleted under it (a removed checkout): it cannot work any more.
-      say "stopping broker pid $other_pid, whose directory $other_dir is gone"
-      stop_pid "$other_pid"
-    fi
-    port_open "$port" && die "port $port is taken by another process (set KAFKA_PORT)"
-    port_open "$controller_port" && die "port $controller_port is taken by another process (set KAFKA_CONTROLLER_PORT)"
-    check_java
-    fetch_jars
-    write_config
-    format_storage
-    [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.1"
-    say "starting Kafka $version on $bootstrap (data in $dir)"
-    local -a detach=()
-    # Its own session, so a Ctrl-C aimed at the caller (e.g. pytest) does not kill the broker.
-    command -v setsid >/dev/null && detach=(setsid)
-    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS holds several flags.
-    ${detach[@]+"${detach[@]}"} "$java" ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} \
-      -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent \
-      -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
-      -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
-      </dev/null >"$logfile" 2>&1 8>&- 9>&- &
-    pid=$!
-    printf '%s\n' "$pid" >"$pidfile"
-  fi
-  local waited=0
-  wait_ready "$pid" "$dir" || waited=$?
-  if ((waited == 1)); then
-    rm -f "$pidfile"
-    log_tail
-    die "the broker exited during startup"
-  elif ((waited == 2)); then
-    log_tail
-    stop
-    die "the broker did not become ready within ${start_timeout}s"
-  fi
-  say "ready at $bootstrap (pid $pid)"
-  printf '%s\n' "$bootstrap"
+start() {
+  port_open "$controller_port" && die "port $controller_port is taken by another process (set KAFKA_CONTROLLER_PORT)"
+  write_config
+  format_storage
+  [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.1"
+  say "starting Kafka $version on $bootstrap (data in $dir)"
+  local -a detach=()
+  # Its own session, so a Ctrl-C aimed at the caller (e.g. pytest) does not kill the broker.
+  command -v setsid >/dev/null && detach=(setsid)
+  # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS holds several flags.
+  ${detach[@]+"${detach[@]}"} "$java" ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+    -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
+    </dev/null >"$logfile" 2>&1 8>&- 9>&- &
+  printf '%s\n' "$!" >"$pidfile"
 }
 
-stop_pid() {
-  local pid="$1" deadline=$((SECONDS + 60))
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      say "no clean shutdown within 60s; killing pid $pid"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    sleep 0.2
-  done
+extra_command() {
+  case "${1:-}" in
+    perf-jars)
+      fetch_jars
+      printf '%s\n' "$libs"
+      ;;
+    *)
+      say "usage: $0 up|down|status|perf-jars"
+      exit 2
+      ;;
+  esac
 }
 
-stop() {
-  local pid
-  if pid="$(running_pid)"; then
-    say "stopping the broker (pid $pid)"
-    stop_pid "$pid"
-  fi
-  rm -f "$pidfile"
-}
-
-case "${1:-}" in
-  up) up ;;
-  down)
-    lock_dir
-    stop
-    if read -r other_pid other_dir < <(other_broker); then
-      say "left running: the broker on port $port (pid $other_pid) belongs to $other_dir"
-    else
-      say "stopped"
-    fi
-    ;;
-  status)
-    if ready; then
-      say "running (pid $(running_pid)) at $bootstrap"
-      printf '%s\n' "$bootstrap"
-    elif read -r other_pid other_dir < <(other_broker) && ready_at "$other_dir"; then
-      say "running (pid $other_pid, started from $other_dir) at $bootstrap"
-      printf '%s\n' "$bootstrap"
-    else
-      say "not running"
-      exit 1
-    fi
-    ;;
-  perf-jars)
-    fetch_jars
-    printf '%s\n' "$libs"
-    ;;
-  *)
-    say "usage: $0 up|down|status|perf-jars"
-    exit 2
-    ;;
-esac
+main "$@"

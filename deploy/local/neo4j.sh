@@ -37,6 +37,9 @@ pom_dir="$here/neo4j"
 version_property=neo4j.version
 artifact=org.neo4j:neo4j
 marker="$main_class --home-dir=$dir "
+address="$uri"
+what=server
+port_variable=NEO4J_PORT
 # shellcheck source=deploy/local/common.sh
 source "$here/common.sh"
 
@@ -52,7 +55,7 @@ log_tail() {
 
 # A server that neo4j.sh started from another directory and that holds our port.
 # Prints "pid directory".
-other_server() {
+other_instance() {
   local found pid args
   found="$(listener "$port")" || return 1
   pid="${found%% *}"
@@ -62,23 +65,17 @@ other_server() {
   printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
 }
 
+instance_log() {
+  printf '%s\n' "$1/logs/neo4j.log"
+}
+
 # Ready: bolt answers and the server of directory $1 logged the end of its startup.
 ready_at() {
-  port_open "$port" && grep -q "INFO  Started\.$" "$1/logs/neo4j.log" 2>/dev/null
+  port_open "$port" && grep -q "INFO  Started\.$" "$(instance_log "$1")" 2>/dev/null
 }
 
-ready() {
-  running_pid >/dev/null && ready_at "$dir"
-}
-
-# Waits for server pid $1 of directory $2: 0 when ready, 1 when it exited, 2 on timeout.
-wait_ready() {
-  local deadline=$((SECONDS + start_timeout))
-  until ready_at "$2"; do
-    kill -0 "$1" 2>/dev/null || return 1
-    ((SECONDS < deadline)) || return 2
-    sleep 0.5
-  done
+on_ready() {
+  check_password
 }
 
 write_config() {
@@ -126,115 +123,31 @@ set_initial_password() {
   password_digest >"$dir/.password.sha256"
 }
 
-up() {
-  lock_dir
-  if ready; then
-    check_password
-    say "already running (pid $(running_pid))"
-    printf '%s\n' "$uri"
-    return 0
-  fi
-  local pid other_pid other_dir
-  if ! pid="$(running_pid)"; then
-    if read -r other_pid other_dir < <(other_server); then
-      if [[ -d "$other_dir" ]]; then
-        wait_ready "$other_pid" "$other_dir" || {
-          log_tail "$other_dir/logs/neo4j.log"
-          die "the server of $other_dir holds port $port but is not ready"
-        }
-        say "reusing the server started from $other_dir (pid $other_pid)"
-        printf '%s\n' "$uri"
-        return 0
-      fi
-      # Its directory was deleted under it (a removed checkout): it cannot work any more.
-      say "stopping server pid $other_pid, whose directory $other_dir is gone"
-      stop_pid "$other_pid"
-    fi
-    port_open "$port" && die "port $port is taken by another process (set NEO4J_PORT)"
-    check_java
-    fetch_jars
-    write_config
-    set_initial_password
-    mkdir -p "$dir/logs"
-    [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.1"
-    say "starting Neo4j Community $version on $uri (data in $dir)"
-    local -a detach=()
-    # Its own session, so a Ctrl-C aimed at the caller (e.g. pytest) does not kill the server.
-    command -v setsid >/dev/null && detach=(setsid)
-    # The JVM flags are those the Neo4j distribution's own launcher adds.
-    # shellcheck disable=SC2086 # NEO4J_HEAP_OPTS holds several flags.
-    ${detach[@]+"${detach[@]}"} "$java" ${NEO4J_HEAP_OPTS:--Xms256m -Xmx512m} \
-      -XX:+UseG1GC -XX:-OmitStackTraceInFastThrow -XX:+DisableExplicitGC \
-      -XX:+ExitOnOutOfMemoryError -Djdk.nio.maxCachedBufferSize=1024 \
-      -Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.disable.jmx=true \
-      --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
-      --add-opens=java.base/sun.nio.ch=ALL-UNNAMED -Djava.awt.headless=true \
-      -cp "$libs/*" "$main_class" --home-dir="$dir" --config-dir="$dir/conf" \
-      </dev/null >"$outfile" 2>&1 8>&- 9>&- &
-    pid=$!
-    printf '%s\n' "$pid" >"$pidfile"
-  fi
-  local waited=0
-  wait_ready "$pid" "$dir" || waited=$?
-  if ((waited == 1)); then
-    rm -f "$pidfile"
-    log_tail
-    die "the server exited during startup"
-  elif ((waited == 2)); then
-    log_tail
-    stop
-    die "the server did not become ready within ${start_timeout}s"
-  fi
-  say "ready at $uri (pid $pid)"
-  printf '%s\n' "$uri"
+start() {
+  write_config
+  set_initial_password
+  mkdir -p "$dir/logs"
+  [[ -f "$logfile" ]] && mv -f "$logfile" "$logfile.1"
+  say "starting Neo4j Community $version on $uri (data in $dir)"
+  local -a detach=()
+  # Its own session, so a Ctrl-C aimed at the caller (e.g. pytest) does not kill the server.
+  command -v setsid >/dev/null && detach=(setsid)
+  # The JVM flags are those the Neo4j distribution's own launcher adds.
+  # shellcheck disable=SC2086 # NEO4J_HEAP_OPTS holds several flags.
+  ${detach[@]+"${detach[@]}"} "$java" ${NEO4J_HEAP_OPTS:--Xms256m -Xmx512m} \
+    -XX:+UseG1GC -XX:-OmitStackTraceInFastThrow -XX:+DisableExplicitGC \
+    -XX:+ExitOnOutOfMemoryError -Djdk.nio.maxCachedBufferSize=1024 \
+    -Dio.netty.tryReflectionSetAccessible=true -Dlog4j2.disable.jmx=true \
+    --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
+    --add-opens=java.base/sun.nio.ch=ALL-UNNAMED -Djava.awt.headless=true \
+    -cp "$libs/*" "$main_class" --home-dir="$dir" --config-dir="$dir/conf" \
+    </dev/null >"$outfile" 2>&1 8>&- 9>&- &
+  printf '%s\n' "$!" >"$pidfile"
 }
 
-stop_pid() {
-  local pid="$1" deadline=$((SECONDS + 60))
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      say "no clean shutdown within 60s; killing pid $pid"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    sleep 0.2
-  done
+extra_command() {
+  say "usage: $0 up|down|status"
+  exit 2
 }
 
-stop() {
-  local pid
-  if pid="$(running_pid)"; then
-    say "stopping the server (pid $pid)"
-    stop_pid "$pid"
-  fi
-  rm -f "$pidfile"
-}
-
-case "${1:-}" in
-  up) up ;;
-  down)
-    lock_dir
-    stop
-    if read -r other_pid other_dir < <(other_server); then
-      say "left running: the server on port $port (pid $other_pid) belongs to $other_dir"
-    else
-      say "stopped"
-    fi
-    ;;
-  status)
-    if ready; then
-      say "running (pid $(running_pid)) at $uri"
-      printf '%s\n' "$uri"
-    elif read -r other_pid other_dir < <(other_server) && ready_at "$other_dir"; then
-      say "running (pid $other_pid, started from $other_dir) at $uri"
-      printf '%s\n' "$uri"
-    else
-      say "not running"
-      exit 1
-    fi
-    ;;
-  *)
-    say "usage: $0 up|down|status"
-    exit 2
-    ;;
-esac
+main "$@"
