@@ -299,11 +299,13 @@ class Shard:
         return found
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, keywords_follow: bool = True) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction. `keywords_follow`: the keyword index must commit the same
+        change, and until it has, it lags this table (a compaction moves no keywords)."""
         self._db.execute("begin immediate")
         try:
-            # Until the keyword index has committed the same change, it lags this table.
-            self._db.execute("insert or replace into meta values ('keywords', 'pending')")
+            if keywords_follow:
+                self._db.execute("insert or replace into meta values ('keywords', 'pending')")
             yield self._db
         except BaseException:
             self._db.execute("rollback")
@@ -339,37 +341,32 @@ class Shard:
     def _compact(self) -> None:
         """Copy the live vectors into a new file, then point the rows at it in one commit."""
         with self._moving:
-            self._move_live_vectors()
-
-    def _move_live_vectors(self) -> None:
-        stored = self._db.execute("select row, slot from points order by slot").fetchall()
-        generation = int(self._meta("generation") or 0) + 1
-        name = f"vectors-{generation}.f32"
-        fresh = VectorFile(self._directory / name, DIM)
-        old_slots = np.asarray([slot for _, slot in stored], np.int64)
-        for start in range(0, len(stored), COPY_ROWS):
-            fresh.write(start, self._vectors.matrix[old_slots[start : start + COPY_ROWS]])
-        self._db.execute("begin immediate")
-        try:
-            self._db.executemany(
-                "update points set slot = ? where row = ?",
-                [(slot, row) for slot, (row, _) in enumerate(stored)],
-            )
-            for key, value in (
-                ("vectors", name),
-                ("generation", generation),
-                ("slots", len(stored)),
-            ):
-                self._db.execute("insert or replace into meta values (?, ?)", (key, str(value)))
-        except BaseException:
-            self._db.execute("rollback")
-            fresh.close()
-            raise
-        self._db.execute("commit")
-        old, self._vectors = self._vectors, fresh
-        self._view = self._load_view()  # readers holding the old view keep the old mapping
-        old.close()
-        old.path.unlink()
+            stored = self._db.execute("select row, slot from points order by slot").fetchall()
+            generation = int(self._meta("generation") or 0) + 1
+            name = f"vectors-{generation}.f32"
+            fresh = VectorFile(self._directory / name, DIM)
+            old_slots = np.asarray([slot for _, slot in stored], np.int64)
+            for start in range(0, len(stored), COPY_ROWS):
+                fresh.write(start, self._vectors.matrix[old_slots[start : start + COPY_ROWS]])
+            try:
+                with self._transaction(keywords_follow=False) as db:
+                    db.executemany(
+                        "update points set slot = ? where row = ?",
+                        [(slot, row) for slot, (row, _) in enumerate(stored)],
+                    )
+                    for key, value in (
+                        ("vectors", name),
+                        ("generation", generation),
+                        ("slots", len(stored)),
+                    ):
+                        db.execute("insert or replace into meta values (?, ?)", (key, str(value)))
+            except BaseException:
+                fresh.close()
+                raise
+            old, self._vectors = self._vectors, fresh
+            self._view = self._load_view()  # readers holding the old view keep the old mapping
+            old.close()
+            old.path.unlink()
 
     def _write_keywords(self, removed: Sequence[int], added: Sequence[KeywordDocument]) -> None:
         try:
