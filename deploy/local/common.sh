@@ -79,10 +79,22 @@ port_open() {
 
 # ---------------------------------------------------------------------------------------------
 # The commands. The sourcing script also sets: address (what `up` prints), what ("broker"),
-# port_variable (KAFKA_PORT); and defines ready_at DIR, instance_log DIR, other_instance (prints
-# "pid directory" of an instance another checkout started on our port), log_tail [LOG],
+# port_variable (KAFKA_PORT), instance_pattern (a regex of the server's command line whose
+# group 1 is its directory); and defines ready_at DIR, instance_log DIR, log_tail [LOG],
 # on_ready (checks before reusing our running instance), start (launches one and writes
 # $pidfile), extra_command ARGS (anything but up/down/status).
+
+# An instance that another checkout started and that holds our port (CI tests a fresh clone
+# while the server of another checkout may still run). Prints "pid directory".
+other_instance() {
+  local found pid args
+  found="$(listener "$port")" || return 1
+  pid="${found%% *}"
+  args="${found#* }"
+  [[ "$args" =~ $instance_pattern ]] || return 1
+  [[ "${BASH_REMATCH[1]}" != "$dir" ]] || return 1
+  printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
+}
 
 ready() {
   running_pid >/dev/null && ready_at "$dir"

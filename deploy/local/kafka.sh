@@ -37,6 +37,7 @@ marker="kafka.Kafka $dir/server.properties"
 address="$bootstrap"
 what=broker
 port_variable=KAFKA_PORT
+instance_pattern='kafka\.Kafka (.+)/server\.properties$'
 # shellcheck source=deploy/local/common.sh
 source "$here/common.sh"
 
@@ -46,18 +47,6 @@ log_tail() {
     say "last lines of $log:"
     tail -n 40 "$log" >&2
   fi
-}
-
-# A broker that kafka.sh started from another directory and that holds our port (CI tests a
-# fresh clone while the broker of another checkout may still run). Prints "pid directory".
-other_instance() {
-  local found pid args
-  found="$(listener "$port")" || return 1
-  pid="${found%% *}"
-  args="${found#* }"
-  [[ "$args" =~ kafka\.Kafka\ (.+)/server\.properties$ ]] || return 1
-  [[ "${BASH_REMATCH[1]}" != "$dir" ]] || return 1
-  printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
 }
 
 instance_log() {

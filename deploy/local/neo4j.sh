@@ -40,6 +40,7 @@ marker="$main_class --home-dir=$dir "
 address="$uri"
 what=server
 port_variable=NEO4J_PORT
+instance_pattern='CommunityEntryPoint --home-dir=([^ ]+) '
 # shellcheck source=deploy/local/common.sh
 source "$here/common.sh"
 
@@ -51,18 +52,6 @@ log_tail() {
       tail -n 40 "$log" >&2
     fi
   done
-}
-
-# A server that neo4j.sh started from another directory and that holds our port.
-# Prints "pid directory".
-other_instance() {
-  local found pid args
-  found="$(listener "$port")" || return 1
-  pid="${found%% *}"
-  args="${found#* }"
-  [[ "$args" =~ CommunityEntryPoint\ --home-dir=([^ ]+)\  ]] || return 1
-  [[ "${BASH_REMATCH[1]}" != "$dir" ]] || return 1
-  printf '%s %s\n' "$pid" "${BASH_REMATCH[1]}"
 }
 
 instance_log() {
