@@ -6,6 +6,7 @@ from hartonomous.events.errors import EventDecodeError, EventEncodeError
 from hartonomous.events.event import Event, decode_event, encode_event
 from hartonomous.events.ids import derived_event_id, named_event_id, new_event_id
 from hartonomous.events.registry import SchemaRegistry
+from hartonomous.events.usage import usage_quantity
 
 __all__ = [
     "AvroCodec",
@@ -19,4 +20,5 @@ __all__ = [
     "encode_event",
     "named_event_id",
     "new_event_id",
+    "usage_quantity",
 ]

@@ -8,8 +8,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
+
+from hartonomous.events import usage_quantity
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PRODUCED_BY = "inference"
@@ -34,8 +35,6 @@ WAIT_MS_KEY = "inference.batch.max_wait_ms"
 MAX_BATCH_SIZE = 256
 """Each new batch-size bucket compiles new shapes, so the control topic may not ask for more."""
 MAX_WAIT_MS = 1000.0
-
-USAGE_QUANTUM = Decimal("1e-9")
 
 
 class RequestError(ValueError):
@@ -205,7 +204,7 @@ def usage_payload(
         "tenant_id": tenant_id,
         "operation": "embed",
         "unit": unit,
-        "quantity": Decimal(quantity).quantize(USAGE_QUANTUM),
+        "quantity": usage_quantity(quantity),
         "resource_id": model.version,
         "used_at": used_at,
         "api_key_id": None,

@@ -17,11 +17,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from hartonomous.events import named_event_id
+from hartonomous.events import named_event_id, usage_quantity
 
 PRODUCED_BY = "ingest"
 ATOMS_TOPIC = "atoms"
@@ -47,8 +46,6 @@ SAFETENSORS_MAX_HEADER = 100_000_000
 
 MAX_CHUNK_TOKENS = 254
 """The model reads 256 word pieces, [CLS] and [SEP] included."""
-
-USAGE_QUANTUM = Decimal("1e-9")
 
 STORAGE_PERIOD = timedelta(hours=1)
 """How often each tenant's storage is measured and billed, by default."""
@@ -597,7 +594,7 @@ def usage_payload(
         "tenant_id": header.tenant_id,
         "operation": "ingest",
         "unit": "bytes",
-        "quantity": Decimal(size).quantize(USAGE_QUANTUM),
+        "quantity": usage_quantity(size),
         "resource_id": atom_id,
         "used_at": used_at,
         "api_key_id": header.api_key_id,
@@ -686,7 +683,7 @@ def storage_usage_payload(holding: Holding, start: datetime, end: datetime) -> d
         "tenant_id": holding.tenant_id,
         "operation": "storage",
         "unit": "byte_hours",
-        "quantity": Decimal(holding.bytes * hours).quantize(USAGE_QUANTUM),
+        "quantity": usage_quantity(holding.bytes * hours),
         "resource_id": _interval(start, end),
         "used_at": start,
         "api_key_id": None,

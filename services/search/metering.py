@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from hartonomous.eventlog.port import EventLog
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.events import AvroCodec, Envelope, Event, encode_event, usage_quantity
 from services.search.domain import Hit, Mode, SearchQuery
 
 PRODUCED_BY = "search"
 SEARCH_TOPIC = "search"
 USAGE_TOPIC = "usage"
-ONE_REQUEST = Decimal("1.000000000")
-"""A search is billed as one request, whatever it returned (at the UsageRecorded scale)."""
 
 
 class SearchMeter:
@@ -94,7 +91,7 @@ def usage_payload(searched: Event) -> dict[str, Any]:
         "tenant_id": receipt["tenant_id"],
         "operation": "search",
         "unit": "requests",
-        "quantity": ONE_REQUEST,
+        "quantity": usage_quantity(1),  # one request, whatever it returned
         "resource_id": searched.envelope.event_id,
         "used_at": searched.envelope.occurred_at,
         "api_key_id": receipt["api_key_id"],
