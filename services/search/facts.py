@@ -262,9 +262,9 @@ class Facts:
         new = {row["point_id"] for row in rows}
         return [c for c in chunks if c.point_id in new]
 
-    async def indexed_points(self) -> int:
-        """Points the store has been given (by this schema's projection)."""
-        return int(await self._pool.fetchval("select count(*) from search.points"))
+    async def has_indexed_points(self) -> bool:
+        """Whether the store has been given any point (by this schema's projection)."""
+        return bool(await self._pool.fetchval("select exists (select from search.points)"))
 
     async def model_versions(self) -> int:
         """How many models' vectors are indexed (each chunk has a point per model)."""

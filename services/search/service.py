@@ -50,7 +50,7 @@ class SearchService(Service):
         self._channel = peer_channel(ctx.settings, "inference")
         searcher = Searcher(self._store, Embedder(self._channel), facts)
         deps = Deps(facts, self._store, open_blob_store(ctx.settings))
-        lost_points = await self._store.count() == 0 and await facts.indexed_points() > 0
+        lost_points = await facts.has_indexed_points() and await self._store.count() == 0
         if stale_facts or lost_points:
             why = "its facts were of another version" if stale_facts else "the store is empty"
             log.warning("rebuilding the search index from the log: %s", why)
