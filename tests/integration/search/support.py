@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.eventlog.embedded import EmbeddedEventLog
@@ -173,14 +173,36 @@ async def _caught_up(log: EmbeddedEventLog, consumer: ConsumerLoop) -> bool:
     return all(done.get(pair, 0) >= end for pair, end in ends.items())
 
 
-async def fingerprint(store: VectorStore) -> tuple[int, str]:
-    """The store's point count and a hash over every point's id, vectors and payload."""
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """A store's points, to compare two stores: ids, term counts and payloads exactly, dense
+    vectors to within float32 rounding (Qdrant hands a stored vector back at float64 before a
+    restart and at float32 after, and a re-upsert of the same vector may move its last bit)."""
+
+    exact: tuple[str, ...]  # one JSON row per point but its dense vector, sorted
+    dense: npt.NDArray[np.float32]  # the dense vectors, in the same order
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Snapshot)
+            and self.exact == other.exact
+            and self.dense.shape == other.dense.shape
+            and bool(np.allclose(self.dense, other.dense, rtol=0, atol=1e-6))
+        )
+
+
+async def snapshot(store: VectorStore) -> Snapshot:
+    """Every point of the store, with its vectors and payload."""
     rows = []
     async for point in store.scan():
-        dense = [round(x, 5) for x in point.dense]
-        sparse = [point.sparse.indices, [round(x, 5) for x in point.sparse.values]]
-        rows.append(json.dumps([point.id, dense, sparse, point.payload], sort_keys=True))
-    return len(rows), hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
+        exact = [point.id, [point.sparse.indices, point.sparse.values], point.payload]
+        rows.append((json.dumps(exact, sort_keys=True), point.dense))
+    rows.sort(key=lambda row: row[0])
+    dense = np.asarray([vector for _, vector in rows], np.float32).reshape(len(rows), DIM)
+    return Snapshot(tuple(exact for exact, _ in rows), dense)
 
 
 @dataclass

@@ -17,10 +17,10 @@ from services.search.service import SearchService
 from tests.integration.search.corpus import package_docs
 from tests.integration.search.support import (
     CODEC,
-    fingerprint,
     open_projection,
     publish_for,
     random_embeddings,
+    snapshot,
 )
 
 
@@ -45,7 +45,7 @@ async def test_the_service_rebuilds_its_index_from_the_log(
     async with open_projection(pg_url, tmp_path) as live:
         await publish_for(live, docs, random_embeddings(docs))
         await live.run()
-        expected = await fingerprint(live.store)
+        expected = await snapshot(live.store)
     assert callable(damage)
     await damage(pg_url, tmp_path)
 
@@ -59,6 +59,6 @@ async def test_the_service_rebuilds_its_index_from_the_log(
         await log.close()
     store = open_vector_store(settings)
     try:
-        assert await fingerprint(store) == expected
+        assert await snapshot(store) == expected
     finally:
         await store.close()
