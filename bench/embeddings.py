@@ -50,12 +50,14 @@ PEER = "sentence-transformers (torch CPU)"
 PEER_BATCH_SIZE = 64
 
 # Peak RSS of sentence-transformers alone: a fresh interpreter loads it and encodes the texts.
+# VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's peak (Linux keeps it
+# across fork and exec), so it would report at least ours.
 PEER_RSS = """
-import json, resource, sys
+import json, re, sys
 from sentence_transformers import SentenceTransformer
 texts = json.load(sys.stdin)
 SentenceTransformer(sys.argv[1], device="cpu").encode(texts, batch_size=int(sys.argv[2]))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
 """
 
 
@@ -143,7 +145,7 @@ async def measure(texts: list[str]) -> list[Metric]:
     await log.start()
     await log.ensure_topics(platform_topics())
     model = load_minilm()
-    service = InferenceService(model=model, warmup=WarmupPlan(wait=True))
+    service = InferenceService(model=model, warmup=WarmupPlan(wait=True, cache=False))
     ctx = ServiceContext(Settings(data_dir=scratch / "data"), log, AvroCodec(), pg_url)
     wiring = await service.start(ctx)
     host = GrpcHost("127.0.0.1", 0)

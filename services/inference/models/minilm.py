@@ -11,7 +11,7 @@ import functools
 import hashlib
 import importlib.util
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from services.inference.kernels.attention import attention
 from services.inference.models.tokenizer import load_tokenizer, pad_batch, tokenize
 
 Params = dict[str, Any]
+EmbedFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(input_ids, attention_mask) of one padded shape -> float32 [batch, dim] unit rows."""
 """{"embeddings": {...}, "layers": {...}}; each layer leaf is stacked over the layer axis."""
 
 # Every file that changes what the model outputs; their bytes define the model version.
@@ -231,6 +233,17 @@ class MiniLM:
     def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Run one padded batch (see pad_batch): float32 [batch, dim] unit rows."""
         return np.asarray(embed_batch(self.params, input_ids, attention_mask, self.config))
+
+    def compile(self, batch_size: int, seq_len: int) -> EmbedFn:
+        """`embed` for one padded shape, compiled ahead of time. The returned function
+        holds the executable by itself, so jit's caches need not (jax.clear_caches())."""
+        spec = jax.ShapeDtypeStruct((batch_size, seq_len), jnp.int32)  # type: ignore[no-untyped-call]
+        compiled = embed_batch.lower(self.params, spec, spec, self.config).compile()
+
+        def embed(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+            return np.asarray(compiled(self.params, input_ids, attention_mask))
+
+        return embed
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts directly, without the micro-batcher: float32 [len(texts), dim]."""

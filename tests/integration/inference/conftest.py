@@ -45,7 +45,7 @@ async def running(model: MiniLM, pg_url: str, tmp_path: Path) -> AsyncIterator[R
     settings = Settings(data_dir=tmp_path / "data")
     codec = AvroCodec()
     # No warm-up: shapes compile on first use, once per process for the whole suite.
-    service = InferenceService(model=model, warmup=WarmupPlan(max_batch_size=0))
+    service = InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False))
     wiring = await service.start(ServiceContext(settings, log, codec, pg_url))
     try:
         yield Running(service, wiring, log, codec, open_blob_store(settings))

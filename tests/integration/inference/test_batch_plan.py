@@ -6,13 +6,14 @@ import random
 
 from services.inference.batching import (
     DEFAULT_LENGTH_BUCKETS,
-    batch_buckets,
+    DEFAULT_MAX_BATCH_SIZE,
     call_cost,
+    call_sizes,
     pick_bucket,
     plan_calls,
 )
 
-SIZES = batch_buckets(32)
+SIZES = call_sizes(DEFAULT_MAX_BATCH_SIZE)
 
 
 def total(calls: list[tuple[tuple[int, int], list[int]]]) -> float:
@@ -32,9 +33,9 @@ def test_every_text_lands_once_in_a_call_that_holds_it() -> None:
 
 
 def test_an_outlier_gets_its_own_call_instead_of_padding_the_rest() -> None:
-    lengths = [20] * 30 + [250]
+    lengths = [20] * 31 + [250]
     calls = plan_calls(lengths, SIZES, DEFAULT_LENGTH_BUCKETS)
-    assert [(shape, len(rows)) for shape, rows in calls] == [((32, 24), 30), ((1, 256), 1)]
+    assert [(shape, len(rows)) for shape, rows in calls] == [((32, 20), 31), ((1, 256), 1)]
 
 
 def test_never_costlier_than_one_call_per_length_bucket() -> None:

@@ -16,6 +16,7 @@ from hartonomous.eventlog.port import Record, StoredRecord
 from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import AvroCodec, Envelope, Event, encode_event
 from hartonomous.runtime.consumer import ConsumerLoop
+from services.inference.batching import DEFAULT_MAX_BATCH_SIZE
 from services.inference.domain import MODEL_ID
 from services.inference.models.minilm import MiniLM
 from tests.integration.inference.conftest import Running
@@ -231,7 +232,7 @@ async def test_config_changes_retune_the_batcher_and_bad_values_are_ignored(
         return (stats.max_batch_size, stats.max_wait_ms) == (8, 12.5)
 
     await consume_until(running, retuned)
-    assert (before.max_batch_size, before.max_wait_ms) == (32, 5.0)
+    assert (before.max_batch_size, before.max_wait_ms) == (DEFAULT_MAX_BATCH_SIZE, 5.0)
     assert await count(running, dlq_topic("control")) == 0
     assert (consumer.group, consumer.topics) == ("inference", ["atoms", "control"])
 

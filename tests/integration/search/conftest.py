@@ -102,7 +102,7 @@ async def platform(
     settings = Settings(data_dir=tmp_path_factory.mktemp("platform"), grpc_port=port)
     ctx = ServiceContext(settings, log, CODEC, pg_url)
     # Tests may wire another service's real servicer: only services must not import each other.
-    inference = InferenceService(model=model, warmup=WarmupPlan(max_batch_size=0))
+    inference = InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False))
     search = SearchService()
     host = GrpcHost("127.0.0.1", port)
     try:

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from services.inference.batching import Batcher, batch_buckets, pick_bucket
+from services.inference.batching import Batcher, call_sizes, pick_bucket
 from services.inference.models.minilm import MiniLM
 
 # Small bucket sets keep warm-up cheap on a 2-core CPU; every test uses the same ones, so
@@ -37,12 +37,13 @@ def count_compiles() -> Iterator[list[str]]:
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
-def test_batch_buckets_are_powers_of_two_capped_by_the_max() -> None:
-    assert batch_buckets(1) == (1,)
-    assert batch_buckets(8) == (1, 2, 4, 8)
-    assert batch_buckets(48) == (1, 2, 4, 8, 16, 32, 48)
+def test_call_sizes_stop_at_the_max_batch_size_and_the_largest_call() -> None:
+    assert call_sizes(1) == (1,)
+    assert call_sizes(8) == (1, 2, 4, 8)
+    assert call_sizes(20) == (1, 2, 4, 8, 16, 20)
+    assert call_sizes(48) == call_sizes(256) == (1, 2, 4, 8, 16, 24, 32)
     with pytest.raises(ValueError):
-        batch_buckets(0)
+        call_sizes(0)
 
 
 def test_pick_bucket_takes_the_smallest_that_fits() -> None:
