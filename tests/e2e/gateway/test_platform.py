@@ -384,10 +384,12 @@ def test_openapi_fuzzing_finds_no_server_error(platform: Platform, admin_key: st
     command += ["run"]
     command += [f"{platform.url}/openapi.json", "-H", f"Authorization: Bearer {admin_key}"]
     command += ["--checks", checks, "--phases", "coverage,fuzzing", "--max-examples", "8"]
-    command += ["--workers", "2", "--no-shrink", "--generation-database", "none", "--seed", "1"]
+    # One worker: with two threads, hypothesis' strategy reprs (ast.parse of lambdas) hit
+    # CPython 3.11's "AST constructor recursion depth mismatch" race (gh-106905) now and then.
+    command += ["--workers", "1", "--no-shrink", "--generation-database", "none", "--seed", "1"]
     command += ["--request-timeout", "60"]
     run = subprocess.run(
-        [*command, "--no-color"], cwd=platform.logs, capture_output=True, text=True, timeout=120
+        [*command, "--no-color"], cwd=platform.logs, capture_output=True, text=True, timeout=180
     )
     assert run.returncode == 0, run.stdout[-6000:]
 
