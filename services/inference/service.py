@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ class InferenceService(Service):
             keep_compiled_shapes(ctx.settings.data_dir / "inference" / "xla-cache")
         batcher = Batcher(model, max_batch_size=self._max_batch_size, max_wait_ms=self._max_wait_ms)
         self._batcher = batcher
-        warm = batcher.warmup(self._warmup.select(batcher.shapes))
+        warm = _timed_warmup(batcher, self._warmup.select(batcher.shapes))
         if self._warmup.wait:
             await warm
         else:
@@ -140,6 +141,14 @@ class InferenceService(Service):
         if self._batcher is not None:
             await self._batcher.aclose()
             self._batcher = None
+
+
+async def _timed_warmup(batcher: Batcher, shapes: Sequence[Shape]) -> None:
+    started = time.perf_counter()
+    log.info("inference warm-up started", extra={"shapes": len(shapes)})
+    await batcher.warmup(shapes)
+    seconds = round(time.perf_counter() - started, 1)
+    log.info("inference warm-up done", extra={"shapes": len(shapes), "seconds": seconds})
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
