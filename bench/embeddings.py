@@ -192,7 +192,7 @@ async def compare(
             PEER,
             median(peer_rates),
         ),
-        Metric("MiniLM.encode, no service (batch 64)", "sentences/s", median(direct)),
+        Metric("MiniLM.encode, no service", "sentences/s", median(direct)),
         Metric(
             f"Embed 1 text, {CLIENTS} concurrent, p50", "ms", percentile(lat, 50), None, None, False
         ),

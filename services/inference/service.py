@@ -28,9 +28,10 @@ from hartonomous.runtime.service import Service, ServiceContext, Wiring
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
 from services.inference import domain
 from services.inference.api import InferenceApi
-from services.inference.batching import CALL_SIZES, DEFAULT_MAX_BATCH_SIZE, Batcher, Shape
+from services.inference.batching import DEFAULT_MAX_BATCH_SIZE, Batcher
 from services.inference.handlers import Deps, consumer_handler
 from services.inference.models.minilm import MiniLM, load_minilm
+from services.inference.planning import CALL_SIZES, Shape
 
 log = logging.getLogger(__name__)
 

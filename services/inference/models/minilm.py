@@ -11,7 +11,7 @@ import functools
 import hashlib
 import importlib.util
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,16 @@ from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 from services.inference.kernels.attention import attention
-from services.inference.models.tokenizer import load_tokenizer, pad_batch, tokenize
+from services.inference.models.tokenizer import load_tokenizer, tokenize
+from services.inference.planning import (
+    DEFAULT_LENGTH_BUCKETS,
+    EmbedFn,
+    call_sizes,
+    plan_calls,
+    run_calls,
+)
 
 Params = dict[str, Any]
-EmbedFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""(input_ids, attention_mask) of one padded shape -> float32 [batch, dim] unit rows."""
 """{"embeddings": {...}, "layers": {...}}; each layer leaf is stacked over the layer axis."""
 
 # Every file that changes what the model outputs; their bytes define the model version.
@@ -245,19 +250,13 @@ class MiniLM:
 
         return embed
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed texts directly, without the micro-batcher: float32 [len(texts), dim]."""
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Embed texts directly, without the micro-batcher: float32 [len(texts), dim].
+        Cut into calls of up to batch_size rows as the batcher cuts a batch (`plan_calls`)."""
         token_ids = self.tokenize(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        # Similar lengths batched together waste less padding (sentence-transformers does
-        # the same); lengths round up to a multiple of 16 to bound the compiled shapes.
-        order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            seq_len = -(-len(token_ids[rows[-1]]) // 16) * 16
-            ids, mask = pad_batch([token_ids[i] for i in rows], seq_len, len(rows))
-            out[rows] = self.embed(ids, mask)
-        return out
+        lengths = [len(ids) for ids in token_ids]
+        calls = plan_calls(lengths, call_sizes(batch_size), DEFAULT_LENGTH_BUCKETS)
+        return run_calls(token_ids, calls, lambda _: self.embed, self.dim)
 
 
 def load_minilm(model_dir: Path | None = None) -> MiniLM:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from services.inference.batching import (
+from services.inference.batching import DEFAULT_MAX_BATCH_SIZE
+from services.inference.planning import (
     DEFAULT_LENGTH_BUCKETS,
-    DEFAULT_MAX_BATCH_SIZE,
     call_cost,
     call_sizes,
     pick_bucket,

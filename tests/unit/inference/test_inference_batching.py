@@ -10,8 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from services.inference.batching import Batcher, call_sizes, pick_bucket
+from services.inference.batching import Batcher
 from services.inference.models.minilm import MiniLM
+from services.inference.planning import call_sizes, pick_bucket
 
 # Small bucket sets keep warm-up cheap on a 2-core CPU; every test uses the same ones, so
 # the process-wide jit cache compiles each shape once for the whole module.
