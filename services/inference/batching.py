@@ -227,7 +227,7 @@ class Batcher:
             if shape not in self._embed_fns:
                 await loop.run_in_executor(self._executor, self._embed_fn, shape)
                 # jit's tracing and lowering caches keep ~5 MiB a shape that the compiled
-                # function kept here (~0.7 MiB) no longer needs: drop them as they come.
+                # function kept here (2-3 MiB measured) no longer needs: drop them as they come.
                 jax.clear_caches()  # type: ignore[no-untyped-call]  # untyped upstream
 
     def _embed_fn(self, shape: Shape) -> EmbedFn:
