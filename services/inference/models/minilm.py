@@ -165,6 +165,14 @@ def dense(p: Params, x: jax.Array) -> jax.Array:
     return x @ w + b
 
 
+def gelu(x: jax.Array) -> jax.Array:
+    """HF's "gelu": the exact erf form (not the tanh approximation), as HF and torch write
+    it. jax.nn.gelu(approximate=False) uses erfc instead, which XLA evaluates ~2.5x slower
+    on CPU (~4% of the whole model); erfc only gains accuracy for large negative x, where
+    1 + erf cancels but the output is within ~1e-6 of zero either way."""
+    return 0.5 * x * (1 + jax.lax.erf(x * np.float32(np.sqrt(0.5))))
+
+
 def encoder_layer(layer: Params, x: jax.Array, mask: jax.Array, config: BertConfig) -> jax.Array:
     """One post-norm BERT block: self-attention, then a GELU MLP, each with a residual."""
     batch, seq, hidden = x.shape
@@ -172,8 +180,7 @@ def encoder_layer(layer: Params, x: jax.Array, mask: jax.Array, config: BertConf
     q, k, v = (t.reshape(head_shape) for t in jnp.split(dense(layer["qkv"], x), 3, axis=-1))
     context = attention(q, k, v, mask).reshape(batch, seq, hidden)
     x = layer_norm(layer["attn_norm"], x + dense(layer["attn_out"], context), config.layer_norm_eps)
-    # HF's "gelu" is the exact erf form, not the tanh approximation.
-    h = jax.nn.gelu(dense(layer["mlp_in"], x), approximate=False)
+    h = gelu(dense(layer["mlp_in"], x))
     return layer_norm(layer["mlp_norm"], x + dense(layer["mlp_out"], h), config.layer_norm_eps)
 
 
