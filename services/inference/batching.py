@@ -23,6 +23,7 @@ from types import TracebackType
 import jax
 import numpy as np
 
+from services.inference.memory import release_free_heap
 from services.inference.models.minilm import MiniLM
 from services.inference.planning import (
     DEFAULT_LENGTH_BUCKETS,
@@ -227,8 +228,10 @@ class Batcher:
             if shape not in self._embed_fns:
                 await loop.run_in_executor(self._executor, self._embed_fn, shape)
                 # jit's tracing and lowering caches keep ~5 MiB a shape that the compiled
-                # function kept here (2-3 MiB measured) no longer needs: drop them as they come.
+                # function kept here no longer needs: drop them as they come, then hand
+                # what compiling freed back to the OS (RSS ~1.9 MiB a shape, not 2.8).
                 jax.clear_caches()  # type: ignore[no-untyped-call]  # untyped upstream
+                release_free_heap()
 
     def _embed_fn(self, shape: Shape) -> EmbedFn:
         """The model compiled for `shape`; a shape no warm-up covered compiles here, once."""
