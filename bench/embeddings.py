@@ -4,7 +4,8 @@ model, and one UsageRecorded per call on the embedded log — beside sentence-tr
 (torch, CPU) encoding the same 2,000 texts with batch_size=64 from the same local model
 files. Runs alternate (ours, MiniLM.encode without the service, theirs) and medians are
 reported. Also: the latency of a 1-text Embed call under 16 concurrent clients, and peak RSS
-of each side (ours measured before torch is imported; theirs in a fresh process).
+of each side (ours: the service's, measured before torch is imported; theirs in a fresh
+process).
 
 Needs the `bench` extra (sentence-transformers, torch): `make bench` installs it.
 """
@@ -164,8 +165,10 @@ async def compare(
     stub: inference_pb2_grpc.InferenceStub, model: MiniLM, texts: list[str]
 ) -> list[Metric]:
     await grpc_rate(stub, texts)  # compiles any shape the warm-up plan left out
+    # The service's peak: before torch is in the process, and before MiniLM.encode, whose
+    # jit-compiled shapes (~180 MiB) are a second copy the service never loads.
+    ours_rss = peak_rss_mib()
     model.encode(texts)
-    ours_rss = peak_rss_mib()  # before torch is in the process
     theirs_rss = peer_peak_rss_mib(texts)
 
     from sentence_transformers import SentenceTransformer
