@@ -9,10 +9,12 @@ transaction: vectors past it are unreferenced, and a keyword index that may lag 
 interrupted is written again when the log re-delivers it.
 
 Writes come from one thread at a time; queries from any thread, concurrently with writes. A
-query reads the View published when it started; a point whose vector moves may briefly hold
-two live slots (the new one is published before the old dies), so results are de-duplicated
-by row. Dead slots are compacted away into a new vectors file once they outnumber the live
-ones: the file switch is one SQLite commit, and the loser of a crash is removed on open."""
+query reads the View published when it started, and sees the shard as of that view's
+generation: a slot that dies is stamped with the generation that first leaves it out, so an
+older view still counts it live (and does not yet see the slot its point moved to), and every
+point has exactly one live slot in every view. Dead slots are compacted away into a new
+vectors file once they outnumber the live ones: the file switch is one SQLite commit, and the
+loser of a crash is removed on open."""
 
 from __future__ import annotations
 
@@ -59,17 +61,20 @@ COMPACT_MIN_DEAD = 10_000
 """A shard rewrites its vectors without dead slots once they outnumber both this and the live
 ones (so the file stays under twice its live size, plus this)."""
 COPY_ROWS = 65_536  # vectors copied per write while compacting
+ALIVE = np.iinfo(np.int64).max
 SQL_BATCH = 500  # rows per `in (...)` list: SQLite's parameter limit is far above
 
 
 @dataclass(frozen=True)
 class View:
-    """What a query reads. Appends and deaths update `slot_row` and the bitmaps in place (new
-    slots lie past a view's count until a new view publishes them); a grown file or a
-    compaction replaces them, in a new view."""
+    """What a query reads. Appends and deaths update the arrays in place without changing
+    what an older view sees: new slots lie past its count, and a death is stamped with a later
+    generation than its own. A grown file or a compaction replaces the arrays, in a new view."""
 
     slots: int
-    slot_row: npt.NDArray[np.int64]  # the row a slot holds, -1 when dead
+    generation: int
+    slot_row: npt.NDArray[np.int64]  # the row a slot holds (-1: none since the view was loaded)
+    dies_at: npt.NDArray[np.int64]  # the first generation a slot is dead in (ALIVE: none yet)
     bitmaps: dict[str, npt.NDArray[np.bool_]]
     matrix: npt.NDArray[np.float32]
 
@@ -153,7 +158,7 @@ class Shard:
         # Rows are never reused (AUTOINCREMENT): a keyword document names its point by row.
         last = self._db.execute("select seq from sqlite_sequence where name = 'points'").fetchone()
         self._rows = 0 if last is None else int(last[0])
-        self._view = self._load_view()
+        self._view = self._load_view(generation=0)
         self._live = int((self._view.slot_row >= 0).sum())
         self._keywords_stale = self._meta("keywords") == "pending"
         self._catch_up_keywords()
@@ -187,18 +192,21 @@ class Shard:
                 stray.unlink()
         return VectorFile(self._directory / name, DIM)
 
-    def _load_view(self) -> View:
+    def _load_view(self, generation: int) -> View:
         matrix = self._vectors.matrix
         slot_row = np.full(len(matrix), -1, np.int64)
+        dies_at = np.full(len(matrix), ALIVE, np.int64)  # slots past the count are born live
         bitmaps: dict[str, npt.NDArray[np.bool_]] = {}
         for row, slot in self._db.execute("select row, slot from points"):
             slot_row[slot] = row
+        slots = int(self._meta("slots") or 0)
+        dies_at[:slots][slot_row[:slots] < 0] = 0  # held by no point: dead in every view
         for term, slot in self._db.execute(
             "select f.term, p.slot from filter_terms f join points p on p.row = f.row"
             " where " + " or ".join(f"f.term like '{key}=%'" for key in BITMAP_KEYS)
         ):
             bitmaps.setdefault(term, np.zeros(len(matrix), np.bool_))[slot] = True
-        return View(int(self._meta("slots") or 0), slot_row, bitmaps, matrix)
+        return View(slots, generation, slot_row, dies_at, bitmaps, matrix)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -315,12 +323,17 @@ class Shard:
     def _publish(
         self, added: Mapping[int, tuple[int, Sequence[str]]], dead: Sequence[int], slots: int
     ) -> None:
-        """Make slots visible to queries: the new ones first, then the count, then the deaths."""
+        """Publish the next generation: new slots and deaths are written where the current
+        view does not look (past its count, or stamped with the next generation), then the
+        view that sees them replaces it."""
         view = self._view
-        slot_row, bitmaps, matrix = view.slot_row, view.bitmaps, self._vectors.matrix
+        generation = view.generation + 1
+        slot_row, dies_at, bitmaps = view.slot_row, view.dies_at, view.bitmaps
+        matrix = self._vectors.matrix
         if len(matrix) > len(slot_row):  # the file grew: grown copies, in the next view
             grow = len(matrix) - len(slot_row)
             slot_row = np.concatenate([slot_row, np.full(grow, -1, np.int64)])
+            dies_at = np.concatenate([dies_at, np.full(grow, ALIVE, np.int64)])
             bitmaps = {t: np.concatenate([b, np.zeros(grow, np.bool_)]) for t, b in bitmaps.items()}
         for slot, (row, terms) in added.items():
             slot_row[slot] = row
@@ -329,8 +342,8 @@ class Shard:
                     if term not in bitmaps:  # a new dict: a reader's view keeps its own
                         bitmaps = {**bitmaps, term: np.zeros(len(slot_row), np.bool_)}
                     bitmaps[term][slot] = True
-        self._view = View(slots, slot_row, bitmaps, matrix)
-        slot_row[np.asarray(dead, np.int64)] = -1
+        dies_at[np.asarray(dead, np.int64)] = generation
+        self._view = View(slots, generation, slot_row, dies_at, bitmaps, matrix)
         self._live += len(added) - len(dead)
 
     def _compact_if_worth_it(self) -> None:
@@ -364,7 +377,8 @@ class Shard:
                 fresh.close()
                 raise
             old, self._vectors = self._vectors, fresh
-            self._view = self._load_view()  # readers holding the old view keep the old mapping
+            # Readers holding the old view keep the old mapping.
+            self._view = self._load_view(self._view.generation + 1)
             old.close()
             old.path.unlink()
 
@@ -398,7 +412,7 @@ class Shard:
         """(row, cosine) of the best `limit` points matching every filter term, best first."""
         view = self._view
         slots, slot_row, bitmaps, matrix = view.slots, view.slot_row, view.bitmaps, view.matrix
-        mask = slot_row[:slots] >= 0
+        mask = view.dies_at[:slots] > view.generation
         for term in filters:
             if term.split("=", 1)[0] in BITMAP_KEYS:
                 bits = bitmaps.get(term)
@@ -415,13 +429,10 @@ class Shard:
         # matrix is cheaper than gathering them.
         selective = len(live) * 4 < slots
         scores = matrix[live] @ query if selective else (matrix[:slots] @ query)[live]
-        want = min(len(live), 2 * limit)  # room for a row that briefly holds two slots
+        want = min(len(live), limit)
         best = np.argpartition(-scores, want - 1)[:want]
         best = best[np.argsort(-scores[best], kind="stable")]
-        ranked: dict[int, float] = {}
-        for position in best:
-            ranked.setdefault(int(slot_row[live[position]]), float(scores[position]))
-        return [(row, score) for row, score in ranked.items() if row >= 0][:limit]
+        return [(int(slot_row[live[p]]), float(scores[p])) for p in best]
 
     def _matching(self, term: str, view: View) -> npt.NDArray[np.bool_]:
         """The view's slots of points with this filter term (one not kept as a bitmap)."""
