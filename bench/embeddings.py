@@ -4,8 +4,12 @@ model, and one UsageRecorded per call on the embedded log — beside sentence-tr
 (torch, CPU) encoding the same 2,000 texts with batch_size=64 from the same local model
 files. Runs alternate (ours, MiniLM.encode without the service, theirs) and medians are
 reported. Also: the latency of a 1-text Embed call under 16 concurrent clients, and peak RSS
-of each side (ours: the service's, measured before torch is imported; theirs in a fresh
-process).
+of each side.
+
+sentence-transformers runs in a process of its own, on one thread of its own: torch's OpenMP
+team belongs to the thread that calls it, and a run on a thread new to torch was measured
+25% slower than the next one on the same thread (99 against 129 sentences/s), so a peer
+sharing our process and its thread pools would be measured slow.
 
 Needs the `bench` extra (sentence-transformers, torch): `make bench` installs it.
 """
@@ -50,15 +54,22 @@ LATENCY_CALLS = 50  # per client
 PEER = "sentence-transformers (torch CPU)"
 PEER_BATCH_SIZE = 64
 
-# Peak RSS of sentence-transformers alone: a fresh interpreter loads it and encodes the texts.
-# VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's peak (Linux keeps it
-# across fork and exec), so it would report at least ours.
-PEER_RSS = """
-import json, re, sys
+# The peer's process: reads the texts (one JSON line), encodes them once to warm up, then
+# answers each "run" line with its sentences/s; at end of input it prints its peak RSS in
+# KiB: VmHWM, not ru_maxrss, which a child inherits from its parent across fork and exec.
+PEER_PROCESS = """
+import json, re, sys, time
 from sentence_transformers import SentenceTransformer
-texts = json.load(sys.stdin)
-SentenceTransformer(sys.argv[1], device="cpu").encode(texts, batch_size=int(sys.argv[2]))
-print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+model_dir, batch_size = sys.argv[1], int(sys.argv[2])
+texts = json.loads(sys.stdin.readline())
+peer = SentenceTransformer(model_dir, device="cpu")
+peer.encode(texts, batch_size=batch_size)
+print("ready", flush=True)
+for line in sys.stdin:
+    started = time.perf_counter()
+    peer.encode(texts, batch_size=batch_size)
+    print(len(texts) / (time.perf_counter() - started), flush=True)
+print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1), flush=True)
 """
 
 
@@ -83,15 +94,44 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def peer_peak_rss_mib(texts: list[str]) -> float:
-    done = subprocess.run(
-        [sys.executable, "-c", PEER_RSS, str(default_model_dir()), str(PEER_BATCH_SIZE)],
-        input=json.dumps(texts),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(done.stdout.split()[-1]) / 1024
+class PeerProcess:
+    """sentence-transformers in a child process, encoding the texts on request."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", PEER_PROCESS, str(default_model_dir()), str(PEER_BATCH_SIZE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._send(json.dumps(texts))
+        if (answer := self._answer()) != "ready":
+            raise RuntimeError(f"the sentence-transformers process answered {answer!r}")
+
+    def _send(self, line: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+
+    def _answer(self) -> str:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the sentence-transformers process exited ({self._process.wait()})")
+        return line.strip()
+
+    def rate(self) -> float:
+        """Sentences/s of one encode of every text."""
+        self._send("run")
+        return float(self._answer())
+
+    def close(self) -> float:
+        """End the process; its peak RSS in MiB."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        peak_kib = int(self._answer())
+        self._process.wait()
+        return peak_kib / 1024
 
 
 async def grpc_rate(stub: inference_pb2_grpc.InferenceStub, texts: list[str]) -> float:
@@ -130,12 +170,17 @@ def timed(encode: Callable[[list[str]], Any], texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-async def interleave(runs: list[Callable[[], Awaitable[float]]]) -> list[list[float]]:
+async def interleave(runs: dict[str, Callable[[], Awaitable[float]]]) -> list[list[float]]:
+    """REPS rounds of every run in turn; each round's rates go to stderr as it ends."""
     results: list[list[float]] = [[] for _ in runs]
-    for _ in range(REPS):
-        for i, run in enumerate(runs):
+    for rep in range(1, REPS + 1):
+        for i, run in enumerate(runs.values()):
             results[i].append(await run())
             await asyncio.sleep(0.5)  # let the other side's worker threads go idle
+        rates = ", ".join(
+            f"{name} {rate[-1]:.1f}" for name, rate in zip(runs, results, strict=True)
+        )
+        print(f"round {rep}/{REPS} (sentences/s): {rates}", file=sys.stderr, flush=True)
     return results
 
 
@@ -165,27 +210,21 @@ async def compare(
     stub: inference_pb2_grpc.InferenceStub, model: MiniLM, texts: list[str]
 ) -> list[Metric]:
     await grpc_rate(stub, texts)  # compiles any shape the warm-up plan left out
-    # The service's peak: before torch is in the process, and before MiniLM.encode, whose
-    # jit-compiled shapes (~180 MiB) are a second copy the service never loads.
+    # The service's peak: before MiniLM.encode, whose jit-compiled shapes (~180 MiB) are a
+    # second copy the service never loads.
     ours_rss = peak_rss_mib()
     model.encode(texts)
-    theirs_rss = peer_peak_rss_mib(texts)
-
-    from sentence_transformers import SentenceTransformer
-
-    peer = SentenceTransformer(str(default_model_dir()), device="cpu")
-
-    def theirs(batch: list[str]) -> Any:
-        return peer.encode(batch, batch_size=PEER_BATCH_SIZE)
-
-    theirs(texts)
-    ours, direct, peer_rates = await interleave(
-        [
-            lambda: grpc_rate(stub, texts),
-            lambda: asyncio.to_thread(timed, model.encode, texts),
-            lambda: asyncio.to_thread(timed, theirs, texts),
-        ]
-    )
+    peer = await asyncio.to_thread(PeerProcess, texts)
+    try:
+        ours, direct, peer_rates = await interleave(
+            {
+                "gRPC": lambda: grpc_rate(stub, texts),
+                "MiniLM.encode": lambda: asyncio.to_thread(timed, model.encode, texts),
+                "sentence-transformers": lambda: asyncio.to_thread(peer.rate),
+            }
+        )
+    finally:
+        theirs_rss = await asyncio.to_thread(peer.close)
     lat = await latencies(stub, texts)
     return [
         Metric(
