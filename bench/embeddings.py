@@ -47,7 +47,7 @@ from services.inference.service import InferenceService, WarmupPlan
 TEXTS = 2_000
 WORDS_PER_TEXT = (8, 40)
 SEED = 20_260_521
-REPS = 5
+REPS = 7
 CLIENTS = 16
 TEXTS_PER_CALL = 32
 LATENCY_CALLS = 50  # per client
