@@ -78,6 +78,11 @@ class View:
     bitmaps: dict[str, npt.NDArray[np.bool_]]
     matrix: npt.NDArray[np.float32]
 
+    def live(self) -> npt.NDArray[np.bool_]:
+        """Which of the view's slots hold a point as of its generation (one slot per point)."""
+        alive: npt.NDArray[np.bool_] = self.dies_at[: self.slots] > self.generation
+        return alive
+
 
 @dataclass(frozen=True)
 class Change:
@@ -412,7 +417,7 @@ class Shard:
         """(row, cosine) of the best `limit` points matching every filter term, best first."""
         view = self._view
         slots, slot_row, bitmaps, matrix = view.slots, view.slot_row, view.bitmaps, view.matrix
-        mask = view.dies_at[:slots] > view.generation
+        mask = view.live()
         for term in filters:
             if term.split("=", 1)[0] in BITMAP_KEYS:
                 bits = bitmaps.get(term)

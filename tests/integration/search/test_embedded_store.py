@@ -92,8 +92,7 @@ async def test_queries_run_while_points_are_written_and_moved(tmp_path: Path) ->
 
 def live_rows(view: View) -> list[int]:
     """The row of every slot a query holding `view` scores."""
-    live = np.flatnonzero(view.dies_at[: view.slots] > view.generation)
-    return sorted(int(row) for row in view.slot_row[live])
+    return sorted(int(row) for row in view.slot_row[np.flatnonzero(view.live())])
 
 
 def test_a_query_that_began_before_a_move_still_sees_every_point_once(tmp_path: Path) -> None:
@@ -113,7 +112,7 @@ def test_a_query_that_began_before_a_move_still_sees_every_point_once(tmp_path: 
         assert live_rows(before) == live_rows(after) == rows
         probe = np.asarray(points[0].dense)
         for view, sign in ((before, 1), (after, -1)):  # each view scores its own vectors
-            live = np.flatnonzero(view.dies_at[: view.slots] > view.generation)
+            live = np.flatnonzero(view.live())
             best = live[np.argmax(view.matrix[live] @ (sign * probe))]
             assert view.slot_row[best] == rows[0]
         [(row, score)] = shard.dense(-probe, [], 1)  # the first point, at its new vector
