@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.common import RESULTS
+from bench.common import RESULTS, machine
 
 HERE = Path(__file__).resolve().parent
 SKIP = {"common"}
@@ -30,6 +30,8 @@ def main(names: list[str]) -> int:
 
 
 def print_table(names: list[str]) -> None:
+    facts = machine()
+    print(f"machine: {facts['cpus']} x {facts['cpu_model'] or 'unknown CPU'}, GPU {facts['gpu']}")
     header = f"{'benchmark':<12} {'metric':<44} {'value':>12} {'unit':<10} {'peer':<28} {'peer value':>12} {'ratio':>7}"
     print(header)
     print("-" * len(header))

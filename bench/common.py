@@ -40,7 +40,20 @@ def machine() -> dict[str, Any]:
         gpu = gpus[0].device_kind if gpus else None
     except Exception:  # no jax, or no backend: a CPU machine
         gpu = None
-    return {"cpus": os.cpu_count() or 0, "gpu": gpu}
+    return {"cpus": os.cpu_count() or 0, "cpu_model": cpu_model(), "gpu": gpu}
+
+
+def cpu_model() -> str | None:
+    """The processor's name as Linux reports it: ratios against a peer depend on it (torch's
+    MKL products are faster on Intel than on AMD), so results say which one they came from."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def percentile(values: list[float], q: float) -> float:
