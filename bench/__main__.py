@@ -7,8 +7,9 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS
 
 HERE = Path(__file__).resolve().parent
 SKIP = {"common"}
@@ -30,13 +31,14 @@ def main(names: list[str]) -> int:
 
 
 def print_table(names: list[str]) -> None:
-    facts = machine()
-    print(f"machine: {facts['cpus']} x {facts['cpu_model'] or 'unknown CPU'}, GPU {facts['gpu']}")
+    runs = {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in names}
+    # The machine each result file was measured on (as it recorded), each machine once.
+    for line in dict.fromkeys(machine_line(data["machine"]) for data in runs.values()):
+        print(line)
     header = f"{'benchmark':<12} {'metric':<44} {'value':>12} {'unit':<10} {'peer':<28} {'peer value':>12} {'ratio':>7}"
     print(header)
     print("-" * len(header))
-    for name in names:
-        data = json.loads((RESULTS / f"{name}.json").read_text())
+    for name, data in runs.items():
         for r in data["results"]:
             peer_value = "" if r["peer_value"] is None else f"{r['peer_value']:.4g}"
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
@@ -44,6 +46,11 @@ def print_table(names: list[str]) -> None:
                 f"{name:<12} {r['metric']:<44} {r['value']:>12.4g} {r['unit']:<10}"
                 f" {r['peer'] or '':<28} {peer_value:>12} {ratio:>7}"
             )
+
+
+def machine_line(facts: dict[str, Any]) -> str:
+    cpu = facts.get("cpu_model") or "unknown CPU"  # absent in results from before it was kept
+    return f"machine: {facts['cpus']} x {cpu}, GPU {facts['gpu']}"
 
 
 if __name__ == "__main__":
