@@ -27,11 +27,13 @@ T = TypeVar("T")
 KEY = re.compile(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 
 # Small limits so "too large" is cheap to send; revocation seen at once (no key cache).
+# A slow refill so the rate-limit test's 150 concurrent GETs (burst 60) see 429s even when
+# a loaded CI box takes up to 6 s to serve them; at 50/s, 1.2 s was the limit and it flaked.
 GATEWAY_ENV = {
     "HARTONOMOUS_GATEWAY_MAX_BODY_BYTES": str(256 * 1024),
     "HARTONOMOUS_GATEWAY_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
     "HARTONOMOUS_GATEWAY_KEY_CACHE_SECONDS": "0",
-    "HARTONOMOUS_GATEWAY_RATE_PER_SECOND": "50",
+    "HARTONOMOUS_GATEWAY_RATE_PER_SECOND": "10",
     "HARTONOMOUS_GATEWAY_RATE_BURST": "60",
 }
 
