@@ -29,7 +29,9 @@ class Gateway:
     log: EventLog
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
+    # async, though it awaits nothing: FastAPI runs a plain `def` dependency on its thread
+    # pool, a thread hop on every request.
     parts = request.app.state.gateway
     assert isinstance(parts, Gateway)
     return parts
