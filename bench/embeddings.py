@@ -1,8 +1,8 @@
 """Embeddings: sentences/second through our whole gRPC path — an in-process grpc.aio server
 and 16 concurrent clients sending 32 texts per Embed call, the shared micro-batcher, the JAX
 model, and one UsageRecorded per call on the embedded log — beside sentence-transformers
-(torch, CPU) encoding the same 2,000 texts with batch_size=64 from the same local model
-files. Runs alternate (ours, MiniLM.encode without the service, theirs) and medians are
+(torch) encoding the same 2,000 texts from the same local model files: on the CPU with
+batch_size=64, on a GPU (when JAX runs on one) on CUDA with batch_size=256. Runs alternate (ours, MiniLM.encode without the service, theirs) and medians are
 reported. Also: the latency of a 1-text Embed call under 16 concurrent clients, and peak RSS
 of each side.
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jax
 
 from bench.common import Metric, median, percentile, write
 from hartonomous.eventlog.embedded import EmbeddedEventLog
@@ -51,8 +52,10 @@ REPS = 7
 CLIENTS = 16
 TEXTS_PER_CALL = 32
 LATENCY_CALLS = 50  # per client
-PEER = "sentence-transformers (torch CPU)"
-PEER_BATCH_SIZE = 64
+# The peer runs where our model runs, at the batch size the issue names for that device.
+ON_GPU = jax.default_backend() == "gpu"
+PEER_DEVICE, PEER_BATCH_SIZE = ("cuda", 256) if ON_GPU else ("cpu", 64)
+PEER = f"sentence-transformers (torch {PEER_DEVICE.upper()})"
 
 # The peer's process: reads the texts (one JSON line), encodes them once to warm up, then
 # answers each "run" line with its sentences/s; at end of input it prints its peak RSS in
@@ -60,9 +63,9 @@ PEER_BATCH_SIZE = 64
 PEER_PROCESS = """
 import json, re, sys, time
 from sentence_transformers import SentenceTransformer
-model_dir, batch_size = sys.argv[1], int(sys.argv[2])
+model_dir, batch_size, device = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 texts = json.loads(sys.stdin.readline())
-peer = SentenceTransformer(model_dir, device="cpu")
+peer = SentenceTransformer(model_dir, device=device)
 peer.encode(texts, batch_size=batch_size)
 print("ready", flush=True)
 for line in sys.stdin:
@@ -99,7 +102,14 @@ class PeerProcess:
 
     def __init__(self, texts: list[str]) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-c", PEER_PROCESS, str(default_model_dir()), str(PEER_BATCH_SIZE)],
+            [
+                sys.executable,
+                "-c",
+                PEER_PROCESS,
+                str(default_model_dir()),
+                str(PEER_BATCH_SIZE),
+                PEER_DEVICE,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
