@@ -2,8 +2,8 @@
 and 16 concurrent clients sending 32 texts per Embed call, the shared micro-batcher, the JAX
 model, and one UsageRecorded per call on the embedded log — beside sentence-transformers
 (torch) encoding the same 2,000 texts from the same local model files: on the CPU with
-batch_size=64, on a GPU (when JAX runs on one) on CUDA with batch_size=256. Runs alternate (ours, MiniLM.encode without the service, theirs) and medians are
-reported. Also: the latency of a 1-text Embed call under 16 concurrent clients, and peak RSS
+batch_size=64, or on CUDA with batch_size=256 when JAX runs on a GPU. Runs alternate (ours,
+MiniLM.encode without the service, theirs) and medians are reported. Also: the latency of a 1-text Embed call under 16 concurrent clients, and peak RSS
 of each side.
 
 sentence-transformers runs in a process of its own, on one thread of its own: torch's OpenMP
@@ -53,8 +53,7 @@ CLIENTS = 16
 TEXTS_PER_CALL = 32
 LATENCY_CALLS = 50  # per client
 # The peer runs where our model runs, at the batch size the issue names for that device.
-ON_GPU = jax.default_backend() == "gpu"
-PEER_DEVICE, PEER_BATCH_SIZE = ("cuda", 256) if ON_GPU else ("cpu", 64)
+PEER_DEVICE, PEER_BATCH_SIZE = ("cuda", 256) if jax.default_backend() == "gpu" else ("cpu", 64)
 PEER = f"sentence-transformers (torch {PEER_DEVICE.upper()})"
 
 # The peer's process: reads the texts (one JSON line), encodes them once to warm up, then
