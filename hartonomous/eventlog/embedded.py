@@ -30,6 +30,7 @@ from hartonomous.eventlog.port import (
     TopicSpec,
     UnknownTopicError,
 )
+from hartonomous.postgres import create_pool
 
 CHANNEL = "hartonomous_log"
 GROUP_PREFIX = "group:"
@@ -122,7 +123,7 @@ class EmbeddedEventLog(EventLog):
         return self._pool
 
     async def start(self) -> None:
-        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
+        self._pool = await create_pool(self._url, max_size=self._pool_size)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("select pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             await conn.execute(_SCHEMA)
