@@ -1,6 +1,7 @@
 """Gateway: requests/second and p50/p95/p99 latency of `POST /v1/search` and
 `POST /v1/embeddings` at 16 and 64 concurrent clients (an async httpx load generator on
-loopback), against the real platform process (`hartonomous up` on a scratch data dir). The
+loopback), against the real platform process (`hartonomous up` on a scratch data dir) once
+inference has compiled its warm-up shapes (`hartonomous_inference_shapes_to_compile` 0). The
 peer is what a client inside the cluster would otherwise use: the same services called over
 gRPC directly, with the same concurrency. The gap is the price of the public surface: HTTP and
 JSON, authentication, the rate limiter, the quota check (one more gRPC call) and access logs.
@@ -11,7 +12,9 @@ The load generator shares the machine's cores with the platform, as it would on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -57,6 +60,9 @@ WORDS = [
     "event",
 ]
 
+# The inference warm-up's progress, from the platform's Prometheus endpoint.
+WARMING = re.compile(r"^hartonomous_inference_shapes_to_compile (\S+)$", re.MULTILINE)
+
 Send = Callable[[int], Awaitable[bool]]
 
 
@@ -100,8 +106,9 @@ def _cli(data_dir: Path, *args: str) -> str:
 
 @contextmanager
 def platform(data_dir: Path) -> Iterator[Platform]:
-    http_port, grpc_port = _free_port(), _free_port()
-    ports = ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", "0"]
+    http_port, grpc_port, metrics_port = _free_port(), _free_port(), _free_port()
+    ports = ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    ports += ["--metrics-port", str(metrics_port)]
     process = subprocess.Popen(
         [str(CLI), "up", "--data-dir", str(data_dir), *ports],
         cwd=REPO,
@@ -112,6 +119,7 @@ def platform(data_dir: Path) -> Iterator[Platform]:
     url = f"http://127.0.0.1:{http_port}"
     try:
         _wait_ready(url, process)
+        _wait_warm(f"http://127.0.0.1:{metrics_port}/metrics", process)
         tenant_id = _cli(data_dir, "tenants", "create", "bench")
         key = _cli(data_dir, "keys", "create", "--tenant", "bench", "--role", "writer")
         yield Platform(url, f"127.0.0.1:{grpc_port}", key, tenant_id)
@@ -132,6 +140,21 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180
             pass
         time.sleep(0.5)
     raise SystemExit(f"the platform at {url} was not ready (GET /readyz) in {timeout} s")
+
+
+def _wait_warm(metrics_url: str, process: subprocess.Popen[bytes], timeout: float = 900.0) -> None:
+    """Until inference has compiled its warm-up shapes: the platform serves meanwhile, but a
+    measurement would share the cores with the compiler (minutes on a fresh data dir)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the platform exited ({process.returncode}) while warming up")
+        with contextlib.suppress(httpx.HTTPError):
+            match = WARMING.search(httpx.get(metrics_url, timeout=5).text)
+            if match and float(match.group(1)) == 0:
+                return
+        time.sleep(1.0)
+    raise SystemExit(f"inference was still compiling its warm-up shapes after {timeout} s")
 
 
 async def _seed(http: httpx.AsyncClient) -> None:

@@ -50,6 +50,9 @@ class BatcherStats:
     max_wait_ms: float
     last_batch_sizes: tuple[int, ...]
     batch_size_histogram: dict[int, int]
+    compiled_shapes: int
+    shapes_to_compile: int
+    """Queued by a warm-up or an `update` and not compiled yet: warm-up progress."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._embed_fns: dict[Shape, EmbedFn] = {}
         self._warmed = False
+        self._shapes_to_compile = 0
         self._counters = _Counters()
 
     async def __aenter__(self) -> Batcher:
@@ -205,6 +209,8 @@ class Batcher:
             max_wait_ms=self._max_wait_ms,
             last_batch_sizes=tuple(c.last_batch_sizes),
             batch_size_histogram=dict(c.histogram),
+            compiled_shapes=len(self._embed_fns),
+            shapes_to_compile=self._shapes_to_compile,
         )
 
     async def aclose(self) -> None:
@@ -224,14 +230,23 @@ class Batcher:
 
     async def _compile(self, shapes: Sequence[Shape]) -> None:
         loop = asyncio.get_running_loop()
-        for shape in shapes:
-            if shape not in self._embed_fns:
-                await loop.run_in_executor(self._executor, self._embed_fn, shape)
-                # jit's tracing and lowering caches keep ~5 MiB a shape that the compiled
-                # function kept here no longer needs: drop them as they come, then hand
-                # what compiling freed back to the OS (RSS ~1.9 MiB a shape, not 2.8).
-                jax.clear_caches()  # type: ignore[no-untyped-call]  # untyped upstream
-                release_free_heap()
+        todo = [shape for shape in shapes if shape not in self._embed_fns]
+        self._shapes_to_compile += len(todo)
+        done = 0
+        try:
+            for shape in todo:
+                if shape not in self._embed_fns:  # a request may have compiled it meanwhile
+                    await loop.run_in_executor(self._executor, self._embed_fn, shape)
+                    # jit's tracing and lowering caches keep ~5 MiB a shape that the
+                    # compiled function kept here no longer needs: drop them as they come,
+                    # then hand what compiling freed back to the OS (RSS ~1.9 MiB a shape,
+                    # not 2.8).
+                    jax.clear_caches()  # type: ignore[no-untyped-call]  # untyped upstream
+                    release_free_heap()
+                done += 1
+                self._shapes_to_compile -= 1
+        finally:
+            self._shapes_to_compile -= len(todo) - done  # a cancelled warm-up leaves none
 
     def _embed_fn(self, shape: Shape) -> EmbedFn:
         """The model compiled for `shape`; a shape no warm-up covered compiles here, once."""

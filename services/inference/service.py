@@ -178,6 +178,14 @@ class BatcherCollector(Collector):
         yield GaugeMetricFamily(
             f"{prefix}_max_wait_ms", "Current batching wait", value=stats.max_wait_ms
         )
+        yield GaugeMetricFamily(
+            f"{prefix}_compiled_shapes", "Model shapes compiled", value=stats.compiled_shapes
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_shapes_to_compile",
+            "Shapes the warm-up has still to compile (0: warm)",
+            value=stats.shapes_to_compile,
+        )
         yield CounterMetricFamily(f"{prefix}_batches", "Batches run", value=stats.batches)
         yield CounterMetricFamily(
             f"{prefix}_model_calls", "Padded model calls run", value=stats.model_calls

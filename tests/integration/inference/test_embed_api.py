@@ -65,6 +65,9 @@ async def test_embed_returns_the_model_vectors_and_meters_the_tokens(
     assert REGISTRY.get_sample_value("hartonomous_inference_texts_total") == len(TEXTS)
     assert REGISTRY.get_sample_value("hartonomous_inference_batch_size_sum") == len(TEXTS)
     assert REGISTRY.get_sample_value("hartonomous_inference_queue_depth") == 0
+    # No warm-up here: the shapes this call needed compiled on first use.
+    assert REGISTRY.get_sample_value("hartonomous_inference_compiled_shapes") >= 1
+    assert REGISTRY.get_sample_value("hartonomous_inference_shapes_to_compile") == 0
 
 
 async def test_the_model_may_be_named(

@@ -106,6 +106,26 @@ def test_compile_counter_sees_compilations() -> None:
     assert len(compiles) == 1
 
 
+async def test_stats_show_warm_up_progress(minilm: MiniLM) -> None:
+    async with Batcher(minilm, max_batch_size=4, length_buckets=LENGTHS) as b:
+        assert (b.stats().compiled_shapes, b.stats().shapes_to_compile) == (0, 0)
+        warming = asyncio.create_task(b.warmup())
+        await asyncio.sleep(0)  # the warm-up queued its shapes and the first one is compiling
+        assert (b.stats().compiled_shapes, b.stats().shapes_to_compile) == (0, len(b.shapes))
+        await warming
+        assert (b.stats().compiled_shapes, b.stats().shapes_to_compile) == (len(b.shapes), 0)
+
+
+async def test_a_cancelled_warm_up_leaves_no_shapes_queued(minilm: MiniLM) -> None:
+    async with Batcher(minilm, max_batch_size=4, length_buckets=LENGTHS) as b:
+        warming = asyncio.create_task(b.warmup())
+        await asyncio.sleep(0)
+        warming.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await warming
+        assert b.stats().shapes_to_compile == 0
+
+
 async def test_no_compilation_after_warmup(minilm: MiniLM) -> None:
     async with Batcher(minilm, max_batch_size=8, max_wait_ms=5, length_buckets=LENGTHS) as b:
         await b.warmup()
