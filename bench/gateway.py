@@ -177,17 +177,19 @@ def _query(n: int) -> str:
     return f"{WORDS[n % len(WORDS)]} {WORDS[(n * 7) % len(WORDS)]} n{n % 97}"
 
 
-def gateway_senders(https: Sequence[httpx.AsyncClient]) -> dict[str, Send]:
-    """Request n goes out on client n % len(https): `load` numbers each simulated client's
-    requests offset, offset + clients, ..., so no two share an HTTP client at once."""
+def gateway_senders(http_clients: Sequence[httpx.AsyncClient]) -> dict[str, Send]:
+    """Request n goes out on client n % len(http_clients): `load` numbers each simulated
+    client's requests offset, offset + clients, ..., so no two share an HTTP client at once."""
+
+    async def post(n: int, path: str, body: dict[str, object]) -> bool:
+        reply = await http_clients[n % len(http_clients)].post(path, json=body)
+        return reply.status_code == 200
 
     async def search(n: int) -> bool:
-        body = {"query": _query(n), "k": 5, "mode": "hybrid"}
-        return (await https[n % len(https)].post("/v1/search", json=body)).status_code == 200
+        return await post(n, "/v1/search", {"query": _query(n), "k": 5, "mode": "hybrid"})
 
     async def embed(n: int) -> bool:
-        body = {"input": _query(n), "model": MODEL}
-        return (await https[n % len(https)].post("/v1/embeddings", json=body)).status_code == 200
+        return await post(n, "/v1/embeddings", {"input": _query(n), "model": MODEL})
 
     return {"search": search, "embeddings": embed}
 
@@ -249,7 +251,7 @@ async def measure(target: Platform) -> list[Metric]:
         contextlib.AsyncExitStack() as stack,
         grpc.aio.insecure_channel(target.grpc_target) as channel,
     ):
-        https = [
+        http_clients = [
             await stack.enter_async_context(
                 httpx.AsyncClient(
                     base_url=target.url, headers=headers, timeout=60, limits=one_connection
@@ -257,8 +259,11 @@ async def measure(target: Platform) -> list[Metric]:
             )
             for _ in range(max(CLIENTS))
         ]
-        await _seed(https[0])
-        sides = {"gateway": gateway_senders(https), "grpc": grpc_senders(channel, target.tenant_id)}
+        await _seed(http_clients[0])
+        sides = {
+            "gateway": gateway_senders(http_clients),
+            "grpc": grpc_senders(channel, target.tenant_id),
+        }
         metrics: list[Metric] = []
         for endpoint in ("search", "embeddings"):
             for clients in CLIENTS:
