@@ -3,8 +3,8 @@ and 16 concurrent clients sending 32 texts per Embed call, the shared micro-batc
 model, and one UsageRecorded per call on the embedded log — beside sentence-transformers
 (torch) encoding the same 2,000 texts from the same local model files: on the CPU with
 batch_size=64, or on CUDA with batch_size=256 when JAX runs on a GPU. Runs alternate (ours,
-MiniLM.encode without the service, theirs) and medians are reported. Also: the latency of a 1-text Embed call under 16 concurrent clients, and peak RSS
-of each side.
+MiniLM.encode without the service, theirs) and medians are reported. Also: the latency of a
+1-text Embed call under 16 concurrent clients, and peak RSS of each side.
 
 sentence-transformers runs in a process of its own, on one thread of its own: torch's OpenMP
 team belongs to the thread that calls it, and a run on a thread new to torch was measured

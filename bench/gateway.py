@@ -119,8 +119,11 @@ def platform(data_dir: Path) -> Iterator[Platform]:
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
-        _wait_ready(url, process)
-        _wait_warm(f"http://127.0.0.1:{metrics_port}/metrics", process)
+        _wait_until(lambda: _ready(url), process, timeout=180, waiting_for=f"GET {url}/readyz")
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        _wait_until(
+            lambda: _warm(metrics_url), process, timeout=900, waiting_for="inference warm-up"
+        )
         tenant_id = _cli(data_dir, "tenants", "create", "bench")
         key = _cli(data_dir, "keys", "create", "--tenant", "bench", "--role", "writer")
         yield Platform(url, f"127.0.0.1:{grpc_port}", key, tenant_id)
@@ -129,33 +132,37 @@ def platform(data_dir: Path) -> Iterator[Platform]:
         process.wait(timeout=60)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+def _wait_until(
+    done: Callable[[], bool],
+    process: subprocess.Popen[bytes],
+    *,
+    timeout: float,
+    waiting_for: str,
+) -> None:
+    """Poll `done` (an HTTP error counts as not yet) until it holds; fail if the platform
+    exits first or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the platform exited ({process.returncode}) while starting")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"the platform at {url} was not ready (GET /readyz) in {timeout} s")
-
-
-def _wait_warm(metrics_url: str, process: subprocess.Popen[bytes], timeout: float = 900.0) -> None:
-    """Until inference has compiled its warm-up shapes: the platform serves meanwhile, but a
-    measurement would share the cores with the compiler (minutes on a fresh data dir)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the platform exited ({process.returncode}) while warming up")
+            raise SystemExit(
+                f"the platform exited ({process.returncode}) waiting for {waiting_for}"
+            )
         with contextlib.suppress(httpx.HTTPError):
-            match = WARMING.search(httpx.get(metrics_url, timeout=5).text)
-            if match and float(match.group(1)) == 0:
+            if done():
                 return
-        time.sleep(1.0)
-    raise SystemExit(f"inference was still compiling its warm-up shapes after {timeout} s")
+        time.sleep(0.5)
+    raise SystemExit(f"no {waiting_for} in {timeout} s")
+
+
+def _ready(url: str) -> bool:
+    return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def _warm(metrics_url: str) -> bool:
+    """Inference has compiled its warm-up shapes: the platform serves meanwhile, but a
+    measurement would share the cores with the compiler (minutes on a fresh data dir)."""
+    match = WARMING.search(httpx.get(metrics_url, timeout=5).text)
+    return match is not None and float(match.group(1)) == 0
 
 
 async def _seed(http: httpx.AsyncClient) -> None:
