@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -30,15 +31,15 @@ from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import Record
 from hartonomous.eventlog.topics import platform_topics
 from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.events.payloads import UsageRecorded
 from hartonomous.postgres import embedded_postgres_url
-from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.runtime.grpc_server import GrpcHost
+from hartonomous.runtime.projection import ProjectionRunner
 from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import billing_pb2, billing_pb2_grpc
 from services.billing import BillingService
 from services.billing.domain import Period, QuotaRule, period_bounds
-from services.billing.handlers import LedgerLoop
 from services.billing.pricing import parse_rate_table
 from services.billing.quota import QuotaBook
 
@@ -59,16 +60,15 @@ where tenant_id = $1 and operation = $2 and unit = $3 and used_at >= $4
 
 def usage(tenant: str) -> Record:
     envelope = Envelope.new("UsageRecorded", tenant_id=tenant, produced_by="bench")
-    payload = {
-        "tenant_id": tenant,
-        "operation": "embed",
-        "unit": "tokens",
-        "quantity": Decimal("128.000000000"),
-        "resource_id": "minilm@1",
-        "used_at": datetime.now(UTC),
-        "api_key_id": None,
-        "dimensions": {"device": "cpu"},
-    }
+    payload = UsageRecorded(
+        tenant_id=tenant,
+        operation="embed",
+        unit="tokens",
+        quantity=Decimal("128.000000000"),
+        resource_id="minilm@1",
+        used_at=datetime.now(UTC),
+        dimensions={"device": "cpu"},
+    )
     return encode_event(CODEC, Event(envelope, payload), "usage", tenant)
 
 
@@ -104,23 +104,22 @@ async def ledger_holds(db: asyncpg.Connection | asyncpg.Pool, size: int) -> None
 async def ledger_rate(server: str, batched: bool) -> float:
     """Events/s from the first append until the ledger holds all EVENTS."""
     url = await fresh_database(server)
-    log = EmbeddedEventLog(url)
-    await log.start()
-    await log.ensure_topics(platform_topics())
+    event_log = EmbeddedEventLog(url)
+    await event_log.start()
+    await event_log.ensure_topics(platform_topics())
     service = BillingService()
-    wiring = await service.start(ServiceContext(Settings(), log, CODEC, url))
+    wiring = await service.start(ServiceContext(Settings(), event_log, CODEC, url))
     await put_rates(service)
     [loop] = wiring.consumers
-    assert isinstance(loop, LedgerLoop)
-    if not batched:
-        loop = ConsumerLoop(log, CODEC, loop.group, loop.topics, loop.handler)
+    if not batched:  # each event in a transaction of its own
+        loop = ProjectionRunner(event_log, CODEC, replace(loop.projection, atomic=False))
     runner = asyncio.create_task(loop.run())
     records = [usage(f"tenant-{i % TENANTS}") for i in range(EVENTS)]
     conn = await asyncpg.connect(url)
     try:
         started = time.perf_counter()
         for i in range(0, EVENTS, APPEND_BATCH):
-            await log.append(records[i : i + APPEND_BATCH])
+            await event_log.append(records[i : i + APPEND_BATCH])
         await ledger_holds(conn, EVENTS)
         return EVENTS / (time.perf_counter() - started)
     finally:
@@ -128,7 +127,7 @@ async def ledger_rate(server: str, batched: bool) -> float:
         loop.stop()
         await runner
         await service.stop()
-        await log.close()
+        await event_log.close()
 
 
 def direct_checks(book: QuotaBook) -> list[float]:
@@ -172,11 +171,11 @@ async def quota_latency(server: str) -> tuple[list[list[float]], list[list[float
     """A ledger of EVENTS usage rows, then interleaved runs of direct and naive SQL checks,
     and gRPC checks."""
     url = await fresh_database(server)
-    log = EmbeddedEventLog(url)
-    await log.start()
-    await log.ensure_topics(platform_topics())
+    event_log = EmbeddedEventLog(url)
+    await event_log.start()
+    await event_log.ensure_topics(platform_topics())
     service = BillingService()
-    wiring = await service.start(ServiceContext(Settings(), log, CODEC, url))
+    wiring = await service.start(ServiceContext(Settings(), event_log, CODEC, url))
     await put_rates(service)
     runner = asyncio.create_task(wiring.consumers[0].run())
     host = GrpcHost("127.0.0.1", 0)
@@ -191,7 +190,9 @@ async def quota_latency(server: str) -> tuple[list[list[float]], list[list[float
             service.book.put_rule(rule)
         assert service.book.check("tenant-0", "embed", Decimal(0)).rule is not None
         for i in range(0, EVENTS, APPEND_BATCH):
-            await log.append([usage(f"tenant-{j % TENANTS}") for j in range(i, i + APPEND_BATCH)])
+            await event_log.append(
+                [usage(f"tenant-{j % TENANTS}") for j in range(i, i + APPEND_BATCH)]
+            )
         await ledger_holds(pool, EVENTS)
         await pool.execute("analyze billing.ledger")
         direct: list[list[float]] = []
@@ -209,7 +210,7 @@ async def quota_latency(server: str) -> tuple[list[list[float]], list[list[float
         wiring.consumers[0].stop()
         await runner
         await service.stop()
-        await log.close()
+        await event_log.close()
 
 
 async def interleave(runs: list[Callable[[], Awaitable[float]]]) -> list[list[float]]:

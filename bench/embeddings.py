@@ -196,12 +196,12 @@ async def interleave(runs: dict[str, Callable[[], Awaitable[float]]]) -> list[li
 async def measure(texts: list[str]) -> list[Metric]:
     scratch = Path(tempfile.mkdtemp(prefix="bench-embeddings-"))
     pg_url = embedded_postgres_url(scratch / "pgdata", cleanup="delete")
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
-    await log.ensure_topics(platform_topics())
+    event_log = EmbeddedEventLog(pg_url)
+    await event_log.start()
+    await event_log.ensure_topics(platform_topics())
     model = load_minilm()
     service = InferenceService(model=model, warmup=WarmupPlan(wait=True, cache=False))
-    ctx = ServiceContext(Settings(data_dir=scratch / "data"), log, AvroCodec(), pg_url)
+    ctx = ServiceContext(Settings(data_dir=scratch / "data"), event_log, AvroCodec(), pg_url)
     wiring = await service.start(ctx)
     host = GrpcHost("127.0.0.1", 0)
     port = await host.start(wiring.grpc)
@@ -212,7 +212,7 @@ async def measure(texts: list[str]) -> list[Metric]:
     finally:
         await host.stop(grace=0)
         await service.stop()
-        await log.close()
+        await event_log.close()
 
 
 async def compare(

@@ -36,37 +36,37 @@ def records(topic: str, n: int) -> list[Record]:
     return [Record(topic, f"k{i % 64}".encode(), PAYLOAD) for i in range(n)]
 
 
-async def new_topic(log: EventLog) -> str:
+async def new_topic(event_log: EventLog) -> str:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    await log.ensure_topics([TopicSpec(topic, 6)])
+    await event_log.ensure_topics([TopicSpec(topic, 6)])
     return topic
 
 
-async def single_rate(log: EventLog) -> float:
-    topic = await new_topic(log)
+async def single_rate(event_log: EventLog) -> float:
+    topic = await new_topic(event_log)
     batch = records(topic, SINGLE)
     started = time.perf_counter()
     for record in batch:
-        await log.append([record])
+        await event_log.append([record])
     return SINGLE / (time.perf_counter() - started)
 
 
-async def batched_rate(log: EventLog) -> float:
-    topic = await new_topic(log)
+async def batched_rate(event_log: EventLog) -> float:
+    topic = await new_topic(event_log)
     batch = records(topic, BATCHED)
     started = time.perf_counter()
     for i in range(0, BATCHED, BATCH):
-        await log.append(batch[i : i + BATCH])
+        await event_log.append(batch[i : i + BATCH])
     return BATCHED / (time.perf_counter() - started)
 
 
-async def latencies(log: EventLog) -> list[float]:
+async def latencies(event_log: EventLog) -> list[float]:
     """Milliseconds from append() being called to the record reaching a group consumer."""
-    topic = await new_topic(log)
-    consumer = log.consumer(f"bench-{uuid.uuid4().hex[:6]}", [topic])
+    topic = await new_topic(event_log)
+    consumer = event_log.consumer(f"bench-{uuid.uuid4().hex[:6]}", [topic])
     sent: dict[bytes, float] = {}
     seen: list[float] = []
-    await log.append([Record(topic, b"warm", b"warm")])
+    await event_log.append([Record(topic, b"warm", b"warm")])
     while not await consumer.poll(timeout=1.0):  # joined and assigned
         pass
 
@@ -80,7 +80,7 @@ async def latencies(log: EventLog) -> list[float]:
     for i in range(LATENCY_SAMPLES):
         key = f"lat{i}".encode()
         sent[key] = time.perf_counter()
-        await log.append([Record(topic, key, PAYLOAD)])
+        await event_log.append([Record(topic, key, PAYLOAD)])
         await asyncio.sleep(0.005)
     await asyncio.wait_for(receiver, 60)
     await consumer.close()
@@ -151,8 +151,8 @@ async def measure(bootstrap: str) -> list[Metric]:
             Metric("kafka append one at a time", "events/s", median(single_kafka)),
             Metric("embedded append one at a time", "events/s", median(single_embedded)),
         ]
-        for name, log in (("kafka", kafka), ("embedded", embedded)):
-            lat = await latencies(log)
+        for name, event_log in (("kafka", kafka), ("embedded", embedded)):
+            lat = await latencies(event_log)
             metrics += [
                 Metric(
                     f"{name} append->consume p50", "ms", percentile(lat, 50), higher_is_better=False

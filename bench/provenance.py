@@ -79,7 +79,7 @@ async def project_rate(store: GraphStore, batch: int, tag: str, flows: int) -> f
         part = recs[i : i + batch]
         facts = Facts()
         for record in part:
-            facts.extend(project(decode_event(CODEC, record), record))
+            facts.extend(project(decode_event(CODEC, record)))
         await store.apply(facts, positions_after(part))
     return len(recs) / (time.perf_counter() - started)
 
@@ -151,12 +151,14 @@ async def lag(graph: Callable[[Settings], GraphStore], workdir: Path) -> list[fl
     # The server removes its data at exit (it outlives this function), so not under workdir.
     pgdata = Path(tempfile.mkdtemp(prefix="bench-provenance-pg-")) / "pgdata"
     pg_url = embedded_postgres_url(pgdata, cleanup="delete")
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
-    await log.ensure_topics(platform_topics())
+    event_log = EmbeddedEventLog(pg_url)
+    await event_log.start()
+    await event_log.ensure_topics(platform_topics())
     lags = Lags()
     service = ProvenanceService(observer=lags.observe, graph=graph)
-    wiring = await service.start(ServiceContext(Settings(data_dir=workdir), log, CODEC, pg_url))
+    wiring = await service.start(
+        ServiceContext(Settings(data_dir=workdir), event_log, CODEC, pg_url)
+    )
     (projector,) = wiring.consumers
     consuming = asyncio.create_task(projector.run())
     try:
@@ -174,7 +176,7 @@ async def lag(graph: Callable[[Settings], GraphStore], workdir: Path) -> list[fl
                 for producer in ("ingest", "inference")
             ]
             for events in by_producer:  # each service appends its events atomically
-                await log.append_atomic(records(CODEC, events))
+                await event_log.append_atomic(records(CODEC, events))
                 expected += len(events)
             if i == 0:  # the first flow warms up the group join and the query plans
                 await lags.wait_for(expected)
@@ -186,7 +188,7 @@ async def lag(graph: Callable[[Settings], GraphStore], workdir: Path) -> list[fl
         projector.stop()
         await consuming
         await service.stop()
-        await log.close()
+        await event_log.close()
 
 
 async def measure(uri: str, workdir: Path) -> list[Metric]:

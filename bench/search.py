@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hartonomous.runtime.consumer import ConsumerLoop
 
 from bench import _search_data as data
 from bench.common import Metric, percentile, write
@@ -38,7 +39,6 @@ from hartonomous.eventlog.port import Record
 from hartonomous.eventlog.topics import platform_topics
 from hartonomous.events import AvroCodec, Envelope, Event, encode_event
 from hartonomous.postgres import create_pool, embedded_postgres_url
-from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Filter

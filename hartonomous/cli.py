@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from hartonomous.commands import Command, discover_commands
-from hartonomous.eventlog.factory import open_event_log
+from hartonomous.eventlog import open_event_log
 from hartonomous.eventlog.port import EventLog, StoredRecord
 from hartonomous.events import AvroCodec, EventDecodeError, decode_event
+from hartonomous.events.payloads import to_avro
 from hartonomous.postgres import postgres_url
 from hartonomous.runtime import host
 from hartonomous.settings import Settings, add_arguments
@@ -65,9 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "serve":
         asyncio.run(host.run(settings, host.select([args.service])))
     elif args.command == "topics":
-        asyncio.run(_with_log(settings, lambda log: _topics(log, args.json)))
+        asyncio.run(_with_log(settings, lambda event_log: _topics(event_log, args.json)))
     elif args.command == "replay":
-        asyncio.run(_with_log(settings, lambda log: _replay(log, args)))
+        asyncio.run(_with_log(settings, lambda event_log: _replay(event_log, args)))
     return 0
 
 
@@ -84,16 +85,16 @@ def _utc_time(text: str) -> datetime:
 
 async def _with_log(settings: Settings, action: Callable[[EventLog], Awaitable[None]]) -> None:
     pg_url = await asyncio.to_thread(postgres_url, settings)
-    log = open_event_log(settings, pg_url, client_id="hartonomous-cli")
-    await log.start()
+    event_log = open_event_log(settings, pg_url, client_id="hartonomous-cli")
+    await event_log.start()
     try:
-        await action(log)
+        await action(event_log)
     finally:
-        await log.close()
+        await event_log.close()
 
 
-async def _topics(log: EventLog, as_json: bool) -> None:
-    listing = {name: await log.end_offsets(name) for name in sorted(await log.topics())}
+async def _topics(event_log: EventLog, as_json: bool) -> None:
+    listing = {name: await event_log.end_offsets(name) for name in sorted(await event_log.topics())}
     if as_json:
         rows = [
             {
@@ -124,16 +125,16 @@ def _describe(codec: AvroCodec, record: StoredRecord) -> dict[str, object]:
     try:
         event = decode_event(codec, record)
         entry["event_type"] = event.event_type
-        entry["payload"] = event.payload
+        entry["payload"] = to_avro(event.payload)
     except EventDecodeError as exc:
         entry["error"] = str(exc)
     return entry
 
 
-async def _replay(log: EventLog, args: argparse.Namespace) -> None:
+async def _replay(event_log: EventLog, args: argparse.Namespace) -> None:
     codec = AvroCodec()
     count = 0
-    async for record in log.replay(
+    async for record in event_log.replay(
         args.topic, from_offset=args.from_offset, from_time=args.from_time, to_time=args.to_time
     ):
         entry = _describe(codec, record)

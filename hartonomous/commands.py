@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import abc
 import argparse
-from importlib.metadata import entry_points
 
+from hartonomous.entrypoints import load_entry_points
 from hartonomous.settings import Settings
 
 ENTRY_POINT_GROUP = "hartonomous.commands"
@@ -29,10 +29,5 @@ class Command(abc.ABC):
 
 
 def discover_commands() -> dict[str, Command]:
-    found: dict[str, Command] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        command = ep.load()
-        if not isinstance(command, Command):
-            raise TypeError(f"entry point {ep.name!r} is not a hartonomous Command: {command!r}")
-        found[command.name] = command
+    found: dict[str, Command] = load_entry_points(ENTRY_POINT_GROUP, Command)
     return found

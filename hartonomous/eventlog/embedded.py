@@ -371,8 +371,8 @@ def _assign(
 
 
 class EmbeddedConsumer(Consumer):
-    def __init__(self, log: EmbeddedEventLog, group: str, topics: list[str]) -> None:
-        self._log = log
+    def __init__(self, event_log: EmbeddedEventLog, group: str, topics: list[str]) -> None:
+        self._event_log = event_log
         self._group = group
         self._topics = topics
         self._member = f"{uuid.uuid4()}"
@@ -388,21 +388,21 @@ class EmbeddedConsumer(Consumer):
         self._wakeup.set()
 
     def _heartbeat_due(self) -> bool:
-        return time.monotonic() - self._last_heartbeat >= self._log.heartbeat_interval
+        return time.monotonic() - self._last_heartbeat >= self._event_log.heartbeat_interval
 
     async def _rebalance(self) -> None:
         if not self._joined:
-            self._log.listen(self._channels, self._notified)
+            self._event_log.listen(self._channels, self._notified)
             self._joined = True
-        members = await self._log.heartbeat(self._group, self._member, self._topics)
-        counts = {t: await self._log.partitions(t) for t in self._topics}
+        members = await self._event_log.heartbeat(self._group, self._member, self._topics)
+        counts = {t: await self._event_log.partitions(t) for t in self._topics}
         owned = _assign(members, self._member, counts)
         added = [pair for pair in owned if pair not in self._positions]
         for pair in list(self._positions):
             if pair not in owned:
                 del self._positions[pair]
         if added:
-            committed = await self._log.committed(self._group, added)
+            committed = await self._event_log.committed(self._group, added)
             for pair in added:
                 self._positions[pair] = committed.get(pair, 0)
         self._last_heartbeat = time.monotonic()
@@ -416,7 +416,7 @@ class EmbeddedConsumer(Consumer):
             self._wakeup.clear()
             if self._positions:
                 per_partition = max(1, max_records // len(self._positions))
-                records = await self._log.fetch(self._positions, per_partition)
+                records = await self._event_log.fetch(self._positions, per_partition)
                 if records:
                     for r in records:
                         self._positions[(r.topic, r.partition)] = r.offset + 1
@@ -424,7 +424,7 @@ class EmbeddedConsumer(Consumer):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            wait = min(remaining, self._log.heartbeat_interval)
+            wait = min(remaining, self._event_log.heartbeat_interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), wait)
 
@@ -434,7 +434,7 @@ class EmbeddedConsumer(Consumer):
             pair = (r.topic, r.partition)
             offsets[pair] = max(offsets.get(pair, 0), r.offset + 1)
         if offsets:
-            await self._log.commit(self._group, offsets)
+            await self._event_log.commit(self._group, offsets)
 
     async def assignment(self) -> set[tuple[str, int]]:
         if self._heartbeat_due():
@@ -443,6 +443,6 @@ class EmbeddedConsumer(Consumer):
 
     async def close(self) -> None:
         if self._joined:
-            self._log.unlisten(self._channels, self._notified)
-            await self._log.leave(self._group, self._member)
+            self._event_log.unlisten(self._channels, self._notified)
+            await self._event_log.leave(self._group, self._member)
             self._joined = False

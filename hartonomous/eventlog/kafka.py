@@ -247,9 +247,9 @@ class KafkaConsumer(Consumer):
     """A group member: read_committed, no auto-commit, offsets committed by `commit` only."""
 
     def __init__(
-        self, log: KafkaEventLog, group: str, topics: list[str], config: dict[str, Any]
+        self, event_log: KafkaEventLog, group: str, topics: list[str], config: dict[str, Any]
     ) -> None:
-        self._log = log
+        self._event_log = event_log
         self._group = group
         self._topics = topics
         self._reader = _Reader(config)
@@ -260,7 +260,7 @@ class KafkaConsumer(Consumer):
         if self._subscribed:
             return
         for topic in self._topics:
-            await self._log.partitions(topic)
+            await self._event_log.partitions(topic)
         consumer = self._reader.consumer
         await self._reader.call("subscribing", partial(consumer.subscribe, self._topics))
         self._subscribed = True
@@ -319,7 +319,7 @@ class KafkaConsumer(Consumer):
         return {(tp.topic, tp.partition) for tp in owned}
 
     async def close(self) -> None:
-        self._log.forget(self)
+        self._event_log.forget(self)
         await self._reader.close()
 
 

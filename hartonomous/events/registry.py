@@ -1,7 +1,9 @@
 """The schema folder, indexed by event type and by CRC-64-AVRO fingerprint.
 
 Layout: `<dir>/<EventType>.avsc` is the current schema of each event type (what producers write,
-what consumers read into). `<dir>/history/*.avsc` holds retired versions of those schemas: they
+what consumers read into). Besides Avro's own attributes it declares where the event goes:
+`"topic"` (one of the domain topics) and `"key"` (the payload field that is the record key, the
+aggregate's id). Avro ignores both: they are not part of the fingerprint. `<dir>/history/*.avsc` holds retired versions of those schemas: they
 are never written again, but records in the log (infinite retention) still carry their
 fingerprints, so they stay loadable as writer schemas. Changing a schema therefore means moving
 the old file into history/ and editing the new one compatibly.
@@ -17,6 +19,8 @@ from typing import Any
 from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
+from hartonomous.eventlog.topics import DOMAIN_TOPICS
+
 NAMESPACE = "hartonomous.events.v1"
 DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 
@@ -27,6 +31,8 @@ class RegisteredSchema:
     fingerprint: bytes
     schema: dict[str, Any]  # parsed by fastavro once, reused on every encode/decode
     path: Path
+    topic: str | None  # where events of this type are appended (None: a retired version)
+    key: str | None  # the payload field whose value is the record key
 
 
 def schema_fingerprint(schema: dict[str, Any]) -> bytes:
@@ -47,7 +53,18 @@ def _load(path: Path) -> RegisteredSchema:
     namespace, _, event_type = str(parsed["name"]).rpartition(".")
     if namespace != NAMESPACE:
         raise ValueError(f"{path}: namespace must be {NAMESPACE!r}, got {namespace!r}")
-    return RegisteredSchema(event_type, schema_fingerprint(parsed), parsed, path)
+    topic, key = raw.get("topic"), raw.get("key")
+    return RegisteredSchema(event_type, schema_fingerprint(parsed), parsed, path, topic, key)
+
+
+def _check_route(entry: RegisteredSchema) -> None:
+    if entry.topic not in DOMAIN_TOPICS:
+        raise ValueError(
+            f'{entry.path}: "topic" must be one of {DOMAIN_TOPICS}, not {entry.topic!r}'
+        )
+    strings = [f["name"] for f in entry.schema["fields"] if f["type"] == "string"]
+    if entry.key not in strings:
+        raise ValueError(f'{entry.path}: "key" must name a string field, one of {strings}')
 
 
 class SchemaRegistry:
@@ -63,6 +80,7 @@ class SchemaRegistry:
                 raise ValueError(
                     f"{path}: record name {entry.event_type!r} must match the file name"
                 )
+            _check_route(entry)
             self._current[entry.event_type] = entry
             self._add_writer(entry)
         for path in sorted((directory / "history").glob("*.avsc")):
@@ -93,6 +111,12 @@ class SchemaRegistry:
     def schema(self, event_type: str) -> dict[str, Any]:
         """The current parsed schema of an event type: a ready reader schema for decode."""
         return self.current(event_type).schema
+
+    def route(self, event_type: str) -> tuple[str, str]:
+        """(topic, key field) of an event type: where its events are appended, keyed by what."""
+        entry = self.current(event_type)
+        assert entry.topic is not None and entry.key is not None  # checked on load
+        return entry.topic, entry.key
 
     def writer(self, fingerprint: bytes) -> RegisteredSchema | None:
         """The schema (current or retired) that wrote records with this fingerprint."""

@@ -12,7 +12,9 @@ from typing import Any
 
 import grpc
 
-log = logging.getLogger(__name__)
+from hartonomous.tenants import InvalidTenantId
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,17 @@ class GrpcErrors:
             yield
         except grpc.aio.AbortError:
             raise
+        except InvalidTenantId as exc:  # the one rule every service shares
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:
             for kind, code in self.statuses.items():
                 if isinstance(exc, kind):
                     withheld = self.withheld.get(kind)
                     if withheld is not None:
-                        log.error("%s: %s: %s", self.service, method, exc)
+                        logger.error("%s: %s: %s", self.service, method, exc)
                         await context.abort(code, withheld)
                     await context.abort(code, str(exc))
-            log.error("%s: %s failed", self.service, method, exc_info=exc)
+            logger.error("%s: %s failed", self.service, method, exc_info=exc)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"{method} failed; see the {self.service} service log"
             )

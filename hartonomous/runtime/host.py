@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from prometheus_client import start_http_server
 
-from hartonomous.eventlog.factory import open_event_log
+from hartonomous.eventlog import open_event_log
 from hartonomous.eventlog.topics import platform_topics
 from hartonomous.events import AvroCodec
 from hartonomous.postgres import postgres_url
@@ -19,7 +19,7 @@ from hartonomous.runtime.grpc_server import GrpcHost
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, discover
 from hartonomous.settings import Settings
 
-log = logging.getLogger("hartonomous")
+logger = logging.getLogger("hartonomous")
 
 
 def select(names: Sequence[str] | None) -> list[Service]:
@@ -59,7 +59,7 @@ async def run(
         if settings.metrics_port:
             metrics_server, _ = start_http_server(settings.metrics_port, settings.grpc_host)
             stack.callback(metrics_server.shutdown)
-        log.info(
+        logger.info(
             "platform up",
             extra={
                 "services": [s.name for s in services],
@@ -73,7 +73,7 @@ async def run(
             ready.set()
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        log.info("draining")
+        logger.info("draining")
         for consumer in wiring.consumers:
             consumer.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -88,4 +88,4 @@ async def run(
         await event_log.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        log.info("stopped")
+        logger.info("stopped")

@@ -6,13 +6,19 @@ Services never import each other: each registers one object under the
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from typing import Any
 
+from hartonomous.entrypoints import load_entry_points
 from hartonomous.eventlog.port import EventLog
 from hartonomous.events import AvroCodec
-from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.runtime.grpc_server import GrpcRegistration
+from hartonomous.runtime.projection import Projection, ProjectionRunner
+from hartonomous.runtime.publisher import Publisher
 from hartonomous.settings import Settings
 
 ENTRY_POINT_GROUP = "hartonomous.services"
@@ -21,36 +27,66 @@ ENTRY_POINT_GROUP = "hartonomous.services"
 @dataclass
 class ServiceContext:
     settings: Settings
-    log: EventLog
+    event_log: EventLog
     codec: AvroCodec
     postgres_url: str
+
+    def publisher(self, produced_by: str) -> Publisher:
+        return Publisher(self.event_log, self.codec, produced_by)
+
+    def runner(self, projection: Projection[Any]) -> ProjectionRunner[Any]:
+        return ProjectionRunner(self.event_log, self.codec, projection)
 
 
 @dataclass
 class Wiring:
     """What a started service hands the runtime to run."""
 
-    consumers: list[ConsumerLoop] = field(default_factory=list)
+    consumers: list[ProjectionRunner[Any]] = field(default_factory=list)
     grpc: list[GrpcRegistration] = field(default_factory=list)
 
 
 class Service(abc.ABC):
     name: str
+    _resources: AsyncExitStack | None = None
 
     @abc.abstractmethod
+    async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
+        """Open the service's stores and return its consumers and gRPC servicers. Everything
+        opened is registered with `resources`, which `stop` closes in reverse order."""
+
     async def start(self, ctx: ServiceContext) -> Wiring:
-        """Open the service's stores and return its consumers and gRPC servicers."""
+        resources = AsyncExitStack()
+        try:
+            wiring = await self.wire(ctx, resources)
+        except BaseException:
+            await resources.aclose()
+            raise
+        self._resources = resources
+        return wiring
 
-    @abc.abstractmethod
     async def stop(self) -> None:
         """Release what `start` opened (after its consumers drained)."""
+        resources, self._resources = self._resources, None
+        if resources is not None:
+            await resources.aclose()
+
+
+def in_background(
+    resources: AsyncExitStack, work: Coroutine[Any, Any, None], name: str
+) -> asyncio.Task[None]:
+    """Run `work` as a task that is cancelled (and awaited) when `resources` close."""
+    task = asyncio.create_task(work, name=name)
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    resources.push_async_callback(cancel)
+    return task
 
 
 def discover() -> dict[str, Service]:
-    found: dict[str, Service] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        service = ep.load()
-        if not isinstance(service, Service):
-            raise TypeError(f"entry point {ep.name!r} is not a hartonomous Service: {service!r}")
-        found[ep.name] = service
-    return dict(sorted(found.items()))
+    found: dict[str, Service] = load_entry_points(ENTRY_POINT_GROUP, Service)
+    return found

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from hartonomous.runtime.grpc_errors import GrpcErrors
+from hartonomous.tenants import parse_tenant_id
 from hartonomous.v1 import billing_pb2 as pb
 from services.billing import domain, handlers, messages
 from services.billing.domain import (
@@ -51,7 +52,7 @@ class BillingApi:
 
     async def CheckQuota(self, request: pb.QuotaCheckRequest, context: Context) -> pb.QuotaDecision:
         async with _ERRORS.scope(context, "CheckQuota"):
-            tenant = parse_name(request.tenant_id, "tenant_id")
+            tenant = parse_tenant_id(request.tenant_id)
             operation = parse_name(request.operation, "operation")
             quantity = (
                 non_negative(parse_decimal(request.quantity, "quantity"), "quantity")
@@ -64,7 +65,7 @@ class BillingApi:
         self, request: pb.ListInvoicesRequest, context: Context
     ) -> pb.ListInvoicesReply:
         async with _ERRORS.scope(context, "ListInvoices"):
-            found = await self._store.invoices(parse_name(request.tenant_id, "tenant_id"))
+            found = await self._store.invoices(parse_tenant_id(request.tenant_id))
             return pb.ListInvoicesReply(invoices=[messages.invoice(i) for i in found])
 
     async def GetInvoice(self, request: pb.GetInvoiceRequest, context: Context) -> pb.Invoice:

@@ -19,11 +19,12 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from hartonomous.commands import Command
-from hartonomous.eventlog.factory import open_event_log
+from hartonomous.eventlog import open_event_log
 from hartonomous.eventlog.port import EventLog
 from hartonomous.events import AvroCodec
 from hartonomous.postgres import create_pool, postgres_url
 from hartonomous.settings import Settings
+from hartonomous.tenants import parse_tenant_id
 from services.billing import handlers, messages
 from services.billing.domain import (
     BillingError,
@@ -32,7 +33,6 @@ from services.billing.domain import (
     Period,
     UsageSummary,
     decimal_text,
-    parse_name,
 )
 from services.billing.pricing import RateCard, parse_rate_table
 from services.billing.quota import utc_now
@@ -257,7 +257,7 @@ async def _invoice_issue(args: argparse.Namespace, store: BillingStore, _: Setti
 
 
 async def _invoices(args: argparse.Namespace, store: BillingStore, _: Settings) -> int:
-    found = await store.invoices(parse_name(args.tenant, "tenant_id"))
+    found = await store.invoices(parse_tenant_id(args.tenant))
     if args.json:
         print(
             json.dumps(
@@ -294,20 +294,20 @@ def _invoice_text(invoice: Invoice) -> str:
 
 async def _reconcile(_: argparse.Namespace, store: BillingStore, settings: Settings) -> int:
     url = await asyncio.to_thread(postgres_url, settings)
-    async with _opened_log(settings, url) as log:
-        report = await reconcile(store, log, AvroCodec())
+    async with _opened_log(settings, url) as event_log:
+        report = await reconcile(store, event_log, AvroCodec())
     print(_report_text(report))
     return 1 if report.differences else 0
 
 
 @asynccontextmanager
 async def _opened_log(settings: Settings, url: str) -> AsyncIterator[EventLog]:
-    log = open_event_log(settings, url, client_id="hartonomous-billing-reconcile")
-    await log.start()
+    event_log = open_event_log(settings, url, client_id="hartonomous-billing-reconcile")
+    await event_log.start()
     try:
-        yield log
+        yield event_log
     finally:
-        await log.close()
+        await event_log.close()
 
 
 def _report_text(report: Report) -> str:

@@ -25,8 +25,9 @@ from decimal import (
 from enum import StrEnum
 from functools import reduce
 
+from hartonomous.tenants import parse_tenant_id
+
 USAGE_TOPIC = "usage"
-USAGE_EVENT = "UsageRecorded"
 MONEY = "*"
 """The operation of a money quota: the tenant's spend across all operations, in the currency."""
 DEFAULT_CURRENCY = "USD"
@@ -181,7 +182,7 @@ def parse_quota(
 ) -> QuotaRule:
     """`soft_ratio` empty: DEFAULT_SOFT_RATIO. A money quota's unit must be the currency."""
     rule = QuotaRule(
-        tenant_id=parse_name(tenant_id, "tenant_id"),
+        tenant_id=parse_tenant_id(tenant_id),
         operation=parse_name(operation, "operation"),
         limit=non_negative(parse_decimal(limit, "limit"), "limit"),
         unit=parse_name(unit, "unit"),

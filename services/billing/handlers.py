@@ -1,22 +1,24 @@
 """The billing commands (shared by the gRPC API and the CLI) and the ledger's event handler.
 
 Ledger: each UsageRecorded on `usage` becomes one priced row, keyed by the envelope's event id
-and inserted with ON CONFLICT DO NOTHING, so a re-delivered record, or a second copy of the
-same event appended again, is counted once. The quota book learns of a row only after its
-transaction committed, and only when the row was new.
+and inserted with ON CONFLICT DO NOTHING, so a second copy of the same event appended again is
+counted once (and a re-delivered record is skipped by the inbox). A batch is priced and
+inserted in one transaction: one commit per batch is what keeps up with the log. The quota
+book learns of a row only after its transaction committed, and only when the row was new.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 
-from hartonomous.eventlog.port import EventLog, Position, StoredRecord
-from hartonomous.events import AvroCodec, Event, EventDecodeError, decode_event
-from hartonomous.runtime.consumer import ConsumerLoop, RetryPolicy
+from hartonomous.events import Event
+from hartonomous.events.payloads import Payload, UsageRecorded
+from hartonomous.runtime.projection import Handler, Projection, RetryPolicy
+from hartonomous.tenants import parse_tenant_id
 from services.billing.domain import (
-    USAGE_EVENT,
     USAGE_TOPIC,
     Invoice,
     NotFound,
@@ -27,15 +29,16 @@ from services.billing.domain import (
     parse_name,
     parse_quota,
 )
-from services.billing.pricing import Charge, RateCard, Usage, price, usage_from_event
+from services.billing.pricing import Charge, RateCard, usage_from_event
 from services.billing.quota import QuotaBook
-from services.billing.store import BillingStore
+from services.billing.store import LEDGER_GROUP, BillingStore, LedgerTransaction
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
-GROUP = "billing-ledger"
 LEDGER_BATCH = 1000
-"""Records per poll, applied in one transaction (one commit per batch is what keeps up)."""
+"""Records per poll, applied in one transaction."""
+LEDGER_RETRY = RetryPolicy(attempts=12, first_backoff=0.2, max_backoff=30.0)
+"""Usage must not be dropped for a database hiccup: retried for minutes before dead-lettering."""
 
 # ---------------------------------------------------------------------------------------
 # Commands
@@ -77,7 +80,7 @@ async def put_quota(
 async def usage_summary(
     store: BillingStore, tenant_id: str, start: datetime | None, end: datetime, by_day: bool
 ) -> UsageSummary:
-    tenant = parse_name(tenant_id, "tenant_id")
+    tenant = parse_tenant_id(tenant_id)
     lines = await store.usage(tenant, start, end, by_day)
     return UsageSummary(tenant, (await store.pricing()).currency, tuple(lines))
 
@@ -85,14 +88,14 @@ async def usage_summary(
 async def issue_invoice(
     store: BillingStore, tenant_id: str, start: datetime, end: datetime, now: datetime
 ) -> Invoice:
-    tenant = parse_name(tenant_id, "tenant_id")
+    tenant = parse_tenant_id(tenant_id)
     check_closed_period(start, end, now)
     currency = (await store.pricing()).currency
     return await store.issue_invoice(tenant, (start, end), now, currency)
 
 
 async def invoice(store: BillingStore, tenant_id: str, invoice_id: str) -> Invoice:
-    found = await store.invoices(parse_name(tenant_id, "tenant_id"), invoice_id.strip())
+    found = await store.invoices(parse_tenant_id(tenant_id), invoice_id.strip())
     if not found:
         # The same answer for another tenant's invoice: ids reveal nothing across tenants.
         raise NotFound(f"tenant {tenant_id} has no invoice {invoice_id}")
@@ -103,91 +106,64 @@ async def invoice(store: BillingStore, tenant_id: str, invoice_id: str) -> Invoi
 # The ledger
 
 
-class LedgerHandler:
-    """Applies usage events to the ledger, and counts the new ones in the quota book.
+async def on_usage_recorded(ledger: LedgerTransaction, event: Event[UsageRecorded]) -> None:
+    """Priced by the log's timestamp, so a replay picks the same rate card (pricing.py)."""
+    ledger.add(usage_from_event(event.envelope.event_id, event.payload), event.logged.timestamp)
 
-    `apply_batch` prices and inserts a whole polled batch in one transaction (one commit: the
-    ledger keeps up with the log). The handler itself (`__call__`, what the kernel's consumer
-    loop calls per event) skips what the batch applied, and applies the rest one by one when
-    the batch failed, with the loop's retries and dead letters."""
 
-    def __init__(self, store: BillingStore, book: QuotaBook, codec: AvroCodec) -> None:
-        self._store = store
+HANDLERS: Mapping[type[Payload], Handler[LedgerTransaction]] = {
+    UsageRecorded: on_usage_recorded,
+}
+
+
+def ledger_projection(store: BillingStore, book: QuotaBook) -> Projection[LedgerTransaction]:
+    """The ledger, and the quota book counting each new row once its transaction committed."""
+    counter = UsageCounter(book)
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[LedgerTransaction]:
+        async with store.transaction() as ledger:
+            yield ledger
+        counter.count(ledger.added)
+
+    return Projection(
+        LEDGER_GROUP,
+        [USAGE_TOPIC],
+        HANDLERS,
+        transaction,
+        claim=LedgerTransaction.claim,
+        retry=LEDGER_RETRY,
+        max_batch=LEDGER_BATCH,
+    )
+
+
+class UsageCounter:
+    """Counts new ledger rows in the quota book, and warns once per operation and unit that
+    has no rate."""
+
+    def __init__(self, book: QuotaBook) -> None:
         self._book = book
-        self._codec = codec
-        self._applied: set[Position] = set()
-        self._unrated: set[tuple[str, str]] = set()  # warned once per operation and unit
+        self._unrated: set[tuple[str, str]] = set()
 
-    async def apply_batch(self, records: Sequence[StoredRecord]) -> None:
-        self._applied = set()
-        usable: list[tuple[Usage, StoredRecord]] = []
-        for record in records:
-            try:
-                event = decode_event(self._codec, record)
-            except EventDecodeError:
-                continue  # the consumer loop dead-letters it
-            if event.event_type == USAGE_EVENT:
-                usable.append((usage_from_event(event.envelope.event_id, event.payload), record))
-        try:
-            await self._apply(usable, records)
-        except Exception:
-            log.warning("ledger batch failed; applying its events one by one", exc_info=True)
-            return
-        self._applied = {record.position for record in records}
-
-    async def __call__(self, event: Event, record: StoredRecord) -> None:
-        if record.position in self._applied or event.event_type != USAGE_EVENT:
-            return
-        await self._apply(
-            [(usage_from_event(event.envelope.event_id, event.payload), record)], [record]
-        )
-
-    async def _apply(
-        self, usable: Sequence[tuple[Usage, StoredRecord]], records: Sequence[StoredRecord]
-    ) -> None:
-        async with self._store.transaction() as tx:
-            pricing = await tx.pricing()
-            charges = [price(usage, pricing, record.timestamp) for usage, record in usable]
-            added = await tx.record(charges, records)
+    def count(self, charges: Sequence[Charge]) -> None:
         for charge in charges:
-            if charge.usage.event_id in added:  # a copy later in the same batch is not new
-                added.discard(charge.usage.event_id)
-                self._count(charge)
-
-    def _count(self, charge: Charge) -> None:
-        usage = charge.usage
-        self._book.record(
-            usage.tenant_id,
-            usage.operation,
-            usage.unit,
-            usage.quantity,
-            charge.amount,
-            usage.used_at,
-        )
-        if not charge.rated and (usage.operation, usage.unit) not in self._unrated:
-            self._unrated.add((usage.operation, usage.unit))
-            log.warning(
-                "usage with no rate recorded at price 0",
-                extra={
-                    "operation": usage.operation,
-                    "unit": usage.unit,
-                    "rate_version": charge.rate_version,
-                    "event_id": usage.event_id,
-                },
+            usage = charge.usage
+            self._book.record(
+                usage.tenant_id,
+                usage.operation,
+                usage.unit,
+                usage.quantity,
+                charge.amount,
+                usage.used_at,
             )
-
-
-class LedgerLoop(ConsumerLoop):
-    """The kernel's consumer loop, applying each batch in one transaction first."""
-
-    def __init__(
-        self, log_: EventLog, codec: AvroCodec, handler: LedgerHandler, retry: RetryPolicy
-    ) -> None:
-        super().__init__(
-            log_, codec, GROUP, [USAGE_TOPIC], handler, max_batch=LEDGER_BATCH, retry=retry
-        )
-        self.handler = handler
-
-    async def handle_batch(self, records: Sequence[StoredRecord]) -> None:
-        await self.handler.apply_batch(records)
-        await super().handle_batch(records)
+            if not charge.rated and (usage.operation, usage.unit) not in self._unrated:
+                self._unrated.add((usage.operation, usage.unit))
+                logger.warning(
+                    "usage with no rate recorded at price 0",
+                    extra={
+                        "operation": usage.operation,
+                        "unit": usage.unit,
+                        "rate_version": charge.rate_version,
+                        "event_id": usage.event_id,
+                    },
+                )

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from hartonomous.eventlog.port import StoredRecord
 from services.billing.domain import DayTotal
 from services.billing.pricing import Charge
 
@@ -48,13 +47,6 @@ class Ledger:
                 amount numeric not null);
             create index if not exists ledger_by_tenant on {s}.ledger (tenant_id, used_at);
             create index if not exists ledger_by_time on {s}.ledger (used_at);
-            -- Where the ledger has got to in each partition of the log (reconcile compares
-            -- the log up to here, so a running platform's fresh events are no difference).
-            create table if not exists {s}.progress (
-                topic text not null,
-                partition int not null,
-                next_offset bigint not null,
-                primary key (topic, partition));
             """
         )
 
@@ -90,27 +82,6 @@ class Ledger:
             [c.amount for c in charges],
         )
         return {row["event_id"] for row in rows}
-
-    async def advance(self, conn: Conn, records: Sequence[StoredRecord]) -> None:
-        ends: dict[tuple[str, int], int] = {}
-        for r in records:
-            ends[(r.topic, r.partition)] = max(ends.get((r.topic, r.partition), 0), r.offset + 1)
-        await conn.execute(
-            f"insert into {self.schema}.progress as p"
-            " select * from unnest($1::text[], $2::int[], $3::bigint[])"
-            " on conflict (topic, partition)"
-            " do update set next_offset = greatest(p.next_offset, excluded.next_offset)",
-            [topic for topic, _ in ends],
-            [partition for _, partition in ends],
-            list(ends.values()),
-        )
-
-    async def progress(self, conn: Conn, topic: str) -> dict[int, int]:
-        """Partition -> the offset below which every record has been handled."""
-        rows = await conn.fetch(
-            f"select partition, next_offset from {self.schema}.progress where topic = $1", topic
-        )
-        return {row["partition"]: row["next_offset"] for row in rows}
 
     async def day_totals(self, conn: Conn) -> list[DayTotal]:
         rows = await conn.fetch(

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import reduce
-from typing import Any
 
+from hartonomous.events.payloads import UsageRecorded
 from services.billing.domain import (
     DEFAULT_CURRENCY,
     EXACT,
@@ -49,17 +49,17 @@ class Usage:
     dimensions: Mapping[str, str]
 
 
-def usage_from_event(event_id: str, payload: Mapping[str, Any]) -> Usage:
+def usage_from_event(event_id: str, usage: UsageRecorded) -> Usage:
     return Usage(
         event_id=event_id,
-        tenant_id=payload["tenant_id"],
-        operation=payload["operation"],
-        unit=payload["unit"],
-        quantity=payload["quantity"],
-        resource_id=payload["resource_id"],
-        used_at=payload["used_at"].astimezone(UTC),
-        api_key_id=payload["api_key_id"],
-        dimensions=dict(payload["dimensions"]),
+        tenant_id=usage.tenant_id,
+        operation=usage.operation,
+        unit=usage.unit,
+        quantity=usage.quantity,
+        resource_id=usage.resource_id,
+        used_at=usage.used_at.astimezone(UTC),
+        api_key_id=usage.api_key_id,
+        dimensions=dict(usage.dimensions),
     )
 
 

@@ -17,7 +17,8 @@ from decimal import Decimal
 
 from hartonomous.eventlog.port import EventLog, UnknownTopicError
 from hartonomous.events import AvroCodec, EventDecodeError, decode_event
-from services.billing.domain import EXACT, USAGE_EVENT, USAGE_TOPIC, ZERO, DayTotal
+from hartonomous.events.payloads import UsageRecorded
+from services.billing.domain import EXACT, USAGE_TOPIC, ZERO, DayTotal
 from services.billing.ledger import Conn, Ledger
 from services.billing.pricing import Charge, Pricing, price, usage_from_event
 from services.billing.store import BillingStore
@@ -65,13 +66,13 @@ def compare(live: Sequence[DayTotal], replayed: Sequence[DayTotal]) -> list[Diff
     ]
 
 
-async def reconcile(store: BillingStore, log: EventLog, codec: AvroCodec) -> Report:
+async def reconcile(store: BillingStore, event_log: EventLog, codec: AvroCodec) -> Report:
     pricing, progress, live = await store.reconcile_inputs()
     scratch = Ledger(SCRATCH_PREFIX + secrets.token_hex(6))
     async with store.pool.acquire() as conn:
         await scratch.create(conn)
         try:
-            counts = await _replay(log, codec, pricing, progress, scratch, conn)
+            counts = await _replay(event_log, codec, pricing, progress, scratch, conn)
             replayed = await scratch.day_totals(conn)
         finally:
             await scratch.drop(conn)
@@ -80,7 +81,7 @@ async def reconcile(store: BillingStore, log: EventLog, codec: AvroCodec) -> Rep
 
 
 async def _replay(
-    log: EventLog,
+    event_log: EventLog,
     codec: AvroCodec,
     pricing: Pricing,
     progress: dict[int, int],
@@ -92,7 +93,7 @@ async def _replay(
     replayed = undecodable = pending = 0
     batch: list[Charge] = []
     try:
-        async for record in log.replay(USAGE_TOPIC, from_offset=0):
+        async for record in event_log.replay(USAGE_TOPIC, from_offset=0):
             if record.offset >= progress.get(record.partition, 0):
                 pending += 1
                 continue
@@ -101,7 +102,7 @@ async def _replay(
             except EventDecodeError:
                 undecodable += 1
                 continue
-            if event.event_type != USAGE_EVENT:
+            if not isinstance(event.payload, UsageRecorded):
                 continue
             usage = usage_from_event(event.envelope.event_id, event.payload)
             batch.append(price(usage, pricing, record.timestamp))

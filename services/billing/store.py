@@ -17,8 +17,9 @@ from datetime import datetime
 
 import asyncpg
 
-from hartonomous.eventlog.port import StoredRecord
+from hartonomous.eventlog.port import Position, StoredRecord
 from hartonomous.events import new_event_id
+from hartonomous.runtime.inbox import Inbox
 from services.billing.domain import (
     USAGE_TOPIC,
     DayTotal,
@@ -39,10 +40,14 @@ from services.billing.pricing import (
     Rate,
     RateCard,
     RateTable,
+    Usage,
     check_new_version,
+    price,
 )
 
 SCHEMA = "billing"
+LEDGER_GROUP = "billing-ledger"
+"""The ledger's consumer group (its inbox rows are under this name)."""
 CONFIG_CHANNEL = "billing_config"
 """NOTIFYed when rates, plans or quotas change, so running services reload their quotas."""
 
@@ -107,6 +112,20 @@ begin
   raise exception '%.% is immutable: % refused', tg_table_schema, tg_table_name, tg_op;
 end $$;
 """
+# Before the kernel's projection runner, the ledger kept its own table of positions; an old data
+# dir's is carried into the inbox (last applied = next - 1), so the ledger resumes where it was.
+_PROGRESS_TO_INBOX = f"""
+do $$ begin
+  if to_regclass('{SCHEMA}.progress') is not null then
+    insert into {SCHEMA}.inbox
+      select '{LEDGER_GROUP}', topic, partition, next_offset - 1 from {SCHEMA}.progress
+      on conflict (consumer, topic, partition)
+      do update set "offset" = greatest({SCHEMA}.inbox."offset", excluded."offset");
+    drop table {SCHEMA}.progress;
+  end if;
+end $$;
+"""
+
 _IMMUTABLE = ("rate_cards", "rates", "multipliers", "plans", "invoices", "invoice_lines")
 
 _CARD_AT = f"""
@@ -138,36 +157,51 @@ group by operation, unit, unit_price * multiplier order by 1, 2, 4
 
 
 class LedgerTransaction:
-    """Pricing and recording usage events inside one transaction."""
+    """One transaction of the ledger projection: the usage events handled in it are priced and
+    inserted together when it ends, with the inbox positions of their records. `added` then
+    holds the charges that were new to the ledger (a re-delivery or a second copy is not)."""
 
     def __init__(self, store: BillingStore, conn: Conn) -> None:
         self._store = store
         self._conn = conn
+        self._pending: list[tuple[Usage, datetime]] = []
+        self.added: list[Charge] = []
 
-    async def pricing(self) -> Pricing:
-        """The rate cards and plans as of now; a change waits until this transaction ends."""
+    async def claim(self, records: Sequence[StoredRecord]) -> set[Position]:
+        return await self._store.inbox.claim(self._conn, records)
+
+    def add(self, usage: Usage, logged_at: datetime) -> None:
+        """Charge a usage event the log accepted at `logged_at` (which prices it)."""
+        self._pending.append((usage, logged_at))
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        # The rate cards and plans as of now; a change waits until this transaction ends.
         epoch = await self._conn.fetchval(f"select epoch from {SCHEMA}.config for share")
-        return await self._store.cached_pricing(self._conn, epoch)
-
-    async def record(self, charges: Sequence[Charge], records: Sequence[StoredRecord]) -> set[str]:
-        """Add the charges the ledger lacks and note `records` handled; returns the event ids
-        that were new."""
-        added = await self._store.ledger.insert(self._conn, charges)
-        await self._store.ledger.advance(self._conn, records)
-        return added
+        pricing = await self._store.cached_pricing(self._conn, epoch)
+        charges = [price(usage, pricing, logged_at) for usage, logged_at in self._pending]
+        new = await self._store.ledger.insert(self._conn, charges)
+        for charge in charges:
+            if charge.usage.event_id in new:  # a copy later in the same batch is not new
+                new.discard(charge.usage.event_id)
+                self.added.append(charge)
 
 
 class BillingStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.ledger = Ledger(SCHEMA)
+        self.inbox = Inbox(SCHEMA, LEDGER_GROUP)
         self._pricing: tuple[int, Pricing] | None = None
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("select pg_advisory_xact_lock($1)", _SETUP_LOCK)
             await self.ledger.create(conn)
+            await self.inbox.setup(conn)
             await conn.execute(_DDL)
+            await conn.execute(_PROGRESS_TO_INBOX)
             for table in _IMMUTABLE:
                 await conn.execute(
                     f"create or replace trigger immutable before update or delete"
@@ -179,7 +213,9 @@ class BillingStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[LedgerTransaction]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield LedgerTransaction(self, conn)
+            ledger = LedgerTransaction(self, conn)
+            yield ledger
+            await ledger.flush()
 
     async def cached_pricing(self, conn: Conn, epoch: int) -> Pricing:
         if self._pricing is None or self._pricing[0] != epoch:
@@ -198,7 +234,7 @@ class BillingStore:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             pricing = await _load_pricing(conn)
-            progress = await self.ledger.progress(conn, USAGE_TOPIC)
+            progress = await self.inbox.applied(conn, USAGE_TOPIC)
             totals = await self.ledger.day_totals(conn)
         return pricing, progress, totals
 

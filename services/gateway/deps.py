@@ -26,7 +26,7 @@ class Gateway:
     authenticator: Authenticator
     limiter: RateLimiter
     peers: Peers
-    log: EventLog
+    event_log: EventLog
 
 
 async def gateway(request: Request) -> Gateway:

@@ -12,7 +12,7 @@ import grpc
 
 from services.gateway.problems import ProblemError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _CLIENT_ERRORS: dict[grpc.StatusCode, tuple[int, str | None]] = {
     grpc.StatusCode.INVALID_ARGUMENT: (422, "invalid-request"),
@@ -41,7 +41,7 @@ class PeerError(ProblemError):
             kind = "too-large" if exhausted == 413 else "rate-limited"
             super().__init__(exhausted, details, kind=kind)
             return
-        log.warning(
+        logger.warning(
             "%s.%s failed: %s: %s",
             service,
             method,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -129,7 +129,7 @@ class CatchAll:
         try:
             await self.app(scope, receive, tracked)
         except Exception:
-            log.exception("unhandled error", extra={"path": scope["path"]})
+            logger.exception("unhandled error", extra={"path": scope["path"]})
             if started:
                 raise  # the status line is out: all we can do is drop the connection
             response = ProblemError(500, "an internal error occurred").response(scope["path"])

@@ -20,7 +20,7 @@ from services.gateway.errors import RETRY_AFTER_UNAVAILABLE, PeerError
 from services.gateway.problems import ProblemError
 from services.gateway.ratelimit import retry_after
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 WARNING_HEADER = "X-Quota-Warning"
 
@@ -50,7 +50,7 @@ async def admit(
                 kind="unavailable",
                 headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
             ) from None
-        log.warning("quota not checked", extra={"tenant_id": principal.tenant_id})
+        logger.warning("quota not checked", extra={"tenant_id": principal.tenant_id})
         response.headers[WARNING_HEADER] = "quota not checked: billing is unavailable"
         return
     usage = f"{operation}: {decision.used} of {decision.limit} {decision.unit} used"

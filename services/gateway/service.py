@@ -9,8 +9,8 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 
-import asyncpg
 import uvicorn
 
 from hartonomous.postgres import create_pool
@@ -22,9 +22,9 @@ from services.gateway.clients import Peers
 from services.gateway.config import GatewayConfig
 from services.gateway.deps import Gateway
 from services.gateway.ratelimit import RateLimiter
-from services.gateway.store import IssuedKey, KeyStore
+from services.gateway.store import KeyStore
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
 
@@ -43,73 +43,60 @@ class GatewayService(Service):
 
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self._config = config
-        self._pool: asyncpg.Pool | None = None
-        self._peers: Peers | None = None
-        self._server: uvicorn.Server | None = None
-        self._serving: asyncio.Task[None] | None = None
         self.url = ""
 
-    async def start(self, ctx: ServiceContext) -> Wiring:
+    async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
         config = self._config or GatewayConfig.from_env()
         listener = _bind(ctx.settings.http_host, ctx.settings.http_port)
-        try:
-            bootstrap = await self._serve(ctx, config, listener)
-        except BaseException:
-            listener.close()
-            await self.stop()
-            raise
-        port = listener.getsockname()[1]
-        self.url = public_url(ctx.settings.http_host, port)
-        log.info("gateway listening", extra={"url": self.url})
-        print(banner(self.url, bootstrap), flush=True)
-        return Wiring()
-
-    async def _serve(
-        self, ctx: ServiceContext, config: GatewayConfig, listener: socket.socket
-    ) -> IssuedKey | None:
-        """Open the store and peers, start uvicorn on `listener`; the bootstrap key if new."""
-        self._pool = await create_pool(ctx.postgres_url, max_size=4)
-        store = KeyStore(self._pool)
+        resources.callback(listener.close)
+        pool = await create_pool(ctx.postgres_url, max_size=4)
+        resources.push_async_callback(pool.close)
+        store = KeyStore(pool)
         await store.setup()
-        self._peers = Peers(ctx.settings)
+        peers = Peers(ctx.settings)
+        resources.push_async_callback(peers.close)
         gateway = Gateway(
             config=config,
             store=store,
             authenticator=Authenticator(store, config.key_cache_seconds),
             limiter=RateLimiter(config.rate_per_second, config.rate_burst),
-            peers=self._peers,
-            log=ctx.log,
+            peers=peers,
+            event_log=ctx.event_log,
         )
-        server_config = uvicorn.Config(
-            create_app(gateway),
-            log_config=None,  # our JSON logging stays as configured
-            log_level="warning",
-            access_log=False,  # RequestTelemetry writes the access log, with trace ids
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=int(DRAIN_SECONDS),
-        )
-        self._server = _EmbeddedServer(server_config)
-        self._serving = asyncio.create_task(self._server.serve(sockets=[listener]))
-        while not self._server.started:
-            if self._serving.done():
-                self._serving.result()  # its startup error
-                raise RuntimeError("the HTTP server stopped while starting")
-            await asyncio.sleep(0.01)
+        await _serve(gateway, listener, resources)
         # Last, once serving: a key is only created when it can be printed and used.
-        return await store.bootstrap()
+        bootstrap = await store.bootstrap()
+        self.url = public_url(ctx.settings.http_host, listener.getsockname()[1])
+        logger.info("gateway listening", extra={"url": self.url})
+        print(banner(self.url, bootstrap), flush=True)
+        return Wiring()
 
-    async def stop(self) -> None:
-        if self._server is not None and self._serving is not None:
-            self._server.should_exit = True
-            await asyncio.wait_for(self._serving, DRAIN_SECONDS + 5.0)
-        self._server = self._serving = None
-        if self._peers is not None:
-            await self._peers.close()
-            self._peers = None
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+
+async def _serve(gateway: Gateway, listener: socket.socket, resources: AsyncExitStack) -> None:
+    """uvicorn on `listener`, running once this returns; on close it lets in-flight requests
+    finish (for up to DRAIN_SECONDS) before the listener goes away."""
+    server_config = uvicorn.Config(
+        create_app(gateway),
+        log_config=None,  # our JSON logging stays as configured
+        log_level="warning",
+        access_log=False,  # RequestTelemetry writes the access log, with trace ids
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=int(DRAIN_SECONDS),
+    )
+    server = _EmbeddedServer(server_config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+
+    async def drain() -> None:
+        server.should_exit = True
+        await asyncio.wait_for(serving, DRAIN_SECONDS + 5.0)
+
+    resources.push_async_callback(drain)
+    while not server.started:
+        if serving.done():
+            serving.result()  # its startup error
+            raise RuntimeError("the HTTP server stopped while starting")
+        await asyncio.sleep(0.01)
 
 
 def _bind(host: str, port: int) -> socket.socket:

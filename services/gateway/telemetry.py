@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hartonomous.telemetry import tracer
 
-log = logging.getLogger("services.gateway.access")
+logger = logging.getLogger("services.gateway.access")
 
 REQUEST_SECONDS = Histogram(
     "hartonomous_http_request_duration_seconds",
@@ -72,7 +72,7 @@ class RequestTelemetry:
                     span.set_status(trace.StatusCode.ERROR)
                 REQUEST_SECONDS.labels(method, template, str(status)).observe(elapsed)
                 principal = scope.get("state", {}).get("principal")
-                log.info(
+                logger.info(
                     "%s %s %d",
                     method,
                     template,

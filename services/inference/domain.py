@@ -3,19 +3,18 @@ chunks are embedded, runtime-tunable settings, and the payloads of the events it
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from hartonomous.chunks import chunk_text
 from hartonomous.events import usage_quantity
+from hartonomous.events.payloads import EmbeddingComputed, TextChunk, UsageRecorded
+from hartonomous.tenants import parse_tenant_id
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PRODUCED_BY = "inference"
-EMBEDDINGS_TOPIC = "embeddings"
-USAGE_TOPIC = "usage"
 
 MAX_TEXTS_PER_CALL = 2048
 MAX_TEXT_BYTES = 32 * 1024
@@ -51,7 +50,7 @@ class UnknownModel(RequestError):
 
 
 class BadAtom(ValueError):
-    """An atom event whose content can never be embedded (it goes to the dead-letter topic)."""
+    """An atom whose content can never be embedded (its event goes to the dead-letter topic)."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,7 @@ class AtomText:
 
 def validate_embed_request(texts: Sequence[str], tenant_id: str, model: str) -> None:
     """Raise InvalidArgument or UnknownModel naming what is wrong (the first problem found)."""
-    if not tenant_id.strip():
-        raise InvalidArgument("tenant_id is required")
+    parse_tenant_id(tenant_id)
     if model not in ("", MODEL_ID):
         raise UnknownModel(f"model {model!r} is not served; available: {MODEL_ID!r}")
     if not texts:
@@ -118,35 +116,19 @@ def document_text(atom_id: str, data: bytes) -> AtomText:
     return AtomText(atom_id, decode_text(data, atom_id)[:MAX_DOCUMENT_CHARS])
 
 
-def chunk_texts(
-    parent_id: str, parent: bytes, chunks: Sequence[Mapping[str, Any]]
-) -> list[AtomText]:
+def chunk_texts(parent_id: str, parent: bytes, chunks: Sequence[TextChunk]) -> list[AtomText]:
     """The chunks of an AtomChunked event to embed, in document order.
 
     A chunk equal to its parent was embedded as the document already, and a chunk that
-    repeats an earlier one is the same atom: both are skipped. Every slice must hash to its
-    atom id, so a wrong offset can never attach a vector to the wrong atom.
+    repeats an earlier one is the same atom: both are skipped. Raises ChunkMismatch for a
+    chunk that does not fit its parent.
     """
     texts: list[AtomText] = []
     seen = {parent_id}
     for chunk in chunks:
-        atom_id, start, end = chunk["atom_id"], chunk["start_byte"], chunk["end_byte"]
-        if atom_id in seen:
-            continue
-        if not 0 <= start <= end <= len(parent):
-            raise BadAtom(
-                f"chunk {chunk['index']} of {parent_id} spans bytes [{start}, {end}),"
-                f" outside the parent's {len(parent)} bytes"
-            )
-        data = parent[start:end]
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != atom_id:
-            raise BadAtom(
-                f"chunk {chunk['index']} of {parent_id}: bytes [{start}, {end}) hash to"
-                f" {digest}, not to its atom id {atom_id}"
-            )
-        texts.append(AtomText(atom_id, decode_text(data, atom_id)))
-        seen.add(atom_id)
+        if chunk.atom_id not in seen:
+            texts.append(AtomText(chunk.atom_id, chunk_text(parent_id, parent, chunk)))
+            seen.add(chunk.atom_id)
     return texts
 
 
@@ -183,31 +165,30 @@ def batch_setting(key: str, value: str) -> BatchSetting | None:
 
 
 def embedding_payload(
-    atom_id: str, tenant_id: str, model: ModelInfo, vector: Sequence[float]
-) -> dict[str, Any]:
-    return {
-        "atom_id": atom_id,
-        "tenant_id": tenant_id,
-        "model_id": model.model_id,
-        "model_version": model.version,
-        "dim": model.dim,
-        "vector": vector,
-        "normalized": True,
-    }
+    atom_id: str, tenant_id: str, model: ModelInfo, vector: list[float]
+) -> EmbeddingComputed:
+    return EmbeddingComputed(
+        atom_id=atom_id,
+        tenant_id=tenant_id,
+        model_id=model.model_id,
+        model_version=model.version,
+        dim=model.dim,
+        vector=vector,
+        normalized=True,
+    )
 
 
 def usage_payload(
     tenant_id: str, unit: str, quantity: int, model: ModelInfo, used_at: datetime
-) -> dict[str, Any]:
+) -> UsageRecorded:
     """Embedding is metered against the exact model version, in `tokens` (word pieces) and,
     for the chunks of ingested content, in `chunks` (texts embedded)."""
-    return {
-        "tenant_id": tenant_id,
-        "operation": "embed",
-        "unit": unit,
-        "quantity": usage_quantity(quantity),
-        "resource_id": model.version,
-        "used_at": used_at,
-        "api_key_id": None,
-        "dimensions": {"device": model.device},
-    }
+    return UsageRecorded(
+        tenant_id=tenant_id,
+        operation="embed",
+        unit=unit,
+        quantity=usage_quantity(quantity),
+        resource_id=model.version,
+        used_at=used_at,
+        dimensions={"device": model.device},
+    )

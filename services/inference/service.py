@@ -4,10 +4,10 @@ warm the common shapes, and export the batcher's numbers to Prometheus."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,21 +22,17 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from hartonomous.blobs import open_blob_store
-from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.runtime.grpc_server import GrpcRegistration
-from hartonomous.runtime.service import Service, ServiceContext, Wiring
+from hartonomous.runtime.service import Service, ServiceContext, Wiring, in_background
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
 from services.inference import domain
 from services.inference.api import InferenceApi
 from services.inference.batching import DEFAULT_MAX_BATCH_SIZE, Batcher
-from services.inference.handlers import Deps, consumer_handler
+from services.inference.handlers import Deps, inference_projection
 from services.inference.models.minilm import MiniLM, load_minilm
 from services.inference.planning import CALL_SIZES, Shape
 
-log = logging.getLogger(__name__)
-
-GROUP = "inference"
-TOPICS = ("atoms", "control")
+logger = logging.getLogger(__name__)
 GRPC_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
 
 
@@ -92,8 +88,6 @@ class InferenceService(Service):
         self._warmup = WarmupPlan() if warmup is None else warmup
         self._model = model
         self._batcher: Batcher | None = None
-        self._warming: asyncio.Task[None] | None = None
-        self._collector: BatcherCollector | None = None
 
     @property
     def batcher(self) -> Batcher:
@@ -101,60 +95,48 @@ class InferenceService(Service):
             raise RuntimeError("the inference service is not started")
         return self._batcher
 
-    async def start(self, ctx: ServiceContext) -> Wiring:
+    async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
         if self._model is None:  # weights stay loaded across restarts of this object
             self._model = await asyncio.to_thread(load_minilm)
         model = self._model
         if self._warmup.cache:
             keep_compiled_shapes(ctx.settings.data_dir / "inference" / "xla-cache")
         batcher = Batcher(model, max_batch_size=self._max_batch_size, max_wait_ms=self._max_wait_ms)
+        resources.push_async_callback(batcher.aclose)
         self._batcher = batcher
         warm = _timed_warmup(batcher, self._warmup.select(batcher.shapes))
         if self._warmup.wait:
             await warm
         else:
-            self._warming = asyncio.create_task(warm, name="inference-warmup")
-            self._warming.add_done_callback(_log_failure)
+            in_background(resources, warm, "inference-warmup").add_done_callback(_log_failure)
+        collector = BatcherCollector(batcher)
+        REGISTRY.register(collector)
+        resources.callback(REGISTRY.unregister, collector)
         info = domain.ModelInfo(domain.MODEL_ID, model.version, model.dim, jax.default_backend())
-        deps = Deps(batcher, open_blob_store(ctx.settings), ctx.log, ctx.codec, info)
-        self._collector = BatcherCollector(batcher)
-        REGISTRY.register(self._collector)
+        deps = Deps(batcher, open_blob_store(ctx.settings), ctx.publisher(self.name), info)
         return Wiring(
-            consumers=[ConsumerLoop(ctx.log, ctx.codec, GROUP, TOPICS, consumer_handler(deps))],
+            consumers=[ctx.runner(inference_projection(deps))],
             grpc=[
                 GrpcRegistration(
-                    InferenceApi(batcher, ctx.log, ctx.codec, info),
+                    InferenceApi(deps),
                     inference_pb2_grpc.add_InferenceServicer_to_server,
                     GRPC_SERVICE,
                 )
             ],
         )
 
-    async def stop(self) -> None:
-        if self._warming is not None:
-            self._warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._warming
-            self._warming = None
-        if self._collector is not None:
-            REGISTRY.unregister(self._collector)
-            self._collector = None
-        if self._batcher is not None:
-            await self._batcher.aclose()
-            self._batcher = None
-
 
 async def _timed_warmup(batcher: Batcher, shapes: Sequence[Shape]) -> None:
     started = time.perf_counter()
-    log.info("inference warm-up started", extra={"shapes": len(shapes)})
+    logger.info("inference warm-up started", extra={"shapes": len(shapes)})
     await batcher.warmup(shapes)
     seconds = round(time.perf_counter() - started, 1)
-    log.info("inference warm-up done", extra={"shapes": len(shapes), "seconds": seconds})
+    logger.info("inference warm-up done", extra={"shapes": len(shapes), "seconds": seconds})
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("inference warm-up failed", exc_info=exc)
+        logger.error("inference warm-up failed", exc_info=exc)
 
 
 BATCH_SIZE_BUCKETS = tuple(2**i for i in range(9))  # 1 .. 256 = domain.MAX_BATCH_SIZE

@@ -10,9 +10,11 @@ import grpc
 from hartonomous.blobs import BlobNotFoundError
 from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.runtime.grpc_server import metadata_value
+from hartonomous.tenants import parse_tenant_id
 from hartonomous.v1 import ingest_pb2
-from services.ingest import domain, handlers
-from services.ingest.domain import AtomView, IngestResult
+from services.ingest import handlers
+from services.ingest.domain import errors, header
+from services.ingest.domain.results import AtomView, IngestResult
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -20,9 +22,9 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _ERRORS = GrpcErrors(
     "ingest",
     {
-        domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-        domain.ContentTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-        domain.AtomNotFound: grpc.StatusCode.NOT_FOUND,
+        errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+        errors.ContentTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        errors.AtomNotFound: grpc.StatusCode.NOT_FOUND,
         BlobNotFoundError: grpc.StatusCode.DATA_LOSS,
     },
     withheld={BlobNotFoundError: "the atom's bytes are lost"},
@@ -47,7 +49,7 @@ class IngestApi:
             tenant_id, atom_id = _target(request)
             view = await self._deps.catalog.visible(tenant_id, atom_id)
             if view is None:
-                raise domain.AtomNotFound(tenant_id, atom_id)
+                raise errors.AtomNotFound(tenant_id, atom_id)
             return _atom(view)
 
     async def ReadAtom(
@@ -56,19 +58,19 @@ class IngestApi:
         async with _ERRORS.scope(context, "ReadAtom"):
             tenant_id, atom_id = _target(request)
             if not await self._deps.catalog.holds(tenant_id, atom_id):
-                raise domain.AtomNotFound(tenant_id, atom_id)
+                raise errors.AtomNotFound(tenant_id, atom_id)
             async for data in self._deps.blobs.read(atom_id):
                 yield ingest_pb2.AtomData(data=data)
 
 
 async def _header(
     requests: AsyncIterator[ingest_pb2.IngestRequest], context: Context
-) -> domain.IngestHeader:
+) -> header.IngestHeader:
     first = await anext(requests, None)
     if first is None or first.WhichOneof("part") != "header":
-        raise domain.InvalidArgument("the first message must carry the header")
+        raise errors.InvalidArgument("the first message must carry the header")
     h = first.header
-    return domain.parse_header(
+    return header.parse_header(
         tenant_id=h.tenant_id,
         mime_type=h.mime_type,
         modality=h.modality,
@@ -84,12 +86,12 @@ async def _header(
 async def _data(requests: AsyncIterator[ingest_pb2.IngestRequest]) -> AsyncIterator[bytes]:
     async for request in requests:
         if request.WhichOneof("part") == "header":
-            raise domain.InvalidArgument("only the first message may carry a header")
+            raise errors.InvalidArgument("only the first message may carry a header")
         yield request.data
 
 
 def _target(request: ingest_pb2.GetAtomRequest | ingest_pb2.ReadAtomRequest) -> tuple[str, str]:
-    return domain.parse_tenant_id(request.tenant_id), domain.parse_atom_id(request.atom_id)
+    return parse_tenant_id(request.tenant_id), header.parse_atom_id(request.atom_id)
 
 
 def _reply(result: IngestResult) -> ingest_pb2.IngestReply:

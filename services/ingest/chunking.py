@@ -16,7 +16,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from hartonomous.modelfiles import minilm_model_dir
-from services.ingest.domain import Chunk, ChunkPolicy, chunk_spans, token_windows
+from services.ingest.domain.chunks import Chunk, ChunkPolicy, chunk_spans, token_windows
 
 SEGMENT_CHARS = 8192
 _WHITESPACE = (" ", "\n", "\t", "\r")

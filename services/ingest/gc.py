@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from hartonomous.blobs import DirectoryBlobStore
+from hartonomous.blobs.embedded import DirectoryBlobStore
 from services.ingest.store import Catalog
 
 BATCH = 500

@@ -19,16 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from hartonomous.eventlog.port import EventLog, Record
-from hartonomous.events import AvroCodec, Envelope, Event, derived_event_id, encode_event
-from services.ingest import domain
-from services.ingest.domain import Holding
+from hartonomous.events import derived_event_id
+from hartonomous.runtime.publisher import Publisher
+from services.ingest.domain import storage
+from services.ingest.domain.storage import Holding
 from services.ingest.store import Catalog
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SETTLE = timedelta(minutes=5)
 """How long after a period closes it is measured."""
@@ -44,16 +43,14 @@ class StorageMeter:
     def __init__(
         self,
         catalog: Catalog,
-        log_: EventLog,
-        codec: AvroCodec,
-        every: timedelta = domain.STORAGE_PERIOD,
+        publisher: Publisher,
+        every: timedelta = storage.STORAGE_PERIOD,
         settle: timedelta = SETTLE,
         clock: Clock = utc_now,
     ) -> None:
-        domain.check_storage_period(every)
+        storage.check_storage_period(every)
         self._catalog = catalog
-        self._log = log_
-        self._codec = codec
+        self._publisher = publisher
         self._every = every
         self._settle = settle
         self._clock = clock
@@ -64,14 +61,14 @@ class StorageMeter:
             try:
                 await self.catch_up()
             except Exception:
-                log.exception("storage metering failed; retrying next period")
-            closes = domain.period_end(self._clock() - self._settle, self._every)
+                logger.exception("storage metering failed; retrying next period")
+            closes = storage.period_end(self._clock() - self._settle, self._every)
             await asyncio.sleep((closes + self._settle - self._clock()).total_seconds())
 
     async def catch_up(self) -> list[tuple[datetime, datetime]]:
         """Measure every period closed (and settled) since metering last stopped."""
         until = await self._catalog.metered_until()
-        periods = domain.storage_periods(until, self._clock() - self._settle, self._every)
+        periods = storage.storage_periods(until, self._clock() - self._settle, self._every)
         for start, end in periods:
             await self.measure(start, end)
             await self._catalog.storage_metered(end)
@@ -81,28 +78,23 @@ class StorageMeter:
         """Append each tenant's measurement of [start, end); returns what was billed."""
         holdings = await self._catalog.holdings(end)
         for holding in holdings:
-            await self._log.append_atomic(self._records(holding, start, end))
-        log.info(
+            await self._publish(holding, start, end)
+        logger.info(
             "storage measured",
             extra={"period_start": start.isoformat(), "tenants": len(holdings)},
         )
         return holdings
 
-    def _records(self, holding: Holding, start: datetime, end: datetime) -> list[Record]:
-        event_id = domain.storage_event_id(holding.tenant_id, start, end)
-        envelope = replace(
-            Envelope.new("StorageMeasured", holding.tenant_id, domain.PRODUCED_BY),
+    async def _publish(self, holding: Holding, start: datetime, end: datetime) -> None:
+        event_id = storage.storage_event_id(holding.tenant_id, start, end)
+        measured = self._publisher.new(
+            storage.storage_payload(holding, start, end),
+            tenant_id=holding.tenant_id,
             event_id=event_id,
-            correlation_id=event_id,
         )
-        usage_envelope = replace(
-            envelope.caused("UsageRecorded", domain.PRODUCED_BY),
+        usage = self._publisher.caused(
+            measured,
+            storage.storage_usage_payload(holding, start, end),
             event_id=derived_event_id(event_id, "UsageRecorded"),
         )
-        measured = Event(envelope, domain.storage_payload(holding, start, end))
-        usage = Event(usage_envelope, domain.storage_usage_payload(holding, start, end))
-        tenant = holding.tenant_id
-        return [
-            encode_event(self._codec, measured, domain.ATOMS_TOPIC, tenant),
-            encode_event(self._codec, usage, domain.USAGE_TOPIC, tenant),
-        ]
+        await self._publisher.publish(measured, usage)

@@ -23,9 +23,11 @@ from typing import TypeAlias, cast
 
 import asyncpg
 
-from hartonomous.eventlog.port import StoredRecord
+from hartonomous.eventlog.port import Position, StoredRecord
 from hartonomous.runtime.inbox import Inbox
-from services.ingest.domain import AtomView, Chunk, Holding, Span
+from services.ingest.domain.chunks import Chunk, Span
+from services.ingest.domain.results import AtomView
+from services.ingest.domain.storage import Holding
 
 SCHEMA = "ingest"
 
@@ -142,9 +144,9 @@ class CatalogWriter:
         self._conn = conn
         self._inbox = inbox
 
-    async def claim(self, record: StoredRecord) -> bool:
-        """True when the consumer has not applied `record` yet (and now has)."""
-        return await self._inbox.claim(_as_connection(self._conn), record)
+    async def claim(self, records: Sequence[StoredRecord]) -> set[Position]:
+        """The consumer's claim: the positions of the records it has not applied yet."""
+        return await self._inbox.claim(self._conn, records)
 
     async def upsert_atoms(
         self,
@@ -207,7 +209,7 @@ class Catalog:
     async def setup(self) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("select pg_advisory_xact_lock($1)", _SETUP_LOCK)
-            await self._inbox.setup(_as_connection(conn))  # creates the schema
+            await self._inbox.setup(conn)  # creates the schema
             await conn.execute(_DDL)
 
     @asynccontextmanager
@@ -299,8 +301,3 @@ class Catalog:
             )
             for r in rows
         ]
-
-
-def _as_connection(conn: PooledConnection) -> asyncpg.Connection:
-    """The Inbox is typed for a plain connection; a pool's proxy behaves as one."""
-    return cast(asyncpg.Connection, conn)

@@ -18,9 +18,9 @@ from pathlib import Path
 from hartonomous.eventlog.port import EventLog, StoredRecord
 from hartonomous.eventlog.topics import DOMAIN_TOPICS
 from hartonomous.events import AvroCodec, EventDecodeError, decode_event
-from hartonomous.runtime.consumer import PoisonEvent
+from hartonomous.runtime.projection import PoisonEvent
 from services.provenance.canonical import Fingerprint, fingerprint, graph_json
-from services.provenance.domain import Facts, Position
+from services.provenance.domain import Facts, Partition
 from services.provenance.graph.embedded import EmbeddedGraphStore
 from services.provenance.graph.port import GraphStore
 from services.provenance.handlers import positions_after, project
@@ -65,12 +65,12 @@ async def scratch_store() -> AsyncIterator[GraphStore]:
 
 
 async def rebuild(
-    log: EventLog,
+    event_log: EventLog,
     codec: AvroCodec,
     store: GraphStore,
     topics: Sequence[str],
     *,
-    until: Mapping[Position, int] | None = None,
+    until: Mapping[Partition, int] | None = None,
     before: datetime | None = None,
 ) -> Replayed:
     """Project the topics' records into `store` as the live projector would: all of them, or
@@ -78,7 +78,7 @@ async def rebuild(
     replayed = Replayed()
     for topic in topics:
         batch: list[StoredRecord] = []
-        async for record in log.replay(topic, to_time=before):
+        async for record in event_log.replay(topic, to_time=before):
             if until is not None and record.offset >= until.get(
                 (record.topic, record.partition), 0
             ):
@@ -99,7 +99,7 @@ async def _apply(
     facts = Facts()
     for record in records:
         try:
-            facts.extend(project(decode_event(codec, record), record))
+            facts.extend(project(decode_event(codec, record)))
         except (EventDecodeError, PoisonEvent):
             replayed.rejected += 1
     replayed.records += len(records)
@@ -117,12 +117,14 @@ def audited_topics(topics: Collection[str] | None) -> list[str] | None:
 
 
 async def verify(
-    log: EventLog, codec: AvroCodec, live: Fingerprint, topics: Collection[str] | None = None
+    event_log: EventLog, codec: AvroCodec, live: Fingerprint, topics: Collection[str] | None = None
 ) -> AuditReport:
     """Compare the live fingerprint (taken with the same `topics`) with a rebuild."""
     chosen = audited_topics(topics)
     async with scratch_store() as scratch:
-        replayed = await rebuild(log, codec, scratch, chosen or DOMAIN_TOPICS, until=live.positions)
+        replayed = await rebuild(
+            event_log, codec, scratch, chosen or DOMAIN_TOPICS, until=live.positions
+        )
         rebuilt = await scratch.fingerprint(chosen)
     return AuditReport(live, rebuilt, replayed)
 
@@ -134,10 +136,10 @@ class Snapshot:
     graph: dict[str, list[dict[str, object]]] | None  # canonical.graph_json, when asked for
 
 
-async def as_of(log: EventLog, codec: AvroCodec, before: datetime, *, dump: bool) -> Snapshot:
+async def as_of(event_log: EventLog, codec: AvroCodec, before: datetime, *, dump: bool) -> Snapshot:
     """The graph as it was when the log had accepted exactly the records before `before`."""
     async with scratch_store() as scratch:
-        replayed = await rebuild(log, codec, scratch, DOMAIN_TOPICS, before=before)
+        replayed = await rebuild(event_log, codec, scratch, DOMAIN_TOPICS, before=before)
         nodes, edges = await scratch.dump()
         positions = await scratch.positions()
     graph = graph_json(nodes, edges) if dump else None

@@ -8,7 +8,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from services.provenance.domain import Edge, Node, Origin, Position
+from services.provenance.domain import Edge, Node, Origin, Partition
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class Fingerprint:
     nodes: dict[str, int]  # label -> count
     edges: dict[str, int]  # type -> count
     digest: str  # SHA-256 over every node and edge in canonical form
-    positions: dict[Position, int] = field(default_factory=dict)
+    positions: dict[Partition, int] = field(default_factory=dict)
 
     def differences(self, other: Fingerprint) -> list[str]:
         """Human-readable differences in counts and content (empty when equal)."""
@@ -63,7 +63,7 @@ def _first(pair: tuple[str, object]) -> str:
 def fingerprint(
     nodes: Iterable[Node],
     edges: Iterable[Edge],
-    positions: Mapping[Position, int] | None = None,
+    positions: Mapping[Partition, int] | None = None,
     topics: Collection[str] | None = None,
 ) -> Fingerprint:
     """The canonical hash and counts of a graph. With `topics`, only what events of those

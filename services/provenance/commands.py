@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hartonomous.commands import Command
-from hartonomous.eventlog.factory import open_event_log
+from hartonomous.eventlog import open_event_log
 from hartonomous.eventlog.port import EventLog
 from hartonomous.eventlog.topics import DOMAIN_TOPICS
 from hartonomous.events import AvroCodec
@@ -124,23 +124,25 @@ class AuditCommand(Command):
             _say("audit: TIME is required by as-of, and only by it")
             return 2
         pg_url = await asyncio.to_thread(postgres_url, settings)
-        log = open_event_log(settings, pg_url, client_id="hartonomous-audit")
-        await log.start()
+        event_log = open_event_log(settings, pg_url, client_id="hartonomous-audit")
+        await event_log.start()
         try:
             if args.action == "verify":
-                return await self._verify(log, settings, args.topics)
-            return await self._as_of(log, args.time, args.json)
+                return await self._verify(event_log, settings, args.topics)
+            return await self._as_of(event_log, args.time, args.json)
         except GraphStoreError as exc:
             _say(f"audit: {exc}")
             return 3
         finally:
-            await log.close()
+            await event_log.close()
 
-    async def _verify(self, log: EventLog, settings: Settings, topics: list[str] | None) -> int:
+    async def _verify(
+        self, event_log: EventLog, settings: Settings, topics: list[str] | None
+    ) -> int:
         chosen = audit.audited_topics(topics)
         live, where = await live_fingerprint(settings, chosen)
         _say(f"audit: live graph from {where}; replaying the log into a scratch graph")
-        report = await audit.verify(log, AvroCodec(), live, chosen)
+        report = await audit.verify(event_log, AvroCodec(), live, chosen)
         scope = "the whole graph" if chosen is None else f"what {', '.join(chosen)} define"
         lines = [f"audit verify: {scope}, {report.replayed.records} records replayed"]
         if report.replayed.rejected:
@@ -162,8 +164,8 @@ class AuditCommand(Command):
         print(f"MISMATCH live {live.digest} replay {report.rebuilt.digest}")
         return 1
 
-    async def _as_of(self, log: EventLog, before: datetime, as_json: bool) -> int:
-        snapshot = await audit.as_of(log, AvroCodec(), before, dump=as_json)
+    async def _as_of(self, event_log: EventLog, before: datetime, as_json: bool) -> int:
+        snapshot = await audit.as_of(event_log, AvroCodec(), before, dump=as_json)
         if snapshot.graph is not None:
             print(json.dumps(snapshot.graph, sort_keys=True))
             return 0

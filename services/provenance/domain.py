@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 Scalar = str | int | float | bool
 Props = Mapping[str, Scalar]
 
-Position = tuple[str, int]
+Partition = tuple[str, int]
 """(topic, partition)."""
 
 
@@ -120,12 +120,6 @@ def parse_node_id(node_id: str) -> str:
     return node_id
 
 
-def parse_tenant(tenant_id: str) -> str:
-    if not tenant_id.strip():
-        raise InvalidRequest("tenant_id is required")
-    return tenant_id
-
-
 def lineage_bounds(depth: int, limit: int) -> tuple[int, int]:
     """Depth and node limit of a lineage walk; 0 means the default."""
     depth = depth or DEFAULT_DEPTH
@@ -146,7 +140,7 @@ RESERVED = frozenset(
         "tenant_id",
         "scope",
         "defined",
-        "win",
+        "precedence",
         "src_topic",
         "src_partition",
         "src_offset",
@@ -177,9 +171,10 @@ class Origin:
     event_tenant: str
     occurred_at: str  # ISO 8601, UTC
 
-    def win(self, defines: bool) -> str:
-        """The merge rule's sort key: the smallest statement of a fact wins. Fields are joined
-        by a space, which sorts below every character a topic name may hold."""
+    def precedence(self, defines: bool) -> str:
+        """The merge rule's sort key: the statement of a fact with the smallest precedence
+        wins. Fields are joined by a space, which sorts below every character a topic name may
+        hold."""
         return f"{0 if defines else 1} {self.topic} {self.partition:010d} {self.offset:020d}"
 
 
@@ -202,8 +197,8 @@ class Node:
         return node_uid(self.label, self.key)
 
     @property
-    def win(self) -> str:
-        return self.origin.win(self.defines)
+    def precedence(self) -> str:
+        return self.origin.precedence(self.defines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +218,8 @@ class Edge:
         return (self.type, self.source, self.target)
 
     @property
-    def win(self) -> str:
-        return self.origin.win(self.defines)
+    def precedence(self) -> str:
+        return self.origin.precedence(self.defines)
 
 
 @dataclass
@@ -294,8 +289,8 @@ def canonical_props(props: Props) -> str:
 
 
 def _beats(new: Node | Edge, held: Node | Edge) -> bool:
-    if new.win != held.win:
-        return new.win < held.win
+    if new.precedence != held.precedence:
+        return new.precedence < held.precedence
     # Props break a tie only between statements from one record; they never do in practice.
     return canonical_props(new.props) < canonical_props(held.props)
 
@@ -319,7 +314,7 @@ def winning_edges(edges: Iterable[Edge]) -> list[Edge]:
     return list(best.values())
 
 
-def advance(positions: dict[Position, int], topic: str, partition: int, offset: int) -> None:
+def advance(positions: dict[Partition, int], topic: str, partition: int, offset: int) -> None:
     """Record that everything before `offset` of a partition is applied (never moving back)."""
     key = (topic, partition)
     positions[key] = max(positions.get(key, 0), offset)

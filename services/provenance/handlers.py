@@ -1,4 +1,4 @@
-"""Event -> graph facts: one function per event type, pure (the projector writes the facts).
+"""Event -> graph facts: one function per event type, pure (projector.py writes the facts).
 
 Every event becomes an Event node (its envelope) linked to the event that caused it; the
 functions below add what the payload states. Content (atoms, chunks, tensors, embeddings) is
@@ -17,14 +17,27 @@ from typing import Any
 
 from hartonomous.eventlog.port import StoredRecord
 from hartonomous.events import Envelope, Event
-from hartonomous.runtime.consumer import PoisonEvent
+from hartonomous.events.payloads import (
+    AtomChunked,
+    AtomIngested,
+    AtomReferenced,
+    ConfigChanged,
+    EmbeddingComputed,
+    ModelDecomposed,
+    Payload,
+    SearchPerformed,
+    TelemetryRecorded,
+    UsageRecorded,
+    to_avro,
+)
+from hartonomous.runtime.projection import PoisonEvent
 from services.provenance.domain import (
     RESERVED,
     Facts,
     FactSet,
     Label,
     Origin,
-    Position,
+    Partition,
     Props,
     Rel,
     Scalar,
@@ -60,40 +73,40 @@ def _tenant(f: FactSet, tenant_id: str) -> str:
     return f.mention(Label.TENANT, tenant_id, tenant=tenant_id)
 
 
-def _holding(payload: Mapping[str, Any], env: Envelope) -> Props:
+def _holding(payload: AtomIngested | AtomReferenced, env: Envelope) -> Props:
     """What a tenant's upload says about the atom: private to that tenant."""
     props: dict[str, str] = {
-        "metadata_json": payload["metadata_json"],
+        "metadata_json": payload.metadata_json,
         "request_id": env.correlation_id,
     }
-    if payload["source_uri"] is not None:
-        props["source_uri"] = payload["source_uri"]
+    if payload.source_uri is not None:
+        props["source_uri"] = payload.source_uri
     return props
 
 
-def on_atom_ingested(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
-    atom_id = payload["atom_id"]
+def on_atom_ingested(f: FactSet, payload: AtomIngested, env: Envelope) -> None:
+    atom_id = payload.atom_id
     atom = f.node(
         Label.ATOM,
         atom_id,
         scope=atom_id,
         props={
             "atom_id": atom_id,
-            "modality": payload["modality"],
-            "mime_type": payload["mime_type"],
-            "size_bytes": payload["size_bytes"],
+            "modality": payload.modality,
+            "mime_type": payload.mime_type,
+            "size_bytes": payload.size_bytes,
         },
     )
     f.recorded(atom, env.tenant_id)
-    tenant = _tenant(f, payload["tenant_id"])
-    f.edge(Rel.OWNS, tenant, atom, tenant=payload["tenant_id"], props=_holding(payload, env))
+    tenant = _tenant(f, payload.tenant_id)
+    f.edge(Rel.OWNS, tenant, atom, tenant=payload.tenant_id, props=_holding(payload, env))
 
 
-def on_atom_referenced(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
-    atom_id = payload["atom_id"]
+def on_atom_referenced(f: FactSet, payload: AtomReferenced, env: Envelope) -> None:
+    atom_id = payload.atom_id
     atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
-    tenant = _tenant(f, payload["tenant_id"])
-    f.edge(Rel.REFERENCED, tenant, atom, tenant=payload["tenant_id"], props=_holding(payload, env))
+    tenant = _tenant(f, payload.tenant_id)
+    f.edge(Rel.REFERENCED, tenant, atom, tenant=payload.tenant_id, props=_holding(payload, env))
 
 
 def chunk_key(parent_atom_id: str, chunker: str, index: int) -> str:
@@ -101,23 +114,23 @@ def chunk_key(parent_atom_id: str, chunker: str, index: int) -> str:
     return f"{parent_atom_id}/{hashlib.sha256(chunker.encode()).hexdigest()[:12]}/{index}"
 
 
-def on_atom_chunked(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
-    parent_id, chunker = payload["parent_atom_id"], payload["chunker"]
+def on_atom_chunked(f: FactSet, payload: AtomChunked, env: Envelope) -> None:
+    parent_id, chunker = payload.parent_atom_id, payload.chunker
     parent = f.mention(Label.ATOM, parent_id, scope=parent_id)
-    for chunk in payload["chunks"]:
-        atom_id = chunk["atom_id"]
+    for chunk in payload.chunks:
+        atom_id = chunk.atom_id
         node = f.node(
             Label.CHUNK,
-            chunk_key(parent_id, chunker, chunk["index"]),
+            chunk_key(parent_id, chunker, chunk.index),
             scope=parent_id,
             props={
                 "atom_id": atom_id,
                 "parent_atom_id": parent_id,
-                "index": chunk["index"],
-                "start_char": chunk["start_char"],
-                "end_char": chunk["end_char"],
-                "start_byte": chunk["start_byte"],
-                "end_byte": chunk["end_byte"],
+                "index": chunk.index,
+                "start_char": chunk.start_char,
+                "end_char": chunk.end_char,
+                "start_byte": chunk.start_byte,
+                "end_byte": chunk.end_byte,
                 "chunker": chunker,
             },
         )
@@ -130,15 +143,15 @@ def on_atom_chunked(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> No
                 "atom_id": atom_id,
                 "modality": "text",
                 "mime_type": TEXT_MIME,
-                "size_bytes": chunk["end_byte"] - chunk["start_byte"],
+                "size_bytes": chunk.end_byte - chunk.start_byte,
             },
         )
         f.edge(Rel.CHUNK_OF, node, parent)
         f.edge(Rel.CONTENT, node, content)
 
 
-def on_embedding_computed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
-    atom_id, model_id, version = payload["atom_id"], payload["model_id"], payload["model_version"]
+def on_embedding_computed(f: FactSet, payload: EmbeddingComputed, env: Envelope) -> None:
+    atom_id, model_id, version = payload.atom_id, payload.model_id, payload.model_version
     atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
     embedding = f.node(
         Label.EMBEDDING,
@@ -148,8 +161,8 @@ def on_embedding_computed(f: FactSet, payload: Mapping[str, Any], env: Envelope)
             "atom_id": atom_id,
             "model_id": model_id,
             "model_version": version,
-            "dim": payload["dim"],
-            "normalized": payload["normalized"],
+            "dim": payload.dim,
+            "normalized": payload.normalized,
         },
     )
     f.recorded(embedding, env.tenant_id)
@@ -162,18 +175,18 @@ def on_embedding_computed(f: FactSet, payload: Mapping[str, Any], env: Envelope)
     f.edge(Rel.VERSION_OF, model_version, model)
 
 
-def on_usage_recorded(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
-    tenant_id = payload["tenant_id"]
+def on_usage_recorded(f: FactSet, payload: UsageRecorded, env: Envelope) -> None:
+    tenant_id = payload.tenant_id
     props: dict[str, Any] = {
-        "operation": payload["operation"],
-        "unit": payload["unit"],
-        "quantity": str(payload["quantity"]),
-        "resource_id": payload["resource_id"],
-        "used_at": _scalar(payload["used_at"]),
-        "dimensions_json": _json(payload["dimensions"]),
+        "operation": payload.operation,
+        "unit": payload.unit,
+        "quantity": str(payload.quantity),
+        "resource_id": payload.resource_id,
+        "used_at": _scalar(payload.used_at),
+        "dimensions_json": _json(payload.dimensions),
     }
-    if payload["api_key_id"] is not None:
-        props["api_key_id"] = payload["api_key_id"]
+    if payload.api_key_id is not None:
+        props["api_key_id"] = payload.api_key_id
     usage = f.node(Label.USAGE_RECORD, env.event_id, tenant=tenant_id, props=props)
     f.recorded(usage, tenant_id)
     _tenant(f, tenant_id)
@@ -182,73 +195,76 @@ def on_usage_recorded(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> 
         f.edge(Rel.BILLED_AS, cause, usage, tenant=tenant_id)
 
 
-def on_search_performed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+def on_search_performed(f: FactSet, payload: SearchPerformed, env: Envelope) -> None:
     """The tenant's search, linked to what it returned (best rank first) and to the model
     version that ranked it: upstream of an answer are the chunks it was made of."""
-    tenant_id = payload["tenant_id"]
+    tenant_id = payload.tenant_id
     props: dict[str, Any] = {
-        "query_sha256": payload["query_sha256"],
-        "query_bytes": payload["query_bytes"],
-        "mode": payload["mode"],
-        "k": payload["k"],
-        "metadata_filter_json": _json(payload["metadata_filter"]),
-        "result_count": len(payload["results"]),
+        "query_sha256": payload.query_sha256,
+        "query_bytes": payload.query_bytes,
+        "mode": payload.mode,
+        "k": payload.k,
+        "metadata_filter_json": _json(payload.metadata_filter),
+        "result_count": len(payload.results),
     }
-    for name in ("modality", "model_version", "api_key_id"):
-        if payload[name] is not None:
-            props[name] = payload[name]
+    optional = {
+        "modality": payload.modality,
+        "model_version": payload.model_version,
+        "api_key_id": payload.api_key_id,
+    }
+    props.update({name: value for name, value in optional.items() if value is not None})
     search = f.node(Label.SEARCH_QUERY, env.event_id, tenant=tenant_id, props=props)
     f.recorded(search, tenant_id)
     returned: set[str] = set()
-    for rank, result in enumerate(payload["results"]):
-        atom_id = result["atom_id"]
+    for rank, result in enumerate(payload.results):
+        atom_id = result.atom_id
         if atom_id in returned:  # one chunk in two documents: its best rank speaks for it
             continue
         returned.add(atom_id)
         atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
-        hit = {
+        hit: Props = {
             "rank": rank,
-            "score": result["score"],
-            "document_id": result["document_id"],
-            "chunk_index": result["chunk_index"],
+            "score": result.score,
+            "document_id": result.document_id,
+            "chunk_index": result.chunk_index,
         }
         f.edge(Rel.USED_INPUT, search, atom, tenant=tenant_id, props=hit)
-    if payload["model_version"] is not None:
-        model_version = f.mention(Label.MODEL_VERSION, payload["model_version"])
+    if payload.model_version is not None:
+        model_version = f.mention(Label.MODEL_VERSION, payload.model_version)
         f.edge(Rel.USED_INPUT, search, model_version, tenant=tenant_id)
 
 
-def on_config_changed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+def on_config_changed(f: FactSet, payload: ConfigChanged, env: Envelope) -> None:
     props: dict[str, Any] = {
-        "config_key": payload["key"],
-        "new_value": payload["new_value"],
-        "reason": payload["reason"],
-        "actor": payload["actor"],
+        "config_key": payload.key,
+        "new_value": payload.new_value,
+        "reason": payload.reason,
+        "actor": payload.actor,
     }
-    if payload["old_value"] is not None:
-        props["old_value"] = payload["old_value"]
-    if payload["scope"] is not None:
-        props["config_scope"] = payload["scope"]
+    if payload.old_value is not None:
+        props["old_value"] = payload.old_value
+    if payload.scope is not None:
+        props["config_scope"] = payload.scope
     change = f.node(Label.CONFIG_CHANGE, env.event_id, tenant=env.tenant_id, props=props)
     f.recorded(change, env.tenant_id)
 
 
-def on_model_decomposed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
-    model_id = payload["model_atom_id"]
+def on_model_decomposed(f: FactSet, payload: ModelDecomposed, env: Envelope) -> None:
+    model_id = payload.model_atom_id
     model = f.mention(Label.ATOM, model_id, scope=model_id)
-    for tensor in payload["tensors"]:
-        atom_id = tensor["atom_id"]
+    for tensor in payload.tensors:
+        atom_id = tensor.atom_id
         node = f.node(
             Label.TENSOR,
-            f"{model_id}/{tensor['name']}",
+            f"{model_id}/{tensor.name}",
             scope=model_id,
             props={
-                "name": tensor["name"],
+                "name": tensor.name,
                 "atom_id": atom_id,
-                "dtype": tensor["dtype"],
-                "shape_json": _json(tensor["shape"]),
-                "size_bytes": tensor["size_bytes"],
-                "format": payload["format"],
+                "dtype": tensor.dtype,
+                "shape_json": _json(tensor.shape),
+                "size_bytes": tensor.size_bytes,
+                "format": payload.format,
             },
         )
         f.recorded(node, env.tenant_id)
@@ -256,33 +272,33 @@ def on_model_decomposed(f: FactSet, payload: Mapping[str, Any], env: Envelope) -
             Label.ATOM,
             atom_id,
             scope=atom_id,
-            props={"atom_id": atom_id, "modality": "tensor", "size_bytes": tensor["size_bytes"]},
+            props={"atom_id": atom_id, "modality": "tensor", "size_bytes": tensor.size_bytes},
         )
         f.edge(Rel.TENSOR_OF, node, model)
         f.edge(Rel.CONTENT, node, content)
 
 
-def on_telemetry_recorded(f: FactSet, payload: Mapping[str, Any], env: Envelope) -> None:
+def on_telemetry_recorded(f: FactSet, payload: TelemetryRecorded, env: Envelope) -> None:
     """A metric sample stays on its Event node: samples are many, and the OODA observations
     that summarise them are the nodes worth following."""
     f.event_props.update(
-        service=payload["service"],
-        metric=payload["metric"],
-        kind=payload["kind"],
-        value=payload["value"],
+        service=payload.service,
+        metric=payload.metric,
+        kind=payload.kind,
+        value=payload.value,
     )
-    if payload["unit"] is not None:
-        f.event_props["unit"] = payload["unit"]
+    if payload.unit is not None:
+        f.event_props["unit"] = payload.unit
 
 
-def generic_record(f: FactSet, label: Label, payload: Mapping[str, Any], env: Envelope) -> None:
+def generic_record(f: FactSet, label: Label, fields: Mapping[str, Any], env: Envelope) -> None:
     """An event of a topic in TOPIC_LABELS: one node with the payload's fields, and USED_INPUT
     edges to the atoms and model versions it names."""
-    props = {_safe_name(k): _scalar(v) for k, v in payload.items() if v is not None}
+    props = {_safe_name(k): _scalar(v) for k, v in fields.items() if v is not None}
     node = f.node(label, env.event_id, tenant=env.tenant_id, props=props)
     f.recorded(node, env.tenant_id)
     for name, target in INPUT_FIELDS.items():
-        value = payload.get(name)
+        value = fields.get(name)
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and item:
                 scope = item if target is Label.ATOM else ""
@@ -308,23 +324,24 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-Mapper = Callable[[FactSet, Mapping[str, Any], Envelope], None]
+Mapper = Callable[[FactSet, Any, Envelope], None]
 
-HANDLERS: Mapping[str, Mapper] = {
-    "AtomIngested": on_atom_ingested,
-    "AtomReferenced": on_atom_referenced,
-    "AtomChunked": on_atom_chunked,
-    "EmbeddingComputed": on_embedding_computed,
-    "UsageRecorded": on_usage_recorded,
-    "SearchPerformed": on_search_performed,
-    "ConfigChanged": on_config_changed,
-    "ModelDecomposed": on_model_decomposed,
-    "TelemetryRecorded": on_telemetry_recorded,
+MAPPERS: Mapping[type[Payload], Mapper] = {
+    AtomIngested: on_atom_ingested,
+    AtomReferenced: on_atom_referenced,
+    AtomChunked: on_atom_chunked,
+    EmbeddingComputed: on_embedding_computed,
+    UsageRecorded: on_usage_recorded,
+    SearchPerformed: on_search_performed,
+    ConfigChanged: on_config_changed,
+    ModelDecomposed: on_model_decomposed,
+    TelemetryRecorded: on_telemetry_recorded,
 }
+"""Event type -> what its payload states, beyond the Event node every event becomes."""
 
 
-def origin_of(event: Event, record: StoredRecord) -> Origin:
-    env = event.envelope
+def origin_of(event: Event[Payload]) -> Origin:
+    record, env = event.logged, event.envelope
     return Origin(
         record.topic,
         record.partition,
@@ -335,31 +352,31 @@ def origin_of(event: Event, record: StoredRecord) -> Origin:
     )
 
 
-def project(event: Event, record: StoredRecord) -> Facts:
+def project(event: Event[Payload]) -> Facts:
     """Everything one event states. PoisonEvent: the payload does not fit its mapping, and never
     will (the live consumer dead-letters it; an audit's replay skips it the same way)."""
     try:
-        return _facts_of(event, record)
+        return _facts_of(event)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PoisonEvent(f"{event.event_type} does not map onto the graph: {exc!r}") from exc
 
 
-def positions_after(records: Iterable[StoredRecord]) -> dict[Position, int]:
+def positions_after(records: Iterable[StoredRecord]) -> dict[Partition, int]:
     """(topic, partition) -> the offset after the last of these records."""
-    positions: dict[Position, int] = {}
+    positions: dict[Partition, int] = {}
     for record in records:
         advance(positions, record.topic, record.partition, record.offset + 1)
     return positions
 
 
-def _facts_of(event: Event, record: StoredRecord) -> Facts:
+def _facts_of(event: Event[Payload]) -> Facts:
     env = event.envelope
-    f = FactSet(origin_of(event, record))
-    mapper = HANDLERS.get(event.event_type)
+    f = FactSet(origin_of(event))
+    mapper = MAPPERS.get(type(event.payload))
     if mapper is not None:
         mapper(f, event.payload, env)
-    elif record.topic in TOPIC_LABELS:
-        generic_record(f, TOPIC_LABELS[record.topic], event.payload, env)
+    elif event.logged.topic in TOPIC_LABELS:
+        generic_record(f, TOPIC_LABELS[event.logged.topic], to_avro(event.payload), env)
     f.event_props.update(
         event_type=env.event_type, correlation_id=env.correlation_id, produced_by=env.produced_by
     )

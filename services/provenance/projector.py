@@ -1,30 +1,31 @@
 """The live projection: every domain topic, one consumer group, one graph write per batch.
 
-The loop's handler only maps each event to facts (handlers.project, no I/O); when the loop has
-handled or dead-lettered every record of a batch, the facts and the positions they cover are
-written in one transaction, and only then does the loop commit its offsets. A crash in between
-re-delivers the batch, whose keyed merges change nothing the second time."""
+Handlers only map each event to facts (handlers.project, no I/O) into a GraphBatch; when the
+batch's transaction ends, its facts and the positions its records reach are written in one
+graph transaction, and only then does the runner commit the group's offsets. A crash in
+between re-delivers the batch, whose keyed merges change nothing the second time, so every
+record counts as new (the claim only records positions)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from prometheus_client import Histogram
 
-from hartonomous.eventlog.port import EventLog, StoredRecord
+from hartonomous.eventlog.port import Position, StoredRecord
 from hartonomous.eventlog.topics import DOMAIN_TOPICS
-from hartonomous.events import AvroCodec, Event
-from hartonomous.runtime.consumer import ConsumerLoop, RetryPolicy
-from services.provenance.domain import Facts
-from services.provenance.graph.port import GraphStore, GraphStoreError
-from services.provenance.handlers import positions_after, project
-
-log = logging.getLogger(__name__)
+from hartonomous.events import Event
+from hartonomous.events.payloads import EVENT_PAYLOADS, Payload
+from hartonomous.runtime.projection import Projection, RetryPolicy
+from services.provenance.domain import Facts, Partition, advance
+from services.provenance.graph.port import GraphStore
+from services.provenance.handlers import project
 
 GROUP = "provenance"
+GRAPH_RETRY = RetryPolicy(attempts=8, max_backoff=10.0)
+"""The graph may be briefly away (a Neo4j restart): a record is retried for about a minute."""
 
 LAG = Histogram(
     "hartonomous_provenance_lag_seconds",
@@ -35,45 +36,48 @@ LAG = Histogram(
 Observer = Callable[[Sequence[StoredRecord]], None]
 
 
-class GraphProjector(ConsumerLoop):
-    def __init__(
-        self,
-        log_: EventLog,
-        codec: AvroCodec,
-        store: GraphStore,
-        *,
-        max_batch: int = 500,
-        write_retry: RetryPolicy | None = None,
-        observer: Observer | None = None,
-    ) -> None:
-        super().__init__(log_, codec, GROUP, DOMAIN_TOPICS, self._collect, max_batch=max_batch)
-        self._store = store
-        self._write_retry = write_retry or RetryPolicy(attempts=8, max_backoff=10.0)
-        self._observer = observer
-        self._pending = Facts()
+class GraphBatch:
+    """One graph transaction's worth: the facts of its events and the positions they reach."""
 
-    async def _collect(self, event: Event, record: StoredRecord) -> None:
-        self._pending.extend(project(event, record))
+    def __init__(self) -> None:
+        self.facts = Facts()
+        self.positions: dict[Partition, int] = {}
+        self.records: list[StoredRecord] = []
 
-    async def handle_batch(self, records: Sequence[StoredRecord]) -> None:
-        self._pending = Facts()
-        await super().handle_batch(records)
-        await self._write(self._pending, records)
-        now = time.time()
+    async def claim(self, records: Sequence[StoredRecord]) -> set[Position]:
         for record in records:
-            LAG.observe(max(0.0, now - record.timestamp.timestamp()))
-        if self._observer is not None:
-            self._observer(records)
+            advance(self.positions, record.topic, record.partition, record.offset + 1)
+        self.records += records
+        return {record.position for record in records}
 
-    async def _write(self, facts: Facts, records: Sequence[StoredRecord]) -> None:
-        """The graph may be briefly away (a Neo4j restart): retry before giving up the loop."""
-        positions = positions_after(records)
-        for attempt in range(self._write_retry.attempts):
-            try:
-                await self._store.apply(facts, positions)
-                return
-            except GraphStoreError as exc:
-                if attempt + 1 == self._write_retry.attempts:
-                    raise
-                log.warning("graph write failed, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(self._write_retry.delay(attempt))
+
+async def collect(batch: GraphBatch, event: Event[Payload]) -> None:
+    batch.facts.extend(project(event))
+
+
+def graph_projection(
+    store: GraphStore, *, max_batch: int = 500, observer: Observer | None = None
+) -> Projection[GraphBatch]:
+    """`observer` sees every batch's records once they are in the graph (benchmarks measure
+    lag with it)."""
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[GraphBatch]:
+        batch = GraphBatch()
+        yield batch
+        await store.apply(batch.facts, batch.positions)
+        now = time.time()
+        for record in batch.records:
+            LAG.observe(max(0.0, now - record.timestamp.timestamp()))
+        if observer is not None:
+            observer(batch.records)
+
+    return Projection(
+        GROUP,
+        DOMAIN_TOPICS,
+        dict.fromkeys(EVENT_PAYLOADS.values(), collect),
+        transaction,
+        claim=GraphBatch.claim,
+        retry=GRAPH_RETRY,
+        max_batch=max_batch,
+    )

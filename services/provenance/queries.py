@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from hartonomous.tenants import parse_tenant_id
 from services.provenance.domain import (
     HOLDINGS,
     Direction,
@@ -22,7 +23,6 @@ from services.provenance.domain import (
     lineage_bounds,
     node_uid,
     parse_node_id,
-    parse_tenant,
     visible,
     walk_types,
 )
@@ -64,7 +64,7 @@ async def _node(store: GraphStore, tenant: str, uid: str) -> Node:
 async def lineage(
     store: GraphStore, tenant_id: str, node_id: str, direction: Direction, depth: int, limit: int
 ) -> Lineage:
-    tenant = parse_tenant(tenant_id)
+    tenant = parse_tenant_id(tenant_id)
     depth, limit = lineage_bounds(depth, limit)
     root = await _node(store, tenant, parse_node_id(node_id))
     seen = {root.uid: root}
@@ -96,7 +96,7 @@ async def lineage(
 
 
 async def explain(store: GraphStore, tenant_id: str, node_id: str) -> Explanation:
-    tenant = parse_tenant(tenant_id)
+    tenant = parse_tenant_id(tenant_id)
     target = await _node(store, tenant, parse_node_id(node_id))
     if target.label is Label.ATOM:
         atom_id = target.key
@@ -149,7 +149,7 @@ async def _holdings(store: GraphStore, tenant: str, atom_ids: Collection[str]) -
         [atom_uid(a) for a in atom_ids], outgoing=False, types=HOLDINGS, limit=MAX_HOLDERS
     )
     found: dict[str, Edge] = {}
-    for edge in sorted((e for e in edges if e.source == holder), key=lambda e: e.win):
+    for edge in sorted((e for e in edges if e.source == holder), key=lambda e: e.precedence):
         found.setdefault(edge.target.partition(":")[2], edge)
     return found
 
@@ -169,12 +169,12 @@ async def _embeddings(
     )
     own = [e for e in recorded if e.tenant_id == tenant]
     events = await store.nodes([e.target for e in own])
-    by_embedding = {e.source: events.get(e.target) for e in sorted(own, key=lambda e: e.win)}
+    by_embedding = {e.source: events.get(e.target) for e in sorted(own, key=lambda e: e.precedence)}
     return [Embedding(n, by_embedding.get(n.uid)) for n in sorted(nodes, key=lambda n: n.uid)]
 
 
 def _earliest_event(documents: list[Document]) -> str | None:
-    holdings = sorted((d.holding for d in documents), key=lambda e: e.win)
+    holdings = sorted((d.holding for d in documents), key=lambda e: e.precedence)
     return node_uid(Label.EVENT, holdings[0].origin.event_id) if holdings else None
 
 

@@ -1,9 +1,10 @@
-"""Wiring: the graph store from settings, the projector consuming every domain topic, and the
-gRPC servicer reading the same store."""
+"""Wiring: the graph store from settings, the projection of every domain topic, and the gRPC
+servicer reading the same store."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.service import Service, ServiceContext, Wiring
@@ -11,7 +12,7 @@ from hartonomous.settings import Settings
 from hartonomous.v1 import provenance_pb2, provenance_pb2_grpc
 from services.provenance.api import ProvenanceApi
 from services.provenance.graph import GraphStore, open_graph_store
-from services.provenance.projector import GraphProjector, Observer
+from services.provenance.projector import Observer, graph_projection
 
 GRPC_SERVICE = provenance_pb2.DESCRIPTOR.services_by_name["Provenance"].full_name
 
@@ -39,25 +40,18 @@ class ProvenanceService(Service):
             raise RuntimeError("the provenance service is not started")
         return self._store
 
-    async def start(self, ctx: ServiceContext) -> Wiring:
+    async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
         store = self._graph(ctx.settings)
         await store.open()
+        resources.push_async_callback(store.close)
         self._store = store
-        projector = GraphProjector(
-            ctx.log, ctx.codec, store, max_batch=self._max_batch, observer=self._observer
-        )
+        projection = graph_projection(store, max_batch=self._max_batch, observer=self._observer)
+        api = ProvenanceApi(store)
         return Wiring(
-            consumers=[projector],
+            consumers=[ctx.runner(projection)],
             grpc=[
                 GrpcRegistration(
-                    ProvenanceApi(store),
-                    provenance_pb2_grpc.add_ProvenanceServicer_to_server,
-                    GRPC_SERVICE,
+                    api, provenance_pb2_grpc.add_ProvenanceServicer_to_server, GRPC_SERVICE
                 )
             ],
         )
-
-    async def stop(self) -> None:
-        if self._store is not None:
-            await self._store.close()
-            self._store = None

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hartonomous.chunks import chunk_text
+from hartonomous.events.payloads import TextChunk
+from hartonomous.tenants import parse_tenant_id
+
 DIM = 384
 """all-MiniLM-L6-v2's width: the collection's dense vectors are this long."""
 
@@ -113,28 +117,17 @@ def snippet(text: str) -> str:
     return " ".join(text.split())[:SNIPPET_CHARS]
 
 
-def chunks_of(parent_id: str, parent: bytes, chunks: Sequence[Mapping[str, Any]]) -> list[Chunk]:
+def chunks_of(parent_id: str, parent: bytes, chunks: Sequence[TextChunk]) -> list[Chunk]:
     """The distinct chunks of an AtomChunked event, in document order (a chunk that repeats an
-    earlier one is the same atom at its first position). Every slice must hash to its atom id,
-    so a wrong offset can never put one chunk's words under another's id."""
+    earlier one is the same atom at its first position). Raises ChunkMismatch for a chunk that
+    does not fit its parent."""
     found: dict[str, Chunk] = {}
-    for chunk in sorted(chunks, key=lambda c: int(c["index"])):
-        atom_id, start, end = chunk["atom_id"], chunk["start_byte"], chunk["end_byte"]
-        if atom_id in found:
-            continue
-        if not 0 <= start <= end <= len(parent):
-            raise BadEvent(
-                f"chunk {chunk['index']} of {parent_id} spans bytes [{start}, {end}),"
-                f" outside the parent's {len(parent)} bytes"
+    for chunk in sorted(chunks, key=lambda c: c.index):
+        if chunk.atom_id not in found:
+            text = chunk_text(parent_id, parent, chunk)
+            found[chunk.atom_id] = Chunk(
+                chunk.atom_id, chunk.index, snippet(text), term_counts(text)
             )
-        data = parent[start:end]
-        if hashlib.sha256(data).hexdigest() != atom_id:
-            raise BadEvent(f"chunk {chunk['index']} of {parent_id}: bytes do not hash to {atom_id}")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadEvent(f"chunk {atom_id} of {parent_id} is not UTF-8: {exc}") from None
-        found[atom_id] = Chunk(atom_id, int(chunk["index"]), snippet(text), term_counts(text))
     return list(found.values())
 
 
@@ -285,8 +278,7 @@ def parse_query(
 ) -> SearchQuery:
     """A valid SearchQuery, or InvalidQuery naming the first problem."""
     metadata = dict(metadata or {})
-    if not tenant_id.strip():
-        raise InvalidQuery("tenant_id is required")
+    tenant = parse_tenant_id(tenant_id)
     if not text.strip():
         raise InvalidQuery("query is empty")
     if len(text.encode()) > MAX_QUERY_BYTES:
@@ -302,7 +294,7 @@ def parse_query(
             raise InvalidQuery(f"metadata key {key!r} is not 1-64 letters, digits, '_' or '-'")
         if len(value) > MAX_FILTER_VALUE_CHARS:
             raise InvalidQuery(f"metadata value of {key!r} exceeds {MAX_FILTER_VALUE_CHARS} chars")
-    return SearchQuery(tenant_id, text, k or DEFAULT_K, mode, modality, metadata)
+    return SearchQuery(tenant, text, k or DEFAULT_K, mode, modality, metadata)
 
 
 @dataclass(frozen=True)

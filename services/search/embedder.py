@@ -41,6 +41,9 @@ class Embedder:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE:
-                raise EmbedderUnavailable(f"inference: {exc.details()}") from exc
+                raise EmbedderUnavailable(
+                    f"cannot embed the query (inference: {exc.details()});"
+                    " sparse mode does not need inference"
+                ) from exc
             raise
         return QueryVector(list(reply.embeddings[0].vector), reply.model_version)

@@ -10,14 +10,23 @@ own metadata, so tenant isolation stays one keyword match.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
 
 from hartonomous.blobs import BlobStore
+from hartonomous.chunks import ChunkMismatch
 from hartonomous.events import Event
-from hartonomous.runtime.consumer import Handler, dispatch
+from hartonomous.events.payloads import (
+    AtomChunked,
+    AtomIngested,
+    AtomReferenced,
+    EmbeddingComputed,
+    Payload,
+)
+from hartonomous.runtime.projection import Handler, Projection
 from services.search import domain
 from services.search.domain import IndexedChunk
 from services.search.facts import Document, Facts, Reference, Vector
@@ -38,74 +47,81 @@ class Deps:
     blobs: BlobStore
 
 
-def _reference(event: Event) -> Reference:
+GROUP = "search"
+TOPICS = ("atoms", "embeddings")
+
+
+def _reference(event: Event[AtomIngested] | Event[AtomReferenced]) -> Reference:
     atom = event.payload
     return Reference(
-        tenant_id=atom["tenant_id"],
-        document_id=atom["atom_id"],
-        meta=domain.filterable_metadata(atom["metadata_json"]),
+        tenant_id=atom.tenant_id,
+        document_id=atom.atom_id,
+        meta=domain.filterable_metadata(atom.metadata_json),
         referenced_at=event.envelope.occurred_at,
         event_id=event.envelope.event_id,
     )
 
 
-async def on_atom_ingested(deps: Deps, event: Event) -> None:
+async def on_atom_ingested(deps: Deps, event: Event[AtomIngested]) -> None:
     atom = event.payload
-    document = Document(
-        atom["atom_id"], atom["modality"], atom["mime_type"], event.envelope.event_id
-    )
+    document = Document(atom.atom_id, atom.modality, atom.mime_type, event.envelope.event_id)
     await _index(deps, await deps.facts.add_document(document, _reference(event)))
 
 
-async def on_atom_referenced(deps: Deps, event: Event) -> None:
+async def on_atom_referenced(deps: Deps, event: Event[AtomReferenced]) -> None:
     """Another tenant holds bytes already chunked and embedded: it gets points of its own."""
     await _index(deps, await deps.facts.add_reference(_reference(event)))
 
 
-async def on_atom_chunked(deps: Deps, event: Event) -> None:
+async def on_atom_chunked(deps: Deps, event: Event[AtomChunked]) -> None:
     """Chunks are facts about the bytes, whoever had them chunked: every tenant referencing the
     document gets points for them. The parent is read once and sliced (and each slice checked
     against its chunk's content address)."""
     chunked = event.payload
-    document_id = chunked["parent_atom_id"]
+    document_id = chunked.parent_atom_id
     parent = await deps.blobs.get(document_id)
-    chunks = domain.chunks_of(document_id, parent, chunked["chunks"])
+    chunks = domain.chunks_of(document_id, parent, chunked.chunks)
     chunk_set = await deps.facts.add_chunk_set(document_id, event.envelope.event_id, chunks)
     # Points of chunks an earlier chunking had and this one has not.
     await deps.store.delete(document_id, keep_atoms=chunk_set.chunk_ids)
     await _index(deps, chunk_set.complete)
 
 
-async def on_embedding_computed(deps: Deps, event: Event) -> None:
+async def on_embedding_computed(deps: Deps, event: Event[EmbeddingComputed]) -> None:
     """Document-level vectors wait here too: the atom may turn out to be a chunk (a short
     text is its own single chunk), and only then is it indexed."""
     embedding = event.payload
-    if len(embedding["vector"]) != domain.DIM:
+    if len(embedding.vector) != domain.DIM:
         raise domain.BadEvent(
-            f"{embedding['model_id']} vectors have {len(embedding['vector'])} components;"
+            f"{embedding.model_id} vectors have {len(embedding.vector)} components;"
             f" the index holds {domain.DIM}"
         )
     vector = Vector(
-        embedding["atom_id"],
-        embedding["model_version"],
-        embedding["vector"],
-        event.envelope.event_id,
+        embedding.atom_id, embedding.model_version, embedding.vector, event.envelope.event_id
     )
     await _index(deps, await deps.facts.add_vector(vector))
 
 
-HANDLERS: dict[str, Callable[[Deps, Event], Awaitable[None]]] = {
-    "AtomIngested": on_atom_ingested,
-    "AtomReferenced": on_atom_referenced,
-    "AtomChunked": on_atom_chunked,
-    "EmbeddingComputed": on_embedding_computed,
+HANDLERS: Mapping[type[Payload], Handler[Deps]] = {
+    AtomIngested: on_atom_ingested,
+    AtomReferenced: on_atom_referenced,
+    AtomChunked: on_atom_chunked,
+    EmbeddingComputed: on_embedding_computed,
 }
 
 
-def consumer_handler(deps: Deps) -> Handler:
-    """The ConsumerLoop handler: dispatch by event type, ignore the rest, and dead-letter at
-    once what can never be projected."""
-    return dispatch(HANDLERS, deps, domain.BadEvent)
+def search_projection(deps: Deps) -> Projection[Deps]:
+    """Each fact is its own transaction and every write a keyed upsert (see above), so records
+    are applied one at a time and re-applying one is harmless; what can never be projected is
+    dead-lettered at once."""
+    return Projection(
+        GROUP,
+        TOPICS,
+        HANDLERS,
+        lambda: nullcontext(deps),
+        atomic=False,
+        poison=(domain.BadEvent, ChunkMismatch),
+    )
 
 
 async def _index(deps: Deps, chunks: Sequence[IndexedChunk]) -> None:

@@ -1,7 +1,7 @@
 """Search metering: every answered search leaves a receipt and is billed one request.
 
-`SearchMeter.record` appends SearchPerformed (on `search`) and the UsageRecorded it caused (on
-`usage`) in one atomic log write. The API calls it after the search and before the reply, so
+`SearchMeter.record` publishes SearchPerformed and the UsageRecorded it caused in one atomic
+log write. The API calls it after the search and before the reply, so
 no caller gets results the log has not billed, and no search is billed without its receipt.
 
 The receipt keeps a SHA-256 of the query, never its text: the log is immutable, and a query
@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
-from hartonomous.eventlog.port import EventLog
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event, usage_quantity
+from hartonomous.events import Event, usage_quantity
+from hartonomous.events.payloads import SearchPerformed, SearchResult, UsageRecorded
+from hartonomous.runtime.publisher import Publisher
 from services.search.domain import Hit, Mode, SearchQuery
 
-PRODUCED_BY = "search"
-SEARCH_TOPIC = "search"
-USAGE_TOPIC = "usage"
+
+class NotRecorded(Exception):
+    """The receipt could not be appended: the search is not answered (nor billed)."""
 
 
 class SearchMeter:
-    def __init__(self, log: EventLog, codec: AvroCodec) -> None:
-        self._log = log
-        self._codec = codec
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
 
     async def record(
         self,
@@ -35,45 +34,44 @@ class SearchMeter:
         traceparent: str | None,
         api_key_id: str | None = None,
     ) -> None:
-        """Append the receipt and its usage, or raise with neither appended."""
-        envelope = Envelope.new(
-            "SearchPerformed", query.tenant_id, PRODUCED_BY, traceparent=traceparent
+        """Publish the receipt and its usage, or raise NotRecorded with neither appended."""
+        searched = self._publisher.new(
+            receipt_payload(query, hits, api_key_id),
+            tenant_id=query.tenant_id,
+            traceparent=traceparent,
         )
-        searched = Event(envelope, receipt_payload(query, hits, api_key_id))
-        usage = Event(envelope.caused("UsageRecorded", PRODUCED_BY), usage_payload(searched))
-        await self._log.append_atomic(
-            [
-                encode_event(self._codec, searched, SEARCH_TOPIC, query.tenant_id),
-                encode_event(self._codec, usage, USAGE_TOPIC, query.tenant_id),
-            ]
-        )
+        usage = self._publisher.caused(searched, usage_payload(searched))
+        try:
+            await self._publisher.publish(searched, usage)
+        except Exception as exc:
+            raise NotRecorded(f"appending the receipt failed: {exc!r}") from exc
 
 
 def receipt_payload(
     query: SearchQuery, hits: Sequence[Hit], api_key_id: str | None
-) -> dict[str, Any]:
-    """The SearchPerformed payload: what was asked (the text only as a hash) and what came back."""
+) -> SearchPerformed:
+    """What was asked (the text only as a hash) and what came back."""
     text = query.text.encode()
-    return {
-        "tenant_id": query.tenant_id,
-        "query_sha256": hashlib.sha256(text).hexdigest(),
-        "query_bytes": len(text),
-        "mode": query.mode.value,
-        "k": query.k,
-        "modality": query.modality or None,
-        "metadata_filter": dict(query.metadata),
-        "model_version": _model_version(query.mode, hits),
-        "results": [
-            {
-                "atom_id": hit.payload["atom_id"],
-                "document_id": hit.payload["document_id"],
-                "chunk_index": hit.payload["chunk_index"],
-                "score": hit.score,
-            }
+    return SearchPerformed(
+        tenant_id=query.tenant_id,
+        query_sha256=hashlib.sha256(text).hexdigest(),
+        query_bytes=len(text),
+        mode=query.mode.value,
+        k=query.k,
+        modality=query.modality or None,
+        metadata_filter=dict(query.metadata),
+        model_version=_model_version(query.mode, hits),
+        results=[
+            SearchResult(
+                atom_id=hit.payload["atom_id"],
+                document_id=hit.payload["document_id"],
+                chunk_index=hit.payload["chunk_index"],
+                score=hit.score,
+            )
             for hit in hits
         ],
-        "api_key_id": api_key_id,
-    }
+        api_key_id=api_key_id,
+    )
 
 
 def _model_version(mode: Mode, hits: Sequence[Hit]) -> str | None:
@@ -84,16 +82,16 @@ def _model_version(mode: Mode, hits: Sequence[Hit]) -> str | None:
     return str(hits[0].payload["model_version"])
 
 
-def usage_payload(searched: Event) -> dict[str, Any]:
-    """The UsageRecorded of a search: one request, at the receipt's time, naming the receipt."""
+def usage_payload(searched: Event[SearchPerformed]) -> UsageRecorded:
+    """One request, at the receipt's time, naming the receipt."""
     receipt = searched.payload
-    return {
-        "tenant_id": receipt["tenant_id"],
-        "operation": "search",
-        "unit": "requests",
-        "quantity": usage_quantity(1),  # one request, whatever it returned
-        "resource_id": searched.envelope.event_id,
-        "used_at": searched.envelope.occurred_at,
-        "api_key_id": receipt["api_key_id"],
-        "dimensions": {"mode": receipt["mode"]},
-    }
+    return UsageRecorded(
+        tenant_id=receipt.tenant_id,
+        operation="search",
+        unit="requests",
+        quantity=usage_quantity(1),  # one request, whatever it returned
+        resource_id=searched.envelope.event_id,
+        used_at=searched.envelope.occurred_at,
+        api_key_id=receipt.api_key_id,
+        dimensions={"mode": receipt.mode},
+    )

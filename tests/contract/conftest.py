@@ -13,19 +13,19 @@ from hartonomous.eventlog.port import EventLog, TopicSpec
 
 @pytest.fixture(params=["embedded", "kafka"])
 async def eventlog(request: pytest.FixtureRequest, pg_url: str) -> AsyncIterator[EventLog]:
-    log: EventLog
+    event_log: EventLog
     if request.param == "embedded":
-        log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
+        event_log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
     else:
         from hartonomous.eventlog.kafka import KafkaEventLog
         from tests.support.kafka_broker import kafka_bootstrap
 
-        log = KafkaEventLog(kafka_bootstrap())
-    await log.start()
+        event_log = KafkaEventLog(kafka_bootstrap())
+    await event_log.start()
     try:
-        yield log
+        yield event_log
     finally:
-        await log.close()
+        await event_log.close()
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from hartonomous.blobs import (
     BlobHashMismatchError,
     BlobNotFoundError,
     BlobStore,
-    DirectoryBlobStore,
     open_blob_store,
 )
-from hartonomous.s3blobs import S3BlobStore
+from hartonomous.blobs.embedded import DirectoryBlobStore
+from hartonomous.blobs.s3 import S3BlobStore
 from hartonomous.settings import Settings
 from tests.support import s3_server
 

@@ -81,7 +81,7 @@ async def graph(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 def facts(records: list[StoredRecord]) -> Facts:
     out = Facts()
     for record in records:
-        out.extend(project(decode_event(CODEC, record), record))
+        out.extend(project(decode_event(CODEC, record)))
     return out
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from services.search.rebuild import rebuild
 
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import Filter, Point
 from services.search.engines import ENGINES, open_vector_store
-from services.search.rebuild import rebuild
 from services.search.service import TOPICS
 from services.search.store import VectorStore
 from tests.integration.search.corpus import package_docs

@@ -30,11 +30,11 @@ async def test_up_provisions_topics_replay_decodes_and_sigterm_drains(tmp_path: 
         assert "usage.dlq" in topics
 
         # Append through the same embedded Postgres the platform runs on.
-        log = EmbeddedEventLog(embedded_postgres_url(data_dir / "postgres"))
-        await log.start()
+        event_log = EmbeddedEventLog(embedded_postgres_url(data_dir / "postgres"))
+        await event_log.start()
         codec = AvroCodec()
-        await log.append([usage_record(codec, "usage", "acme", Decimal("2.5"))])
-        await log.close()
+        await event_log.append([usage_record(codec, "usage", "acme", Decimal("2.5"))])
+        await event_log.close()
 
         replayed = cli("replay", "--topic", "usage", "--json", data_dir=data_dir)
         assert replayed.returncode == 0, replayed.stderr

@@ -11,6 +11,15 @@ from decimal import Decimal
 
 from hartonomous.eventlog.port import Record, StoredRecord
 from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.events.payloads import (
+    AtomChunked,
+    AtomIngested,
+    AtomReferenced,
+    EmbeddingComputed,
+    Payload,
+    TextChunk,
+    UsageRecorded,
+)
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_VERSION = hashlib.sha256(b"minilm weights, tokenizer and config").hexdigest()
@@ -28,7 +37,7 @@ class Keyed:
 
     topic: str
     key: str
-    event: Event
+    event: Event[Payload]
 
 
 @dataclass
@@ -41,33 +50,32 @@ class Flow:
     events: list[Keyed] = field(default_factory=list)
 
 
-def _usage(env: Envelope, tenant: str, operation: str, resource: str) -> Event:
+def _usage(env: Envelope, tenant: str, operation: str, resource: str) -> Event[UsageRecorded]:
     return Event(
         env.caused("UsageRecorded", env.produced_by, tenant),
-        {
-            "tenant_id": tenant,
-            "operation": operation,
-            "unit": "requests",
-            "quantity": Decimal("1.000000000"),
-            "resource_id": resource,
-            "used_at": datetime.now(UTC),
-            "api_key_id": None,
-            "dimensions": {"device": "cpu"},
-        },
+        UsageRecorded(
+            tenant_id=tenant,
+            operation=operation,
+            unit="requests",
+            quantity=Decimal("1.000000000"),
+            resource_id=resource,
+            used_at=datetime.now(UTC),
+            dimensions={"device": "cpu"},
+        ),
     )
 
 
 def _embedded(cause: Envelope, tenant: str, atom_id: str) -> Keyed:
     env = cause.caused("EmbeddingComputed", "inference", tenant)
-    payload = {
-        "atom_id": atom_id,
-        "tenant_id": tenant,
-        "model_id": MODEL_ID,
-        "model_version": MODEL_VERSION,
-        "dim": DIM,
-        "vector": [0.5, 0.5, 0.5, 0.5],
-        "normalized": True,
-    }
+    payload = EmbeddingComputed(
+        atom_id=atom_id,
+        tenant_id=tenant,
+        model_id=MODEL_ID,
+        model_version=MODEL_VERSION,
+        dim=DIM,
+        vector=[0.5, 0.5, 0.5, 0.5],
+        normalized=True,
+    )
     return Keyed("embeddings", atom_id, Event(env, payload))
 
 
@@ -81,35 +89,35 @@ def ingest_flow(tenant: str, text: str, source_uri: str, request_id: str) -> Flo
     env = Envelope.new("AtomIngested", tenant, "ingest", correlation_id=request_id)
     ingested = Event(
         env,
-        {
-            "atom_id": document,
-            "tenant_id": tenant,
-            "modality": "text",
-            "mime_type": "text/plain; charset=utf-8",
-            "size_bytes": len(text.encode()),
-            "blob_key": document,
-            "source_uri": source_uri,
-            "metadata_json": '{"team": "research"}',
-        },
+        AtomIngested(
+            atom_id=document,
+            tenant_id=tenant,
+            modality="text",
+            mime_type="text/plain; charset=utf-8",
+            size_bytes=len(text.encode()),
+            blob_key=document,
+            source_uri=source_uri,
+            metadata_json='{"team": "research"}',
+        ),
     )
     chunked = Event(
         env.caused("AtomChunked", "ingest"),
-        {
-            "parent_atom_id": document,
-            "tenant_id": tenant,
-            "chunker": CHUNKER,
-            "chunks": [
-                {
-                    "index": i,
-                    "atom_id": chunk_ids[i],
-                    "start_char": a,
-                    "end_char": b,
-                    "start_byte": len(text[:a].encode()),
-                    "end_byte": len(text[:b].encode()),
-                }
+        AtomChunked(
+            parent_atom_id=document,
+            tenant_id=tenant,
+            chunker=CHUNKER,
+            chunks=[
+                TextChunk(
+                    index=i,
+                    atom_id=chunk_ids[i],
+                    start_char=a,
+                    end_char=b,
+                    start_byte=len(text[:a].encode()),
+                    end_byte=len(text[:b].encode()),
+                )
                 for i, (a, b) in enumerate(spans)
             ],
-        },
+        ),
     )
     events = [
         Keyed("atoms", document, ingested),
@@ -128,12 +136,7 @@ def reference_flow(original: Flow, tenant: str, source_uri: str, request_id: str
     env = Envelope.new("AtomReferenced", tenant, "ingest", correlation_id=request_id)
     referenced = Event(
         env,
-        {
-            "atom_id": original.document,
-            "tenant_id": tenant,
-            "source_uri": source_uri,
-            "metadata_json": "{}",
-        },
+        AtomReferenced(atom_id=original.document, tenant_id=tenant, source_uri=source_uri),
     )
     events = [
         Keyed("atoms", original.document, referenced),

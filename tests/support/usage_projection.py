@@ -1,26 +1,56 @@
 """A real projection process for crash tests: UsageRecorded -> per-tenant totals in Postgres,
-applied exactly once through the runtime's Inbox. Run as
+applied exactly once by the kernel's projection runner and Inbox. Run as
 `python -m tests.support.usage_projection --postgres-url URL --topic T [--kafka-bootstrap B]`.
 
-It prints how many re-delivered events the inbox skipped, so a test can prove a re-delivery
+It prints how many re-delivered records the inbox skipped, so a test can prove a re-delivery
 really happened after a SIGKILL."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from decimal import Decimal
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import asyncpg
 
-from hartonomous.eventlog.factory import open_event_log
-from hartonomous.eventlog.port import StoredRecord
+from hartonomous.eventlog import open_event_log
+from hartonomous.eventlog.port import Position, StoredRecord
 from hartonomous.events import AvroCodec, Event
-from hartonomous.runtime.consumer import ConsumerLoop
-from hartonomous.runtime.inbox import Inbox
+from hartonomous.events.payloads import UsageRecorded
+from hartonomous.runtime.inbox import Connection, Inbox
+from hartonomous.runtime.projection import Projection, ProjectionRunner
 from hartonomous.settings import Settings
 
 SCHEMA = "usage_projection"
+
+
+class Totals:
+    """One transaction of the projection."""
+
+    skipped = 0  # re-delivered records the inbox recognised, over the process's life
+
+    def __init__(self, conn: Connection, inbox: Inbox) -> None:
+        self._conn = conn
+        self._inbox = inbox
+
+    async def claim(self, records: Sequence[StoredRecord]) -> set[Position]:
+        fresh = await self._inbox.claim(self._conn, records)
+        Totals.skipped += len(records) - len(fresh)
+        return fresh
+
+    async def add(self, usage: UsageRecorded) -> None:
+        await self._conn.execute(
+            f"insert into {SCHEMA}.totals values ($1, $2, 1) on conflict (tenant_id)"
+            f" do update set quantity = {SCHEMA}.totals.quantity + excluded.quantity,"
+            f" events = {SCHEMA}.totals.events + 1",
+            usage.tenant_id,
+            usage.quantity,
+        )
+
+
+async def on_usage_recorded(totals: Totals, event: Event[UsageRecorded]) -> None:
+    await totals.add(event.payload)
 
 
 async def setup(pool: asyncpg.Pool, inbox: Inbox) -> None:
@@ -42,36 +72,36 @@ async def main(args: argparse.Namespace) -> None:
     inbox = Inbox(SCHEMA, args.group)
     await setup(pool, inbox)
     settings = Settings(kafka_bootstrap=args.kafka_bootstrap)
-    log = open_event_log(settings, args.postgres_url)
-    await log.start()
-    skipped = 0
+    event_log = open_event_log(settings, args.postgres_url)
+    await event_log.start()
 
-    async def apply(event: Event, record: StoredRecord) -> None:
-        nonlocal skipped
-        async with pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, record):
-                skipped += 1
-                return
-            await conn.execute(
-                f"insert into {SCHEMA}.totals values ($1, $2, 1) on conflict (tenant_id)"
-                f" do update set quantity = {SCHEMA}.totals.quantity + excluded.quantity,"
-                f" events = {SCHEMA}.totals.events + 1",
-                event.payload["tenant_id"],
-                Decimal(event.payload["quantity"]),
-            )
-        await asyncio.sleep(args.delay)  # slow enough that a kill lands mid-batch
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[Totals]:
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                yield Totals(conn, inbox)
+            # Committed, the group's offsets not yet: slow here, so a kill lands in between.
+            await asyncio.sleep(args.delay)
 
-    loop = ConsumerLoop(log, AvroCodec(), args.group, [args.topic], apply, max_batch=50)
-    runner = asyncio.create_task(loop.run())
+    projection = Projection(
+        args.group,
+        [args.topic],
+        {UsageRecorded: on_usage_recorded},
+        transaction,
+        claim=Totals.claim,
+        max_batch=10,
+    )
+    runner = ProjectionRunner(event_log, AvroCodec(), projection)
+    running = asyncio.create_task(runner.run())
     print("started", flush=True)
     while args.until is None or await applied_events(pool) < args.until:
-        if runner.done():
-            runner.result()
+        if running.done():
+            running.result()
         await asyncio.sleep(0.1)
-    loop.stop()
-    await runner
-    print(f"skipped {skipped}", flush=True)
-    await log.close()
+    runner.stop()
+    await running
+    print(f"skipped {Totals.skipped}", flush=True)
+    await event_log.close()
     await pool.close()
 
 

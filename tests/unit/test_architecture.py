@@ -22,15 +22,30 @@ def lint_imports(cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess[str
 def test_the_import_contracts_hold() -> None:
     result = lint_imports(REPO, REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
-def test_a_service_importing_another_breaks_the_contract(tmp_path: Path) -> None:
-    # A copy of the tree with one forbidden import added: the same contracts must reject it.
+def copy_of_the_tree(tmp_path: Path) -> Path:
+    """A copy of the packages and the contracts, to add one forbidden import to."""
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     for package in ("hartonomous", "services"):
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("v1"))
-    (tmp_path / "services" / "billing" / "sneaky.py").write_text("import services.ingest\n")
-    result = lint_imports(tmp_path, tmp_path)
+    return tmp_path
+
+
+def test_a_service_importing_another_breaks_the_contract(tmp_path: Path) -> None:
+    tree = copy_of_the_tree(tmp_path)
+    (tree / "services" / "billing" / "sneaky.py").write_text("import services.ingest\n")
+    result = lint_imports(tree, tree)
     assert result.returncode != 0
     assert "services.billing.sneaky -> services.ingest" in result.stdout
+
+
+def test_a_domain_module_doing_io_breaks_the_contract(tmp_path: Path) -> None:
+    tree = copy_of_the_tree(tmp_path)
+    domain = tree / "services" / "provenance" / "domain.py"
+    domain.write_text(domain.read_text() + "\nimport asyncpg  # noqa\n")
+    result = lint_imports(tree, tree)
+    assert result.returncode != 0
+    assert "A service's domain does no I/O BROKEN" in result.stdout
+    assert "services.provenance.domain -> asyncpg" in result.stdout

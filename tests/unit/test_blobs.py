@@ -12,8 +12,8 @@ from hartonomous.blobs import (
     BlobError,
     BlobHashMismatchError,
     BlobNotFoundError,
-    DirectoryBlobStore,
 )
+from hartonomous.blobs.embedded import DirectoryBlobStore
 
 
 async def stream(*parts: bytes) -> AsyncIterator[bytes]:

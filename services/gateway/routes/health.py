@@ -43,7 +43,7 @@ async def healthz() -> Live:
 async def readyz(gw: GatewayDep) -> Ready:
     probes: dict[str, Awaitable[str | None]] = {
         "postgres": _answers(gw.store.ping()),
-        "log": _answers(gw.log.end_offsets(PROBE_TOPIC)),
+        "log": _answers(gw.event_log.end_offsets(PROBE_TOPIC)),
         **{name: gw.peers.health(name) for name in HEALTH_NAMES},
     }
     outcomes = await asyncio.gather(*(_in_time(p) for p in probes.values()))

@@ -1,8 +1,9 @@
 """The embedded GraphStore: ladybug (an in-process Cypher graph database) in one file under the
 data dir. No server, nothing to set up: the default for `make run` and the audit's scratch graph.
 
-ladybug tables are typed, so every node lives in one table, Node(uid, label, win, data), and every
-edge in one, Edge(type, win, data): the merge keys and the rule's `win` as columns, the rest
+ladybug tables are typed, so every node lives in one table, Node(uid, label, precedence, data),
+and every edge in one, Edge(type, precedence, data): the merge keys and the merge rule's
+precedence as columns, the rest
 (tenant, scope, origin, the fact's own properties) as one canonical JSON `data` column. One
 process at a time may open the file for writing: the running service holds it. Calls run one at
 a time on a worker thread (a connection serves one query at a time)."""
@@ -23,7 +24,7 @@ from services.provenance.domain import (
     Edge,
     Label,
     Node,
-    Position,
+    Partition,
     Rel,
     atom_uid,
     node_uid,
@@ -40,29 +41,30 @@ from services.provenance.graph.port import (
 T = TypeVar("T")
 
 _SCHEMA = (
-    "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, label STRING, win STRING,"
+    "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, label STRING,"
+    " precedence STRING, data STRING)",
+    "CREATE REL TABLE IF NOT EXISTS Edge(FROM Node TO Node, type STRING, precedence STRING,"
     " data STRING)",
-    "CREATE REL TABLE IF NOT EXISTS Edge(FROM Node TO Node, type STRING, win STRING, data STRING)",
     "CREATE NODE TABLE IF NOT EXISTS Cursor(id STRING PRIMARY KEY, topic STRING,"
     " part INT64, next_offset INT64)",
 )
 
 # Rows travel as lists of strings: ladybug converts those several times faster than maps.
 # One MATCH per end: a comma-joined pattern is planned as a join over the whole table.
-# A statement replaces the stored one only when it wins (domain: the smallest `win`).
+# A statement replaces the stored one only when it wins (domain: the smallest precedence).
 _MERGE_NODES = """
 UNWIND $rows AS r
 MERGE (n:Node {uid: r[1]})
-WITH n, r WHERE n.win IS NULL OR r[3] < n.win
-SET n.label = r[2], n.win = r[3], n.data = r[4]
+WITH n, r WHERE n.precedence IS NULL OR r[3] < n.precedence
+SET n.label = r[2], n.precedence = r[3], n.data = r[4]
 """
 _MERGE_EDGES = """
 UNWIND $rows AS r
 MATCH (a:Node {uid: r[1]})
 MATCH (b:Node {uid: r[2]})
 MERGE (a)-[e:Edge {type: r[3]}]->(b)
-WITH e, r WHERE e.win IS NULL OR r[4] < e.win
-SET e.win = r[4], e.data = r[5]
+WITH e, r WHERE e.precedence IS NULL OR r[4] < e.precedence
+SET e.precedence = r[4], e.data = r[5]
 """
 _ADVANCE = """
 UNWIND $rows AS r
@@ -71,6 +73,12 @@ ON CREATE SET c.topic = r.topic, c.part = r.part, c.next_offset = r.next_offset
 ON MATCH SET c.next_offset = CASE WHEN r.next_offset > c.next_offset
                                   THEN r.next_offset ELSE c.next_offset END
 """
+_UPGRADE_WIN = (
+    "ALTER TABLE Node RENAME win TO precedence",
+    "ALTER TABLE Edge RENAME win TO precedence",
+    """MATCH (n:Node) SET n.data = replace(n.data, '"win":', '"precedence":')""",
+    """MATCH ()-[e:Edge]->() SET e.data = replace(e.data, '"win":', '"precedence":')""",
+)
 _HOLDINGS = [r.value for r in HOLDINGS]
 _HELD = f"""
 UNWIND $uids AS u
@@ -84,6 +92,23 @@ WHERE h.type IN {_HOLDINGS} AND o.type IN {[r.value for r in OCCURRENCES]}
   AND c.type = '{Rel.CONTENT}'
 RETURN DISTINCT u
 """
+
+
+def _upgrade(conn: ladybug.Connection) -> None:
+    """A graph written before the merge rule's column was named `precedence` (it was `win`):
+    rename it, in the tables and in each row's `data`, in one transaction."""
+    columns = conn.execute("CALL TABLE_INFO('Node') RETURN name")
+    assert not isinstance(columns, list)  # one statement, one result
+    if ["win"] not in columns.get_all():
+        return
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for statement in _UPGRADE_WIN:
+            conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _data(columns: Mapping[str, Any], props: Mapping[str, Any]) -> str:
@@ -116,6 +141,7 @@ class EmbeddedGraphStore(GraphStore):
             self._conn = ladybug.Connection(self._db)
             for ddl in _SCHEMA:
                 self._conn.execute(ddl)
+            _upgrade(self._conn)
 
         try:
             await asyncio.to_thread(connect)
@@ -146,11 +172,13 @@ class EmbeddedGraphStore(GraphStore):
         return await self._call(run)
 
     async def _write(
-        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Position, int]
+        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Partition, int]
     ) -> None:
-        node_rows = [[n.uid, n.label.value, n.win, _data(node_columns(n), n.props)] for n in nodes]
+        node_rows = [
+            [n.uid, n.label.value, n.precedence, _data(node_columns(n), n.props)] for n in nodes
+        ]
         edge_rows = [
-            [e.source, e.target, e.type.value, e.win, _data(edge_columns(e), e.props)]
+            [e.source, e.target, e.type.value, e.precedence, _data(edge_columns(e), e.props)]
             for e in edges
         ]
         cursor_rows = [
@@ -176,7 +204,7 @@ class EmbeddedGraphStore(GraphStore):
 
         await self._call(write)
 
-    async def positions(self) -> dict[Position, int]:
+    async def positions(self) -> dict[Partition, int]:
         rows = await self._rows("MATCH (c:Cursor) RETURN c.topic, c.part, c.next_offset")
         return {(topic, int(part)): int(offset) for topic, part, offset in rows}
 

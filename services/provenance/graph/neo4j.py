@@ -23,7 +23,7 @@ from services.provenance.domain import (
     Edge,
     Label,
     Node,
-    Position,
+    Partition,
     Rel,
     atom_uid,
     node_uid,
@@ -41,6 +41,14 @@ from services.provenance.graph.port import (
 
 NAMESPACE = re.compile(r"[A-Z][A-Za-z0-9]{0,40}")
 CLEAR_BATCH = 10_000
+SCHEMA_VERSION = 2
+"""What the stored properties mean; 2: the merge rule's property is `precedence` (1: `win`)."""
+_UPGRADE_WIN = (
+    "MATCH (n:{NS}) WHERE n.win IS NOT NULL WITH n LIMIT 10000"
+    " SET n.precedence = n.win REMOVE n.win RETURN count(*) AS c",
+    "MATCH (:{NS})-[e]->(:{NS}) WHERE e.win IS NOT NULL WITH e LIMIT 10000"
+    " SET e.precedence = e.win REMOVE e.win RETURN count(*) AS c",
+)
 
 
 def _split(
@@ -88,9 +96,21 @@ class Neo4jGraphStore(GraphStore):
                 " FOR (c:{NS}Cursor) REQUIRE c.id IS UNIQUE",
             ):
                 await self._run(ddl)
+            await self._upgrade()
         except (Neo4jError, ServiceUnavailable, OSError) as exc:
             await self.close()
             raise GraphStoreError(f"cannot open Neo4j at {self._uri}: {exc}") from exc
+
+    async def _upgrade(self) -> None:
+        """Bring a namespace written by an older version to SCHEMA_VERSION, in batches (a
+        crash midway resumes where it stopped)."""
+        rows = await self._run("MATCH (s:{NS}Schema) RETURN s.version AS v")
+        if rows and rows[0]["v"] >= SCHEMA_VERSION:
+            return
+        for query in _UPGRADE_WIN:
+            while (await self._run(query))[0]["c"]:
+                pass
+        await self._run("MERGE (s:{NS}Schema {id: 'schema'}) SET s.version = $v", v=SCHEMA_VERSION)
 
     async def close(self) -> None:
         if self._driver is not None:
@@ -100,6 +120,7 @@ class Neo4jGraphStore(GraphStore):
     async def drop(self) -> None:
         """Remove the namespace entirely: its data, constraints and index."""
         await self.clear()
+        await self._run("MATCH (s:{NS}Schema) DELETE s")
         for name in ("{NS}_uid", "{NS}Cursor_id"):
             await self._run(f"DROP CONSTRAINT {name} IF EXISTS")
         await self._run("DROP INDEX {NS}_label IF EXISTS")
@@ -120,7 +141,7 @@ class Neo4jGraphStore(GraphStore):
         return list(result.records)
 
     async def _write(
-        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Position, int]
+        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Partition, int]
     ) -> None:
         # Each row's `props` becomes the whole property map of its node or edge when it wins.
         by_label: dict[Label, list[dict[str, Any]]] = defaultdict(list)
@@ -148,7 +169,8 @@ class Neo4jGraphStore(GraphStore):
                     self._q(
                         "UNWIND $rows AS r MERGE (n:{NS} {uid: r.uid})"
                         f" ON CREATE SET n:{label}"
-                        " WITH n, r WHERE n.win IS NULL OR r.props.win < n.win SET n = r.props"
+                        " WITH n, r WHERE n.precedence IS NULL"
+                        " OR r.props.precedence < n.precedence SET n = r.props"
                     ),
                     rows=rows,
                 )
@@ -158,7 +180,8 @@ class Neo4jGraphStore(GraphStore):
                         "UNWIND $rows AS r"
                         " MATCH (a:{NS} {uid: r.source}) MATCH (b:{NS} {uid: r.target})"
                         f" MERGE (a)-[e:{type_}]->(b)"
-                        " WITH e, r WHERE e.win IS NULL OR r.props.win < e.win SET e = r.props"
+                        " WITH e, r WHERE e.precedence IS NULL"
+                        " OR r.props.precedence < e.precedence SET e = r.props"
                     ),
                     rows=rows,
                 )
@@ -180,7 +203,7 @@ class Neo4jGraphStore(GraphStore):
         except (Neo4jError, ServiceUnavailable) as exc:
             raise GraphStoreError(f"Neo4j write failed: {exc}") from exc
 
-    async def positions(self) -> dict[Position, int]:
+    async def positions(self) -> dict[Partition, int]:
         rows = await self._run("MATCH (c:{NS}Cursor) RETURN c.topic, c.part, c.next_offset")
         return {(r[0], int(r[1])): int(r[2]) for r in rows}
 

@@ -19,7 +19,7 @@ from services.provenance.domain import (
     Label,
     Node,
     Origin,
-    Position,
+    Partition,
     Rel,
     winning_edges,
     winning_nodes,
@@ -36,7 +36,7 @@ class GraphStoreError(Exception):
 ORIGIN_COLUMNS = (
     "tenant_id",
     "defined",
-    "win",
+    "precedence",
     "src_topic",
     "src_partition",
     "src_offset",
@@ -52,7 +52,7 @@ def origin_columns(fact: Node | Edge) -> dict[str, Any]:
     return {
         "tenant_id": fact.tenant_id,
         "defined": fact.defines,
-        "win": fact.win,
+        "precedence": fact.precedence,
         "src_topic": o.topic,
         "src_partition": o.partition,
         "src_offset": o.offset,
@@ -124,20 +124,20 @@ class GraphStore(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    async def apply(self, facts: Facts, positions: Mapping[Position, int]) -> None:
+    async def apply(self, facts: Facts, positions: Mapping[Partition, int]) -> None:
         """Merge the facts and advance the applied positions ((topic, partition) -> next
         offset, never moving back) in one transaction."""
         await self._write(winning_nodes(facts.nodes), winning_edges(facts.edges), positions)
 
     @abc.abstractmethod
     async def _write(
-        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Position, int]
+        self, nodes: list[Node], edges: list[Edge], positions: Mapping[Partition, int]
     ) -> None:
         """One transaction: nodes (one per uid) first, then edges (whose endpoints exist by
-        then), then positions. A stored statement is replaced only by a smaller `win`."""
+        then), then positions. A stored statement is replaced only by one of smaller precedence."""
 
     @abc.abstractmethod
-    async def positions(self) -> dict[Position, int]:
+    async def positions(self) -> dict[Partition, int]:
         """(topic, partition) -> the offset after the last record applied."""
 
     @abc.abstractmethod

@@ -3,28 +3,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import grpc
 import pytest
 
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import Record
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event
-from hartonomous.runtime.grpc_server import GrpcHost
-from hartonomous.runtime.service import ServiceContext, Wiring
+from hartonomous.events import Envelope, Event
+from hartonomous.events.payloads import UsageRecorded
 from hartonomous.settings import Settings, add_arguments
 from hartonomous.v1 import billing_pb2, billing_pb2_grpc
 from services.billing import BillingService
 from services.billing.commands import BillingCommand
 from services.billing.quota import QuotaBook
-
-CODEC = AvroCodec()
+from tests.support.events import record_of
+from tests.support.harness import Harness, embedded_log, start
 
 # Fails the insert of any UsageRecorded record, after the domain records of the same
 # transaction were written (producers append the usage record last).
@@ -53,18 +50,17 @@ def usage(
     envelope: Envelope | None = None,
 ) -> Record:
     """A real UsageRecorded record, encoded through the kernel's codec."""
-    payload = {
-        "tenant_id": tenant,
-        "operation": operation,
-        "unit": unit,
-        "quantity": Decimal(quantity).quantize(Decimal("1e-9")),
-        "resource_id": resource_id,
-        "used_at": used_at or datetime.now(UTC),
-        "api_key_id": None,
-        "dimensions": dict(dimensions or {}),
-    }
+    payload = UsageRecorded(
+        tenant_id=tenant,
+        operation=operation,
+        unit=unit,
+        quantity=Decimal(quantity).quantize(Decimal("1e-9")),
+        resource_id=resource_id,
+        used_at=used_at or datetime.now(UTC),
+        dimensions=dict(dimensions or {}),
+    )
     envelope = envelope or Envelope.new("UsageRecorded", tenant_id=tenant, produced_by="tests")
-    return encode_event(CODEC, Event(envelope, payload), "usage", tenant)
+    return record_of(Event(envelope, payload))
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
@@ -77,37 +73,30 @@ async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 
 
 @dataclass
 class Billing:
-    """The billing service on a real embedded log, Postgres and gRPC server, its ledger
-    consumer running."""
+    """The billing service started by the test harness, its ledger projection running."""
 
     service: BillingService
-    log: EmbeddedEventLog
-    pg_url: str
-    stub: billing_pb2_grpc.BillingStub
-    wiring: Wiring
-    host: GrpcHost
-    channel: grpc.aio.Channel
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    harness: Harness
+
+    @property
+    def event_log(self) -> EmbeddedEventLog:
+        return self.harness.event_log
+
+    @property
+    def pg_url(self) -> str:
+        return self.harness.pg_url
+
+    @property
+    def stub(self) -> billing_pb2_grpc.BillingStub:
+        return billing_pb2_grpc.BillingStub(self.harness.channel)
 
     @property
     def book(self) -> QuotaBook:
         assert self.service.book is not None
         return self.service.book
 
-    def run_consumers(self) -> None:
-        self.tasks = [asyncio.create_task(c.run()) for c in self.wiring.consumers]
-
-    async def stop_consumers(self) -> None:
-        for consumer in self.wiring.consumers:
-            consumer.stop()
-        await asyncio.gather(*self.tasks)
-
     async def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(self.pg_url)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
+        return await self.harness.sql(query, *args)
 
     async def ledger_size(self) -> int:
         return int((await self.sql("select count(*) from billing.ledger"))[0][0])
@@ -137,41 +126,27 @@ class Billing:
         return card
 
 
-async def start_billing(pg_url: str, log: EmbeddedEventLog, service: BillingService) -> Billing:
-    wiring = await service.start(ServiceContext(Settings(), log, CODEC, pg_url))
-    host = GrpcHost("127.0.0.1", 0)
-    port = await host.start(wiring.grpc)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = billing_pb2_grpc.BillingStub(channel)
-    return Billing(service, log, pg_url, stub, wiring, host, channel)
-
-
-async def stop_billing(billing: Billing) -> None:
-    await billing.stop_consumers()
-    await billing.channel.close()
-    await billing.host.stop(grace=0)
-    await billing.service.stop()
+async def start_billing(
+    pg_url: str, event_log: EmbeddedEventLog, service: BillingService, *, consume: bool = True
+) -> Billing:
+    return Billing(
+        service, await start(service, event_log=event_log, pg_url=pg_url, consume=consume)
+    )
 
 
 @pytest.fixture
 async def eventlog(pg_url: str) -> AsyncIterator[EmbeddedEventLog]:
-    log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=2))
-    try:
-        yield log
-    finally:
-        await log.close()
+    async with embedded_log(pg_url) as event_log:
+        yield event_log
 
 
 @pytest.fixture
 async def billing(pg_url: str, eventlog: EmbeddedEventLog) -> AsyncIterator[Billing]:
     started = await start_billing(pg_url, eventlog, BillingService())
-    started.run_consumers()
     try:
         yield started
     finally:
-        await stop_billing(started)
+        await started.harness.stop()
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ async def test_rates_usage_and_quota_messages(billing: Billing) -> None:
     )
 
     days = [datetime(2025, 5, d, 8, tzinfo=UTC) for d in (1, 1, 2)]
-    await billing.log.append([usage(quantity="1000", used_at=d) for d in days])
+    await billing.event_log.append([usage(quantity="1000", used_at=d) for d in days])
     await billing.wait_ledger(3)
     request = billing_pb2.UsageRequest(tenant_id="acme", group_by=billing_pb2.USAGE_GROUPING_DAY)
     getattr(request, "from").FromDatetime(datetime(2025, 5, 1, tzinfo=UTC))

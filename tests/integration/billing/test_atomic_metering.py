@@ -10,15 +10,11 @@ import asyncpg
 import grpc
 import pytest
 
-from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec
-from hartonomous.runtime.grpc_server import GrpcHost
-from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest import IngestService
 from tests.integration.billing.conftest import USAGE_WRITE_FAULT
+from tests.support.harness import running
 
 
 def requests(data: bytes) -> Iterator[ingest_pb2.IngestRequest]:
@@ -29,20 +25,14 @@ def requests(data: bytes) -> Iterator[ingest_pb2.IngestRequest]:
 async def test_a_fault_before_the_usage_write_leaves_no_domain_event(
     pg_url: str, tmp_path: Path
 ) -> None:
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=2))
     service = IngestService(gc_every=None, storage_every=None)
-    wiring = await service.start(
-        ServiceContext(Settings(data_dir=tmp_path), log, AvroCodec(), pg_url)
-    )
-    host = GrpcHost("127.0.0.1", 0)
-    port = await host.start(wiring.grpc)
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(USAGE_WRITE_FAULT)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = ingest_pb2_grpc.IngestStub(channel)
+    settings = Settings(data_dir=tmp_path)
+    async with running(service, pg_url=pg_url, settings=settings, consume=False) as harness:
+        log = harness.event_log
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(USAGE_WRITE_FAULT)
+            stub = ingest_pb2_grpc.IngestStub(harness.channel)
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 await stub.IngestAtom(requests(b"metered or not at all"))
             assert failed.value.code() == grpc.StatusCode.INTERNAL
@@ -59,8 +49,5 @@ async def test_a_fault_before_the_usage_write_leaves_no_domain_event(
             atoms = [r.headers["event_type"] async for r in log.replay("atoms", from_offset=0)]
             usage = [r.headers["event_type"] async for r in log.replay("usage", from_offset=0)]
             assert (atoms[0], usage) == ("AtomIngested", ["UsageRecorded"])
-    finally:
-        await conn.close()
-        await host.stop(grace=0)
-        await service.stop()
-        await log.close()
+        finally:
+            await conn.close()

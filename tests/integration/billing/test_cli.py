@@ -44,7 +44,7 @@ async def test_rates_quota_usage_and_invoices(billing: Billing, capsys: Capture)
     assert quota.code == 0 and "per day" in quota.out
 
     march = datetime(2025, 3, 3, tzinfo=UTC)
-    await billing.log.append(
+    await billing.event_log.append(
         [usage(quantity="10000", used_at=march), usage(quantity="5", operation="search", unit="requests", used_at=march)]
     )  # fmt: skip
     await billing.wait_ledger(2)
@@ -82,12 +82,12 @@ async def test_reconcile_passes_then_catches_a_tampered_row(
     await billing.put_rates(datetime(2025, 1, 1, tzinfo=UTC), ("embed", "tokens", "0.01"))
     days = [datetime(2025, 6, d, tzinfo=UTC) for d in (1, 1, 2, 3)]
     records = [usage(t, quantity="100", used_at=d) for d in days for t in ("acme", "globex")]
-    await billing.log.append([*records, records[0]])  # a duplicate copy too
+    await billing.event_log.append([*records, records[0]])  # a duplicate copy too
     await billing.wait_ledger(8)
 
     # Usage the live ledger has not reached yet is left out, not reported as a difference.
-    await billing.stop_consumers()
-    await billing.log.append([usage(quantity="5", used_at=days[0])])
+    await billing.harness.stop_consumers()
+    await billing.event_log.append([usage(quantity="5", used_at=days[0])])
     clean = await billing_cli(billing.pg_url, capsys, "reconcile")
     assert clean.code == 0, clean.out + clean.err
     assert "ledger matches the log: 6 tenant-days" in clean.out

@@ -23,7 +23,7 @@ def issue(tenant: str, start: datetime, end: datetime) -> billing_pb2.IssueInvoi
 
 async def test_an_issued_invoice_never_changes(billing: Billing) -> None:
     await billing.put_rates(FEB, ("embed", "tokens", "0.01"), ("search", "requests", "0.005"))
-    await billing.log.append(
+    await billing.event_log.append(
         [
             usage(quantity="150", used_at=datetime(2025, 3, 2, tzinfo=UTC)),
             usage(quantity="3", operation="search", unit="requests", used_at=MAR),
@@ -39,7 +39,9 @@ async def test_an_issued_invoice_never_changes(billing: Billing) -> None:
     assert first.total == "1.52"
 
     # Late usage for the period: in the ledger, not on the issued invoice.
-    await billing.log.append([usage(quantity="100", used_at=datetime(2025, 3, 9, tzinfo=UTC))])
+    await billing.event_log.append(
+        [usage(quantity="100", used_at=datetime(2025, 3, 9, tzinfo=UTC))]
+    )
     await billing.wait_ledger(4)
     again = await billing.stub.IssueInvoice(issue("acme", MAR, APR))
     assert again == first

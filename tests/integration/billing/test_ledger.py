@@ -9,18 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from hartonomous.events import decode_event
 from hartonomous.v1 import billing_pb2
 from services.billing import BillingService
-from services.billing.handlers import GROUP, LedgerLoop
-from tests.integration.billing.conftest import (
-    CODEC,
-    Billing,
-    eventually,
-    start_billing,
-    stop_billing,
-    usage,
-)
+from services.billing.store import LEDGER_GROUP
+from tests.integration.billing.conftest import Billing, eventually, start_billing, usage
 
 MARCH = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -38,8 +30,8 @@ async def cost(billing: Billing, tenant: str = "acme") -> tuple[str, str]:
 async def test_the_same_event_appended_again_is_counted_once(billing: Billing) -> None:
     await billing.put_rates(MARCH, ("embed", "tokens", "0.5"))
     record = usage(quantity="4", used_at=day(2))
-    await billing.log.append([record, record])  # twice in one batch
-    await billing.log.append([record, usage(quantity="1", used_at=day(2))])  # and once more
+    await billing.event_log.append([record, record])  # twice in one batch
+    await billing.event_log.append([record, usage(quantity="1", used_at=day(2))])  # and once more
     await billing.wait_ledger(2)
     await _wait_handled(billing, 4)
     assert await billing.ledger_size() == 2
@@ -47,19 +39,19 @@ async def test_the_same_event_appended_again_is_counted_once(billing: Billing) -
 
 
 async def test_one_stored_record_handled_twice_is_counted_once(billing: Billing) -> None:
-    """The per-event path (what runs when a batch failed) is idempotent as well."""
+    """A re-delivered record is skipped by the inbox; applied again without it (a copy), the
+    ledger's key on the event id still counts it once, and so does the quota book."""
     await billing.stub.PutQuota(
         billing_pb2.PutQuotaRequest(tenant_id="acme", operation="embed", limit="100", unit="tokens")
     )
-    await billing.stop_consumers()
-    await billing.log.append([usage(quantity="7")])
-    [record] = [r async for r in billing.log.replay("usage", from_offset=0)]
-    [loop] = billing.wiring.consumers
-    assert isinstance(loop, LedgerLoop)
-    event = decode_event(CODEC, record)
-    await loop.handler(event, record)
-    await loop.handler(event, record)
-    await loop.handle_batch([record])
+    await billing.harness.stop_consumers()
+    await billing.event_log.append([usage(quantity="7")])
+    [record] = [r async for r in billing.event_log.replay("usage", from_offset=0)]
+    [runner] = billing.harness.consumers
+    await runner.apply([record])
+    await runner.apply([record])
+    await billing.sql("delete from billing.inbox")
+    await runner.apply([record])
     assert await billing.ledger_size() == 1
     check = billing_pb2.QuotaCheckRequest(tenant_id="acme", operation="embed")
     assert (await billing.stub.CheckQuota(check)).used == "7"
@@ -71,13 +63,12 @@ async def test_records_consumed_again_after_a_restart_are_counted_once(
     await billing.stub.PutQuota(
         billing_pb2.PutQuotaRequest(tenant_id="acme", operation="embed", limit="100", unit="tokens")
     )
-    await billing.log.append([usage(quantity="10") for _ in range(3)])
+    await billing.event_log.append([usage(quantity="10") for _ in range(3)])
     await billing.wait_ledger(3)
-    await stop_billing(billing)
+    await billing.harness.stop()
     # Forget the group's committed offsets: the next consumer reads the topic from the start.
-    await billing.sql("delete from log.group_offsets where group_id = $1", GROUP)
-    again = await start_billing(billing.pg_url, billing.log, BillingService())
-    again.run_consumers()
+    await billing.sql("delete from log.group_offsets where group_id = $1", LEDGER_GROUP)
+    again = await start_billing(billing.pg_url, billing.event_log, BillingService())
     try:
         await _wait_handled(again, 3)
         assert await again.ledger_size() == 3
@@ -85,8 +76,7 @@ async def test_records_consumed_again_after_a_restart_are_counted_once(
         assert (await again.stub.CheckQuota(check)).used == "30"
         assert await cost(again) == ("30", "0")
     finally:
-        billing.tasks = []  # stopped already
-        await stop_billing(again)
+        await again.harness.stop()
 
 
 async def _wait_handled(billing: Billing, records: int) -> None:
@@ -100,7 +90,7 @@ async def _committed(billing: Billing) -> int:
     rows = await billing.sql(
         "select coalesce(sum(next_offset), 0) from log.group_offsets"
         " where group_id = $1 and topic = 'usage'",
-        GROUP,
+        LEDGER_GROUP,
     )
     return int(rows[0][0])
 
@@ -108,7 +98,7 @@ async def _committed(billing: Billing) -> int:
 async def test_a_price_change_mid_period_keeps_each_charge_at_its_price(billing: Billing) -> None:
     first = await billing.put_rates(datetime(2025, 1, 1, tzinfo=UTC), ("embed", "tokens", "0.001"))
     second = await billing.put_rates(day(15), ("embed", "tokens", "0.002"))
-    await billing.log.append(
+    await billing.event_log.append(
         [
             usage(quantity="1000", used_at=day(10)),
             usage(quantity="1000", used_at=day(14)),
@@ -147,7 +137,9 @@ async def test_usage_without_a_rate_is_kept_at_price_zero_with_a_warning(
 ) -> None:
     await billing.put_rates(MARCH, ("embed", "tokens", "1"))
     with caplog.at_level(logging.WARNING, logger="services.billing.handlers"):
-        await billing.log.append([usage(quantity="3", operation="transcribe", unit="seconds")])
+        await billing.event_log.append(
+            [usage(quantity="3", operation="transcribe", unit="seconds")]
+        )
         await billing.wait_ledger(1)
     reply = await billing.stub.GetUsage(billing_pb2.UsageRequest(tenant_id="acme"))
     [line] = reply.lines
@@ -166,7 +158,7 @@ async def test_multipliers_by_plan_model_and_dimension(billing: Billing) -> None
         MARCH, ("embed", "tokens", "0.01"), plan__pro="0.5", model__big="4", device__gpu="1.5"
     )
     now = datetime.now(UTC)  # the plan applies from when it was set
-    await billing.log.append(
+    await billing.event_log.append(
         [
             usage(quantity="100", used_at=now),  # plan: x0.5
             usage(quantity="100", used_at=now, resource_id="big"),  # x0.5 x4
@@ -183,6 +175,6 @@ async def test_ten_thousand_tenth_millionths_sum_exactly(billing: Billing) -> No
     await billing.put_rates(MARCH, ("embed", "tokens", "0.0000001"))
     records = [usage(quantity="1", used_at=day(3)) for _ in range(10_000)]
     for start in range(0, len(records), 1000):
-        await billing.log.append(records[start : start + 1000])
+        await billing.event_log.append(records[start : start + 1000])
     await billing.wait_ledger(10_000, timeout=45)
     assert await cost(billing) == ("10000", "0.001")

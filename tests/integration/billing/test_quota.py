@@ -20,7 +20,7 @@ async def test_a_burst_is_cut_at_the_limit_while_its_events_are_in_flight(
         check = billing_pb2.QuotaCheckRequest(tenant_id="acme", operation="embed", quantity="1")
         decision: billing_pb2.QuotaDecision = await billing.stub.CheckQuota(check)
         if decision.allowed:
-            await billing.log.append([usage(quantity="1")])  # served, and metered
+            await billing.event_log.append([usage(quantity="1")])  # served, and metered
         return decision
 
     now = datetime.now(UTC)
@@ -44,7 +44,9 @@ async def test_a_burst_is_cut_at_the_limit_while_its_events_are_in_flight(
 async def test_quotas_set_elsewhere_and_usage_already_in_the_ledger_count(
     billing: Billing,
 ) -> None:
-    await billing.log.append([usage("globex", quantity="30", operation="search", unit="requests")])
+    await billing.event_log.append(
+        [usage("globex", quantity="30", operation="search", unit="requests")]
+    )
     await billing.wait_ledger(1)
     # Another process (the CLI) sets the quota in Postgres: the service hears of it.
     await billing.sql(

@@ -25,7 +25,7 @@ from services.search.embedder import Embedder
 from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 from services.search.service import GRPC_SERVICE
-from tests.integration.billing.conftest import CODEC, USAGE_WRITE_FAULT, Billing
+from tests.integration.billing.conftest import USAGE_WRITE_FAULT, Billing
 from tests.integration.search.corpus import Doc, package_docs
 from tests.integration.search.support import (
     A,
@@ -36,6 +36,7 @@ from tests.integration.search.support import (
     open_projection,
     store_blob,
 )
+from tests.support.harness import CODEC
 from tests.support.platform import free_port
 
 QUERY = "fast Avro records"

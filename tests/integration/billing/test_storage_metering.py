@@ -9,18 +9,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import grpc
-
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.events import decode_event
-from hartonomous.runtime.grpc_server import GrpcHost
-from hartonomous.runtime.service import ServiceContext
+from hartonomous.events.payloads import StorageMeasured
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest import IngestService
-from services.ingest.domain import period_end
+from services.ingest.domain.storage import period_end
 from services.ingest.metering import SETTLE, StorageMeter
-from tests.integration.billing.conftest import CODEC, Billing, usage
+from tests.integration.billing.conftest import Billing, usage
+from tests.support.harness import CODEC, start
 
 EVERY = timedelta(hours=2)
 
@@ -32,25 +30,26 @@ def requests(tenant: str, data: bytes) -> Iterator[ingest_pb2.IngestRequest]:
 
 @asynccontextmanager
 async def ingested(
-    pg_url: str, log: EmbeddedEventLog, tmp_path: Path
+    pg_url: str, event_log: EmbeddedEventLog, tmp_path: Path
 ) -> AsyncIterator[StorageMeter]:
     """acme ingests 100 + 50 bytes, globex the same 100 bytes again (a dedup hit); yields a
     meter on the ingest catalog whose clock stands just after the current period settled."""
     service = IngestService(gc_every=None, storage_every=None)
-    wiring = await service.start(ServiceContext(Settings(data_dir=tmp_path), log, CODEC, pg_url))
-    host = GrpcHost("127.0.0.1", 0)
-    port = await host.start(wiring.grpc)
+    settings = Settings(data_dir=tmp_path)
+    harness = await start(
+        service, event_log=event_log, pg_url=pg_url, settings=settings, consume=False
+    )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = ingest_pb2_grpc.IngestStub(channel)
-            for tenant, data in [("acme", b"a" * 100), ("acme", b"b" * 50), ("globex", b"a" * 100)]:
-                await stub.IngestAtom(requests(tenant, data))
+        stub = ingest_pb2_grpc.IngestStub(harness.channel)
+        for tenant, data in [("acme", b"a" * 100), ("acme", b"b" * 50), ("globex", b"a" * 100)]:
+            await stub.IngestAtom(requests(tenant, data))
         assert service.deps is not None
         settled = period_end(datetime.now(UTC), EVERY) + SETTLE
-        yield StorageMeter(service.deps.catalog, log, CODEC, EVERY, clock=lambda: settled)
+        yield StorageMeter(
+            service.deps.catalog, service.deps.publisher, EVERY, clock=lambda: settled
+        )
     finally:
-        await host.stop(grace=0)
-        await service.stop()
+        await harness.stop()
 
 
 async def test_storage_is_billed_in_exact_byte_hours_once_per_period(
@@ -70,13 +69,12 @@ async def test_storage_is_billed_in_exact_byte_hours_once_per_period(
         if r.headers["event_type"] == "StorageMeasured"
     ]
     assert len(measured) == 4 and len({e.envelope.event_id for e in measured}) == 2
-    assert {(e.payload["tenant_id"], e.payload["atoms"], e.payload["bytes"]) for e in measured} == {
+    payloads = [e.payload for e in measured if isinstance(e.payload, StorageMeasured)]
+    assert {(p.tenant_id, p.atoms, p.bytes) for p in payloads} == {
         ("acme", 2, 150),
         ("globex", 1, 100),
     }
-    assert {(e.payload["period_start"], e.payload["period_end"]) for e in measured} == {
-        (start, end)
-    }
+    assert {(p.period_start, p.period_end) for p in payloads} == {(start, end)}
 
     # One more usage per tenant, behind the repeated run in its partition: once the ledger has
     # it, it has seen the repeats too.

@@ -8,18 +8,16 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from grpc_health.v1 import health_pb2
 
-from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec
 from hartonomous.postgres import create_pool
-from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from services.gateway import GatewayService
 from services.gateway.config import GatewayConfig
 from services.gateway.keys import Role
 from services.gateway.store import KeyStore
-from tests.integration.gateway.fakes import Peers, serve_fakes
+from tests.integration.gateway.fakes import SERVICES, Peers, fake_peers
+from tests.support.harness import running
 from tests.support.postgres import fresh_database
 
 MIB = 1024 * 1024
@@ -53,30 +51,28 @@ class Gateway:
 async def running_gateway(config: GatewayConfig, data_dir: Path) -> AsyncIterator[Gateway]:
     """Tenants acme and globex, with a key of every role each."""
     pg_url = await fresh_database()
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=1))
-    server, peers = await serve_fakes()
-    pool = await create_pool(pg_url, max_size=2)
+    peers = fake_peers()
     service = GatewayService(config)
-    settings = Settings(data_dir=data_dir, grpc_port=peers.port, http_port=0)
-    try:
-        await service.start(ServiceContext(settings, log, AvroCodec(), pg_url))
-        store = KeyStore(pool)
-        keys: dict[tuple[str, Role], str] = {}
-        tenant_ids: dict[str, str] = {}
-        for name in ("acme", "globex"):
-            tenant = await store.create_tenant(name)
-            tenant_ids[name] = tenant.tenant_id
-            for role in Role:
-                keys[(name, role)] = (await store.issue_key(tenant, role)).secret_key
-        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-            yield Gateway(service, peers, store, http, keys, tenant_ids)
-    finally:
-        await service.stop()
-        await pool.close()
-        await server.stop(grace=None)
-        await log.close()
+    settings = Settings(data_dir=data_dir, http_port=0)
+    async with running(
+        service, pg_url=pg_url, settings=settings, partitions=1, peers=peers.registrations
+    ) as harness:
+        peers.health = harness.host.health
+        await peers.health.set(SERVICES["provenance"], health_pb2.HealthCheckResponse.SERVING)
+        pool = await create_pool(pg_url, max_size=2)
+        try:
+            store = KeyStore(pool)
+            keys: dict[tuple[str, Role], str] = {}
+            tenant_ids: dict[str, str] = {}
+            for name in ("acme", "globex"):
+                tenant = await store.create_tenant(name)
+                tenant_ids[name] = tenant.tenant_id
+                for role in Role:
+                    keys[(name, role)] = (await store.issue_key(tenant, role)).secret_key
+            async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+                yield Gateway(service, peers, store, http, keys, tenant_ids)
+        finally:
+            await pool.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

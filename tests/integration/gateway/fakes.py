@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health
 
+from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.v1 import (
     billing_pb2,
     billing_pb2_grpc,
@@ -218,8 +219,8 @@ class FakeBilling(billing_pb2_grpc.BillingServicer):
 class Peers:
     script: Script
     ingest: FakeIngest
-    health: health.aio.HealthServicer
-    port: int
+    registrations: list[GrpcRegistration]
+    health: health.aio.HealthServicer | None = None  # the harness's, once it serves them
 
 
 SERVICES = {
@@ -232,19 +233,23 @@ SERVICES = {
 }
 
 
-async def serve_fakes() -> tuple[grpc.aio.Server, Peers]:
+def fake_peers() -> Peers:
+    """The stand-ins, as registrations for the harness's gRPC server."""
     script = Script()
-    server = grpc.aio.server()
     ingest = FakeIngest(script)
     # The generated registration functions have no type stubs.
-    ingest_pb2_grpc.add_IngestServicer_to_server(ingest, server)  # type: ignore[no-untyped-call]
-    inference_pb2_grpc.add_InferenceServicer_to_server(FakeInference(script), server)  # type: ignore[no-untyped-call]
-    search_pb2_grpc.add_SearchServicer_to_server(FakeSearch(script), server)  # type: ignore[no-untyped-call]
-    billing_pb2_grpc.add_BillingServicer_to_server(FakeBilling(script), server)  # type: ignore[no-untyped-call]
-    checks = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    for name in SERVICES.values():
-        await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, Peers(script, ingest, checks, port)
+    registrations = [
+        GrpcRegistration(ingest, ingest_pb2_grpc.add_IngestServicer_to_server, SERVICES["ingest"]),
+        GrpcRegistration(
+            FakeInference(script),
+            inference_pb2_grpc.add_InferenceServicer_to_server,
+            SERVICES["inference"],
+        ),
+        GrpcRegistration(
+            FakeSearch(script), search_pb2_grpc.add_SearchServicer_to_server, SERVICES["search"]
+        ),
+        GrpcRegistration(
+            FakeBilling(script), billing_pb2_grpc.add_BillingServicer_to_server, SERVICES["billing"]
+        ),
+    ]
+    return Peers(script, ingest, registrations)

@@ -29,19 +29,19 @@ async def test_first_start_prints_the_key_and_later_starts_do_not(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pg_url = await fresh_database()
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
+    event_log = EmbeddedEventLog(pg_url)
+    await event_log.start()
     settings = Settings(data_dir=tmp_path, http_port=0)
     banners = []
     for _ in range(2):
         service = GatewayService(CONFIG)
-        await service.start(ServiceContext(settings, log, AvroCodec(), pg_url))
+        await service.start(ServiceContext(settings, event_log, AvroCodec(), pg_url))
         await service.stop()
         banner = capsys.readouterr().out
         assert service.url in banner
         assert sum(line.lstrip().startswith("curl ") for line in banner.splitlines()) == 3
         banners.append(banner)
-    await log.close()
+    await event_log.close()
     assert KEY in banners[0] and KEY not in banners[1]
 
 

@@ -8,13 +8,15 @@ import pytest
 
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec, Event, decode_event
-from hartonomous.runtime.service import ServiceContext, Wiring
+from hartonomous.events import Event
+from hartonomous.events.payloads import Payload
 from hartonomous.settings import Settings
+from hartonomous.v1 import inference_pb2_grpc
 from services.inference import InferenceService
 from services.inference.models.minilm import MiniLM, load_minilm
 from services.inference.service import WarmupPlan
+from tests.support import harness
+from tests.support.harness import Harness
 
 
 @pytest.fixture(scope="session")
@@ -25,30 +27,32 @@ def model() -> MiniLM:
 
 @dataclass
 class Running:
-    """The inference service started on a real embedded log and a real blob directory."""
+    """The inference service started by the test harness (its projection not running unless a
+    test runs it), on a real blob directory."""
 
     service: InferenceService
-    wiring: Wiring
-    log: EmbeddedEventLog
-    codec: AvroCodec
-    blobs: BlobStore
+    harness: Harness
 
-    async def events(self, topic: str) -> list[Event]:
-        return [decode_event(self.codec, r) async for r in self.log.replay(topic, from_offset=0)]
+    @property
+    def event_log(self) -> EmbeddedEventLog:
+        return self.harness.event_log
+
+    @property
+    def blobs(self) -> BlobStore:
+        return open_blob_store(self.harness.settings)
+
+    @property
+    def stub(self) -> inference_pb2_grpc.InferenceStub:
+        return inference_pb2_grpc.InferenceStub(self.harness.channel)
+
+    async def events(self, topic: str) -> list[Event[Payload]]:
+        return await self.harness.events(topic)
 
 
 @pytest.fixture
 async def running(model: MiniLM, pg_url: str, tmp_path: Path) -> AsyncIterator[Running]:
-    log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=2))
-    settings = Settings(data_dir=tmp_path / "data")
-    codec = AvroCodec()
     # No warm-up: shapes compile on first use, once per process for the whole suite.
     service = InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False))
-    wiring = await service.start(ServiceContext(settings, log, codec, pg_url))
-    try:
-        yield Running(service, wiring, log, codec, open_blob_store(settings))
-    finally:
-        await service.stop()
-        await log.close()
+    settings = Settings(data_dir=tmp_path / "data")
+    async with harness.running(service, pg_url=pg_url, settings=settings, consume=False) as h:
+        yield Running(service, h)

@@ -8,20 +8,26 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any
 
 import numpy as np
 
 from hartonomous.eventlog.port import Record, StoredRecord
 from hartonomous.eventlog.topics import dlq_topic
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event
-from hartonomous.runtime.consumer import ConsumerLoop
+from hartonomous.events import Envelope, Event
+from hartonomous.events.payloads import (
+    AtomChunked,
+    AtomIngested,
+    ConfigChanged,
+    Payload,
+    TextChunk,
+    to_avro,
+)
 from services.inference.batching import DEFAULT_MAX_BATCH_SIZE
 from services.inference.domain import MODEL_ID
 from services.inference.models.minilm import MiniLM
 from tests.integration.inference.conftest import Running
+from tests.support.events import record_of
 
-CODEC = AvroCodec()
 TENANT = "acme"
 DOCUMENT = (
     "Hartonomous stores every atom once. "
@@ -41,61 +47,54 @@ async def put(running: Running, data: bytes) -> str:
     return (await running.blobs.put(chunks())).sha256
 
 
-def event(event_type: str, payload: dict[str, Any], topic: str, key: str) -> tuple[Event, Record]:
-    envelope = Envelope.new(event_type, TENANT, "tests", traceparent="00-" + "ab" * 16 + "-01")
+def event(payload: Payload) -> tuple[Event[Payload], Record]:
+    envelope = Envelope.new(
+        type(payload).__name__, TENANT, "tests", traceparent="00-" + "ab" * 16 + "-01"
+    )
     built = Event(envelope, payload)
-    return built, encode_event(CODEC, built, topic, key)
+    return built, record_of(built)
 
 
-def ingested(atom_id: str, mime: str = "text/plain; charset=utf-8") -> tuple[Event, Record]:
-    payload = {
-        "atom_id": atom_id,
-        "tenant_id": TENANT,
-        "modality": "text" if mime.startswith(("text/", "application/json")) else "image",
-        "mime_type": mime,
-        "size_bytes": 0,
-        "blob_key": atom_id,
-        "source_uri": None,
-        "metadata_json": "{}",
-    }
-    return event("AtomIngested", payload, "atoms", atom_id)
+def ingested(
+    atom_id: str, mime: str = "text/plain; charset=utf-8"
+) -> tuple[Event[Payload], Record]:
+    return event(
+        AtomIngested(
+            atom_id=atom_id,
+            tenant_id=TENANT,
+            modality="text" if mime.startswith(("text/", "application/json")) else "image",
+            mime_type=mime,
+            size_bytes=0,
+            blob_key=atom_id,
+        )
+    )
 
 
 def chunked(
     parent: bytes, spans: list[tuple[int, int]], atom_ids: list[str] | None = None
-) -> tuple[Event, Record]:
+) -> tuple[Event[Payload], Record]:
     """Chunks of `parent` at byte spans; atom ids are the spans' hashes unless given."""
     ids = atom_ids or [sha(parent[start:end]) for start, end in spans]
     chunks = [
-        {
-            "index": i,
-            "atom_id": atom_id,
-            "start_char": 0,
-            "end_char": 0,
-            "start_byte": start,
-            "end_byte": end,
-        }
+        TextChunk(
+            index=i, atom_id=atom_id, start_char=0, end_char=0, start_byte=start, end_byte=end
+        )
         for i, ((start, end), atom_id) in enumerate(zip(spans, ids, strict=True))
     ]
-    payload = {
-        "parent_atom_id": sha(parent),
-        "tenant_id": TENANT,
-        "chunker": "tests/v1",
-        "chunks": chunks,
-    }
-    return event("AtomChunked", payload, "atoms", sha(parent))
+    return event(
+        AtomChunked(parent_atom_id=sha(parent), tenant_id=TENANT, chunker="tests/v1", chunks=chunks)
+    )
 
 
-def config_changed(key: str, value: str) -> tuple[Event, Record]:
-    payload = {"key": key, "old_value": None, "new_value": value, "reason": "test", "actor": "t"}
-    return event("ConfigChanged", payload, "control", key)
+def config_changed(key: str, value: str) -> tuple[Event[Payload], Record]:
+    return event(ConfigChanged(key=key, new_value=value, reason="test", actor="t"))
 
 
 async def consume_until(
     running: Running, done: Callable[[], Awaitable[bool]], timeout: float = 60.0
 ) -> None:
     """Run the service's consumer until `await done()` is true."""
-    [consumer] = running.wiring.consumers
+    [consumer] = running.harness.consumers
     task = asyncio.create_task(consumer.run())
     try:
         async with asyncio.timeout(timeout):
@@ -107,7 +106,7 @@ async def consume_until(
 
 
 async def count(running: Running, topic: str) -> int:
-    return sum((await running.log.end_offsets(topic)).values())
+    return sum((await running.event_log.end_offsets(topic)).values())
 
 
 async def test_text_atoms_and_chunks_are_embedded_and_billed(
@@ -121,7 +120,7 @@ async def test_text_atoms_and_chunks_are_embedded_and_billed(
     source_ingested, ingested_record = ingested(parent_id)
     source_chunked, chunked_record = chunked(data, spans)
     ignored = [ingested(sha(b"\x89PNG"), "image/png")[1]]  # not text: never read, no vector
-    await running.log.append([*ignored, ingested_record, chunked_record])
+    await running.event_log.append([*ignored, ingested_record, chunked_record])
 
     # The parent once as the document, three distinct chunks (the whole-text chunk and the
     # repeated first chunk are the same atoms again).
@@ -130,13 +129,13 @@ async def test_text_atoms_and_chunks_are_embedded_and_billed(
     embeddings = await running.events("embeddings")
     chunk_bytes = [data[s:e] for s, e in spans[:3]]
     expected_atoms = [parent_id, *(sha(c) for c in chunk_bytes)]
-    assert sorted(e.payload["atom_id"] for e in embeddings) == sorted(expected_atoms)
+    assert sorted(e.payload.atom_id for e in embeddings) == sorted(expected_atoms)
     texts = {parent_id: DOCUMENT} | {sha(c): c.decode() for c in chunk_bytes}
-    by_atom = {e.payload["atom_id"]: e for e in embeddings}
+    by_atom = {e.payload.atom_id: e for e in embeddings}
     for atom_id, text in texts.items():
         embedding = by_atom[atom_id]
-        np.testing.assert_allclose(embedding.payload["vector"], model.encode([text])[0], atol=1e-5)
-        assert embedding.payload | {"vector": None} == {
+        np.testing.assert_allclose(embedding.payload.vector, model.encode([text])[0], atol=1e-5)
+        assert to_avro(embedding.payload) | {"vector": None} == {
             "atom_id": atom_id,
             "tenant_id": TENANT,
             "model_id": MODEL_ID,
@@ -149,11 +148,11 @@ async def test_text_atoms_and_chunks_are_embedded_and_billed(
         assert embedding.envelope.causation_id == source.envelope.event_id
         assert embedding.envelope.correlation_id == source.envelope.correlation_id
         assert embedding.envelope.traceparent == source.envelope.traceparent
-    keys = {r.key async for r in running.log.replay("embeddings", from_offset=0)}
+    keys = {r.key async for r in running.event_log.replay("embeddings", from_offset=0)}
     assert keys == {atom_id.encode() for atom_id in expected_atoms}
 
     usage = {
-        (u.envelope.causation_id, u.payload["unit"]): u.payload["quantity"]
+        (u.envelope.causation_id, u.payload.unit): u.payload.quantity
         for u in await running.events("usage")
     }
     tokens = {
@@ -175,11 +174,11 @@ async def test_text_atoms_and_chunks_are_embedded_and_billed(
 
 async def test_a_redelivered_event_yields_the_same_event_ids(running: Running) -> None:
     atom_id = await put(running, b"delivered twice, billed once")
-    await running.log.append([ingested(atom_id)[1]])
+    await running.event_log.append([ingested(atom_id)[1]])
     [record] = await _records(running, "atoms")
-    [consumer] = running.wiring.consumers
-    await consumer.handle_batch([record])
-    await consumer.handle_batch([record])  # as after a crash before the offset commit
+    [consumer] = running.harness.consumers
+    await consumer.apply([record])
+    await consumer.apply([record])  # as after a crash before the offset commit
 
     for topic in ("embeddings", "usage"):
         events = await running.events(topic)
@@ -197,7 +196,7 @@ async def test_bad_content_is_dead_lettered_and_later_events_still_flow(
     await put(running, parent)
     _, wrong = chunked(parent, [(0, 8)], atom_ids=[sha(parent[0:9])])  # off by one byte
     missing = "0" * 64
-    await running.log.append(
+    await running.event_log.append(
         [ingested(not_utf8)[1], wrong, ingested(missing)[1], ingested(good)[1]]
     )
 
@@ -206,17 +205,17 @@ async def test_bad_content_is_dead_lettered_and_later_events_still_flow(
 
     dead = {r.headers["dlq_error"] for r in await _records(running, dlq_topic("atoms"))}
     assert any(f"atom {not_utf8} is not valid UTF-8" in e for e in dead), dead
-    assert any("hash to" in e and "not to its atom id" in e for e in dead), dead
+    assert any("do not hash to" in e and "its atom id" in e for e in dead), dead
     assert any(f"no blob {missing}" in e for e in dead), dead
     [embedding] = await running.events("embeddings")
-    assert embedding.payload["atom_id"] == good
+    assert embedding.payload.atom_id == good
 
 
 async def test_config_changes_retune_the_batcher_and_bad_values_are_ignored(
     running: Running,
 ) -> None:
     before = running.service.batcher.stats()
-    await running.log.append(
+    await running.event_log.append(
         [
             config_changed("inference.batch.max_batch_size", "8")[1],
             config_changed("inference.batch.max_wait_ms", "not a number")[1],
@@ -225,7 +224,7 @@ async def test_config_changes_retune_the_batcher_and_bad_values_are_ignored(
             config_changed("inference.batch.max_wait_ms", "12.5")[1],
         ]
     )
-    consumer: ConsumerLoop = running.wiring.consumers[0]
+    [consumer] = running.harness.consumers
 
     async def retuned() -> bool:
         stats = running.service.batcher.stats()
@@ -234,7 +233,7 @@ async def test_config_changes_retune_the_batcher_and_bad_values_are_ignored(
     await consume_until(running, retuned)
     assert (before.max_batch_size, before.max_wait_ms) == (DEFAULT_MAX_BATCH_SIZE, 5.0)
     assert await count(running, dlq_topic("control")) == 0
-    assert (consumer.group, consumer.topics) == ("inference", ["atoms", "control"])
+    assert (consumer.group, consumer.projection.topics) == ("inference", ("atoms", "control"))
 
 
 async def _at_least(running: Running, topic: str, n: int) -> bool:
@@ -242,4 +241,4 @@ async def _at_least(running: Running, topic: str, n: int) -> bool:
 
 
 async def _records(running: Running, topic: str) -> list[StoredRecord]:
-    return [r async for r in running.log.replay(topic, from_offset=0)]
+    return [r async for r in running.event_log.replay(topic, from_offset=0)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import grpc
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from hartonomous.runtime.grpc_server import GrpcHost
+from hartonomous.events.payloads import UsageRecorded
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.domain import MAX_TEXT_BYTES, MAX_TEXTS_PER_CALL, MODEL_ID
 from services.inference.models.minilm import MiniLM
@@ -25,14 +24,8 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture
-async def stub(running: Running) -> AsyncIterator[inference_pb2_grpc.InferenceStub]:
-    host = GrpcHost("127.0.0.1", 0)
-    port = await host.start(running.wiring.grpc)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield inference_pb2_grpc.InferenceStub(channel)
-    finally:
-        await host.stop(grace=0)
+def stub(running: Running) -> inference_pb2_grpc.InferenceStub:
+    return running.stub
 
 
 async def test_embed_returns_the_model_vectors_and_meters_the_tokens(
@@ -54,8 +47,11 @@ async def test_embed_returns_the_model_vectors_and_meters_the_tokens(
     assert usage.event_type == "UsageRecorded"
     assert usage.envelope.tenant_id == "acme"
     assert usage.envelope.traceparent == TRACEPARENT
-    assert usage.payload["quantity"] == Decimal(sum(tokens))
-    assert {k: usage.payload[k] for k in ("tenant_id", "operation", "unit", "resource_id")} == {
+    assert isinstance(usage.payload, UsageRecorded)
+    assert usage.payload.quantity == Decimal(sum(tokens))
+    assert {
+        k: getattr(usage.payload, k) for k in ("tenant_id", "operation", "unit", "resource_id")
+    } == {
         "tenant_id": "acme",
         "operation": "embed",
         "unit": "tokens",
@@ -135,7 +131,7 @@ async def test_bad_requests_get_typed_statuses_and_are_not_billed(
 async def test_an_unexpected_failure_is_internal_without_a_trace(
     running: Running, stub: inference_pb2_grpc.InferenceStub, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await running.log.close()  # the usage append now fails inside the call
+    await running.event_log.close()  # the usage append now fails inside the call
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stub.Embed(inference_pb2.EmbedRequest(texts=["doomed"], tenant_id="acme"))
     assert failure.value.code() == grpc.StatusCode.INTERNAL

@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import grpc
 import pytest
 
-from hartonomous.blobs import DirectoryBlobStore
+from hartonomous.blobs.embedded import DirectoryBlobStore
 from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec, Event, decode_event
-from hartonomous.runtime.grpc_server import GrpcHost
-from hartonomous.runtime.service import ServiceContext, Wiring
+from hartonomous.events import Event
+from hartonomous.events.payloads import Payload
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest import IngestService
 from services.ingest.handlers import Deps
+from tests.support.harness import Harness, running
 
 LIMIT = 1 << 20
 """The service under test takes at most 1 MiB, so "too big" is cheap to send."""
@@ -31,23 +29,36 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 @dataclass
 class Platform:
-    """The ingest service on a real embedded log, Postgres, blob directory and gRPC server."""
+    """The ingest service started by the test harness (its catalog projection not running
+    unless a test runs it), on a real blob directory."""
 
     service: IngestService
-    wiring: Wiring
-    log: EmbeddedEventLog
-    codec: AvroCodec
-    blobs: DirectoryBlobStore
-    pg_url: str
-    stub: ingest_pb2_grpc.IngestStub
+    harness: Harness
+
+    @property
+    def event_log(self) -> EmbeddedEventLog:
+        return self.harness.event_log
+
+    @property
+    def pg_url(self) -> str:
+        return self.harness.pg_url
+
+    @property
+    def stub(self) -> ingest_pb2_grpc.IngestStub:
+        return ingest_pb2_grpc.IngestStub(self.harness.channel)
 
     @property
     def deps(self) -> Deps:
         assert self.service.deps is not None
         return self.service.deps
 
-    async def events(self, topic: str) -> list[Event]:
-        return [decode_event(self.codec, r) async for r in self.log.replay(topic, from_offset=0)]
+    @property
+    def blobs(self) -> DirectoryBlobStore:
+        assert isinstance(self.deps.blobs, DirectoryBlobStore)
+        return self.deps.blobs
+
+    async def events(self, topic: str) -> list[Event[Payload]]:
+        return await self.harness.events(topic)
 
     async def ingest(
         self, data: bytes, tenant_id: str = "acme", part: int = 64 * 1024, **header: Any
@@ -132,32 +143,11 @@ def prose(words: int, seed: int = 0) -> str:
 
 @pytest.fixture
 async def platform(pg_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
-    log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=2))
-    settings = Settings(data_dir=tmp_path / "data")
-    codec = AvroCodec()
     service = IngestService(max_content_bytes=LIMIT, gc_every=None, storage_every=None)
-    wiring = await service.start(ServiceContext(settings, log, codec, pg_url))
-    host = GrpcHost("127.0.0.1", 0)
-    port = await host.start(wiring.grpc)
-    assert service.deps is not None and isinstance(service.deps.blobs, DirectoryBlobStore)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Platform(
-                service,
-                wiring,
-                log,
-                codec,
-                service.deps.blobs,
-                pg_url,
-                ingest_pb2_grpc.IngestStub(channel),
-            )
-    finally:
-        await host.stop(grace=0)
-        await service.stop()
-        await log.close()
+    settings = Settings(data_dir=tmp_path / "data")
+    async with running(service, pg_url=pg_url, settings=settings, consume=False) as harness:
+        yield Platform(service, harness)
 
 
-def event_types(events: Sequence[Event]) -> list[str]:
+def event_types(events: Sequence[Event[Payload]]) -> list[str]:
     return [e.event_type for e in events]

@@ -14,16 +14,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
-
-from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec
-from hartonomous.runtime.grpc_server import GrpcHost
-from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest import IngestService
+from tests.support.harness import running
 
 MIB = 1 << 20
 
@@ -44,27 +38,15 @@ def text_stream(megabytes: int, seed: str) -> Iterator[ingest_pb2.IngestRequest]
 
 
 async def main(pg_url: str, data_dir: Path, megabytes: int) -> None:
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=2))
     service = IngestService(gc_every=None, storage_every=None)
-    wiring = await service.start(
-        ServiceContext(Settings(data_dir=data_dir), log, AvroCodec(), pg_url)
-    )
-    host = GrpcHost("127.0.0.1", 0)
-    port = await host.start(wiring.grpc)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = ingest_pb2_grpc.IngestStub(channel)
-            # One tiny ingest first: the channel, the pools and lazy imports are not the payload.
-            await stub.IngestAtom(text_stream(0, "warm-up"))
-            before = peak_rss_mib()
-            reply = await stub.IngestAtom(text_stream(megabytes, "payload"))
-            after = peak_rss_mib()
-    finally:
-        await host.stop(grace=0)
-        await service.stop()
-        await log.close()
+    settings = Settings(data_dir=data_dir)
+    async with running(service, pg_url=pg_url, settings=settings, consume=False) as harness:
+        stub = ingest_pb2_grpc.IngestStub(harness.channel)
+        # One tiny ingest first: the channel, the pools and lazy imports are not the payload.
+        await stub.IngestAtom(text_stream(0, "warm-up"))
+        before = peak_rss_mib()
+        reply = await stub.IngestAtom(text_stream(megabytes, "payload"))
+        after = peak_rss_mib()
     result = {
         "peak_rss_before_mib": before,
         "peak_rss_after_mib": after,

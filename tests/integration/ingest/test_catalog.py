@@ -10,13 +10,14 @@ import grpc
 import pytest
 
 from hartonomous.eventlog.port import StoredRecord
-from hartonomous.events import Envelope, Event, encode_event
 from hartonomous.v1 import ingest_pb2
-from services.ingest import domain
-from services.ingest.handlers import project
-from services.ingest.service import GROUP
+from services.ingest.domain import payloads
+from services.ingest.domain.content import Content
+from services.ingest.domain.header import parse_header
+from services.ingest.handlers import GROUP, HANDLERS
 from services.ingest.store import Catalog
 from tests.integration.ingest.conftest import PNG, Platform, catalog_rows, prose, sha256, stream
+from tests.support.events import new_event, record_of
 from tests.support.postgres import fresh_database
 
 
@@ -35,14 +36,14 @@ async def _ingest_a_mix(platform: Platform) -> None:
 
 
 async def _records(platform: Platform) -> list[StoredRecord]:
-    return [r async for r in platform.log.replay("atoms", from_offset=0)]
+    return [r async for r in platform.event_log.replay("atoms", from_offset=0)]
 
 
 async def test_a_catalog_rebuilt_from_the_log_equals_the_live_one(platform: Platform) -> None:
     await _ingest_a_mix(platform)
-    consumer = platform.wiring.consumers[0]
+    [consumer] = platform.harness.consumers
     records = await _records(platform)
-    await consumer.handle_batch(records)  # the consumer's second application changes nothing
+    await consumer.apply(records)  # the consumer's second application changes nothing
     live = await platform.catalog_rows()
     assert len(live["refs"]) == 6 and live["chunks"]
 
@@ -52,7 +53,7 @@ async def test_a_catalog_rebuilt_from_the_log_equals_the_live_one(platform: Plat
     finally:
         await conn.close()
     await platform.deps.catalog.setup()
-    await consumer.handle_batch(records)
+    await consumer.apply(records)
 
     assert await platform.catalog_rows() == live
 
@@ -68,7 +69,7 @@ async def test_applying_in_any_order_gives_the_same_catalog(platform: Platform) 
         await catalog.setup()
         async with catalog.transaction() as tx:
             for event in reversed(events):
-                await project(tx, event)
+                await HANDLERS[type(event.payload)](tx, event)
     finally:
         await pool.close()
     assert await catalog_rows(other_url) == await platform.catalog_rows()
@@ -77,17 +78,16 @@ async def test_applying_in_any_order_gives_the_same_catalog(platform: Platform) 
 async def test_the_consumer_applies_what_another_process_appended(platform: Platform) -> None:
     data = b"appended by another replica"
     atom_id = sha256(data)
-    envelope = Envelope.new("AtomIngested", "initech", "ingest")
-    header = domain.parse_header(tenant_id="initech", metadata_json='{"from": "elsewhere"}')
-    content = domain.Content("text/plain; charset=utf-8", "text", len(data), None)
-    event = Event(envelope, domain.ingested_payload(atom_id, header, content))
+    parsed = parse_header(tenant_id="initech", metadata_json='{"from": "elsewhere"}')
+    text = Content("text/plain; charset=utf-8", "text", len(data), None)
+    event = new_event(payloads.ingested_payload(atom_id, parsed, text), "initech")
     await platform.blobs.put(stream(data))
-    await platform.log.append_atomic([encode_event(platform.codec, event, "atoms", atom_id)])
+    await platform.event_log.append_atomic([record_of(event)])
     request = ingest_pb2.GetAtomRequest(tenant_id="initech", atom_id=atom_id)
     with pytest.raises(grpc.aio.AioRpcError):
         await platform.stub.GetAtom(request)
 
-    [consumer] = platform.wiring.consumers
+    [consumer] = platform.harness.consumers
     running = asyncio.create_task(consumer.run())
     try:
         async with asyncio.timeout(20):

@@ -47,7 +47,7 @@ async def test_a_failed_append_leaves_no_event_and_only_collectable_blobs(
     async def log_down(records: Sequence[Record]) -> list[Position]:
         raise ConnectionError("the log went away")
 
-    monkeypatch.setattr(platform.log, "append_atomic", log_down)
+    monkeypatch.setattr(platform.event_log, "append_atomic", log_down)
     with pytest.raises(grpc.aio.AioRpcError) as got:
         await platform.stub.IngestAtom(requests(prose(800).encode()))
     assert got.value.code() == grpc.StatusCode.INTERNAL

@@ -9,8 +9,9 @@ from decimal import Decimal
 import grpc
 import pytest
 
+from hartonomous.events.payloads import AtomChunked, AtomIngested, UsageRecorded
 from hartonomous.v1 import ingest_pb2
-from services.ingest.domain import ChunkPolicy
+from services.ingest.domain.chunks import ChunkPolicy
 from tests.integration.ingest.conftest import (
     LIMIT,
     PNG,
@@ -48,8 +49,11 @@ async def test_new_text_is_stored_chunked_and_metered_in_one_append(platform: Pl
         "AtomChunked",
         "UsageRecorded",
     ]
-    assert ingested.payload["metadata_json"] == '{"pages":3,"title":"Ledger"}'
-    assert ingested.payload["blob_key"] == reply.atom_id
+    assert isinstance(ingested.payload, AtomIngested)
+    assert isinstance(chunked.payload, AtomChunked)
+    assert isinstance(usage.payload, UsageRecorded)
+    assert ingested.payload.metadata_json == '{"pages":3,"title":"Ledger"}'
+    assert ingested.payload.blob_key == reply.atom_id
     for event in (ingested, chunked, usage):
         assert event.envelope.correlation_id == "req-1"
         assert event.envelope.traceparent == TRACEPARENT
@@ -57,8 +61,10 @@ async def test_new_text_is_stored_chunked_and_metered_in_one_append(platform: Pl
     assert (
         chunked.envelope.causation_id == usage.envelope.causation_id == ingested.envelope.event_id
     )
-    assert usage.payload["quantity"] == Decimal(len(data))
-    assert {k: usage.payload[k] for k in ("operation", "unit", "resource_id", "api_key_id")} == {
+    assert usage.payload.quantity == Decimal(len(data))
+    assert {
+        k: getattr(usage.payload, k) for k in ("operation", "unit", "resource_id", "api_key_id")
+    } == {
         "operation": "ingest",
         "unit": "bytes",
         "resource_id": reply.atom_id,
@@ -66,15 +72,15 @@ async def test_new_text_is_stored_chunked_and_metered_in_one_append(platform: Pl
     }
 
     # Each chunk is the parent's bytes at its offsets, addressed by their hash, and readable.
-    chunks = chunked.payload["chunks"]
-    assert [c["atom_id"] for c in chunks] == list(reply.chunk_atom_ids)
-    assert chunked.payload["chunker"] == ChunkPolicy().chunker
+    chunks = chunked.payload.chunks
+    assert [c.atom_id for c in chunks] == list(reply.chunk_atom_ids)
+    assert chunked.payload.chunker == ChunkPolicy().chunker
     for chunk in chunks:
-        piece = data[chunk["start_byte"] : chunk["end_byte"]]
-        assert piece == text[chunk["start_char"] : chunk["end_char"]].encode()
-        assert sha256(piece) == chunk["atom_id"]
-        assert await platform.read("acme", chunk["atom_id"]) == piece
-    assert (chunks[0]["start_byte"], chunks[-1]["end_byte"]) == (0, len(data))
+        piece = data[chunk.start_byte : chunk.end_byte]
+        assert piece == text[chunk.start_char : chunk.end_char].encode()
+        assert sha256(piece) == chunk.atom_id
+        assert await platform.read("acme", chunk.atom_id) == piece
+    assert (chunks[0].start_byte, chunks[-1].end_byte) == (0, len(data))
 
     # Read-your-writes: the catalog has it the moment the call returns.
     atom = await platform.stub.GetAtom(
@@ -85,7 +91,7 @@ async def test_new_text_is_stored_chunked_and_metered_in_one_append(platform: Pl
     assert atom.source_uri == "notes/ledger.txt"
     assert atom.chunker == ChunkPolicy().chunker
     assert [(c.index, c.atom_id, c.start_byte, c.end_byte) for c in atom.chunks] == [
-        (c["index"], c["atom_id"], c["start_byte"], c["end_byte"]) for c in chunks
+        (c.index, c.atom_id, c.start_byte, c.end_byte) for c in chunks
     ]
     assert atom.created_at.ToDatetime().year >= 2025
     assert await platform.read("acme", reply.atom_id) == data
@@ -110,9 +116,10 @@ async def test_the_same_bytes_from_another_tenant_are_a_reference(platform: Plat
 
     atoms = await platform.events("atoms")
     assert event_types(atoms) == ["AtomIngested", "AtomChunked", "AtomReferenced"]
-    assert atoms[2].payload["tenant_id"] == "globex"
+    assert atoms[2].payload.tenant_id == "globex"
     usage = await platform.events("usage")
-    assert [(u.payload["tenant_id"], u.payload["dimensions"]["deduplicated"]) for u in usage] == [
+    payloads = [u.payload for u in usage if isinstance(u.payload, UsageRecorded)]
+    assert [(u.tenant_id, u.dimensions["deduplicated"]) for u in payloads] == [
         ("acme", "false"),
         ("globex", "true"),
     ]
@@ -173,7 +180,7 @@ async def test_the_call_metadata_traceparent_is_used_when_the_header_has_none(
 ) -> None:
     await platform.stub.IngestAtom(requests(b"{}"), metadata=(("traceparent", TRACEPARENT),))
     ingested, chunked = await platform.events("atoms")
-    assert ingested.payload["mime_type"] == "application/json"
+    assert ingested.payload.mime_type == "application/json"
     assert chunked.envelope.traceparent == TRACEPARENT
     assert ingested.envelope.traceparent == TRACEPARENT
 

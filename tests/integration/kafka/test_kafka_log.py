@@ -58,18 +58,18 @@ _created: list[str] = []
 
 
 @pytest.fixture
-async def log() -> AsyncIterator[KafkaEventLog]:
-    log = KafkaEventLog(
+async def event_log() -> AsyncIterator[KafkaEventLog]:
+    event_log = KafkaEventLog(
         kafka_bootstrap(),
         client_id=f"test-{uuid.uuid4().hex[:8]}",
         session_timeout_ms=6_000,
         heartbeat_interval_ms=500,
     )
-    await log.start()
+    await event_log.start()
     try:
-        yield log
+        yield event_log
     finally:
-        await log.close()
+        await event_log.close()
         # The local broker outlives the suite: leave no test topics piling up in it.
         if _created:
             admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
@@ -78,9 +78,9 @@ async def log() -> AsyncIterator[KafkaEventLog]:
             _created.clear()
 
 
-async def new_topic(log: KafkaEventLog, partitions: int) -> str:
+async def new_topic(event_log: KafkaEventLog, partitions: int) -> str:
     name = f"kafka-{uuid.uuid4().hex[:12]}"
-    await log.ensure_topics([TopicSpec(name, partitions)])
+    await event_log.ensure_topics([TopicSpec(name, partitions)])
     _created.append(name)
     return name
 
@@ -89,9 +89,11 @@ def rec(topic: str, key: str, value: str) -> Record:
     return Record(topic, key.encode(), value.encode(), {"event_type": "Test", "note": "ünïcode"})
 
 
-async def drain(log: KafkaEventLog, group: str, topic: str, settle: float = 1.5) -> list[bytes]:
+async def drain(
+    event_log: KafkaEventLog, group: str, topic: str, settle: float = 1.5
+) -> list[bytes]:
     """Everything a fresh read_committed group member sees within `settle` seconds of quiet."""
-    consumer = log.consumer(group, [topic])
+    consumer = event_log.consumer(group, [topic])
     got: list[StoredRecord] = []
     try:
         quiet_since = time.monotonic()
@@ -121,8 +123,8 @@ def raw_transactional_producer() -> Producer:
     return producer
 
 
-async def test_an_open_transaction_is_invisible_until_it_commits(log: KafkaEventLog) -> None:
-    topic = await new_topic(log, 2)
+async def test_an_open_transaction_is_invisible_until_it_commits(event_log: KafkaEventLog) -> None:
+    topic = await new_topic(event_log, 2)
     producer = raw_transactional_producer()
     producer.begin_transaction()
     for i in range(5):
@@ -130,10 +132,10 @@ async def test_an_open_transaction_is_invisible_until_it_commits(log: KafkaEvent
     assert producer.flush(30) == 0
 
     # The records sit in the log (the high watermark moved) but are not committed yet.
-    assert sum((await log.end_offsets(topic)).values()) == 5
+    assert sum((await event_log.end_offsets(topic)).values()) == 5
     # Replay stops at the last stable offset instead of waiting for the transaction.
-    assert [r async for r in log.replay(topic, from_offset=0)] == []
-    consumer = log.consumer(f"g-{uuid.uuid4().hex}", [topic])
+    assert [r async for r in event_log.replay(topic, from_offset=0)] == []
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex}", [topic])
     try:
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
@@ -147,12 +149,12 @@ async def test_an_open_transaction_is_invisible_until_it_commits(log: KafkaEvent
     finally:
         await consumer.close()
     assert sorted(r.value for r in seen) == sorted(f"pending{i}".encode() for i in range(5))
-    replayed = [r.value async for r in log.replay(topic, from_offset=0)]
+    replayed = [r.value async for r in event_log.replay(topic, from_offset=0)]
     assert sorted(replayed) == sorted(r.value for r in seen)
 
 
-async def test_an_aborted_transaction_is_never_visible(log: KafkaEventLog) -> None:
-    topic = await new_topic(log, 3)
+async def test_an_aborted_transaction_is_never_visible(event_log: KafkaEventLog) -> None:
+    topic = await new_topic(event_log, 3)
     producer = raw_transactional_producer()
     producer.begin_transaction()
     for i in range(6):
@@ -161,34 +163,38 @@ async def test_an_aborted_transaction_is_never_visible(log: KafkaEventLog) -> No
     await asyncio.to_thread(producer.abort_transaction, 30)
 
     # Every partition now holds only aborted records and a marker; replay must still end.
-    assert await asyncio.wait_for(collect(log.replay(topic, from_offset=0)), 30) == []
-    await log.append([rec(topic, "k0", "kept")])
-    assert await drain(log, f"g-{uuid.uuid4().hex}", topic) == [b"kept"]
-    assert [r.value async for r in log.replay(topic, from_offset=0)] == [b"kept"]
+    assert await asyncio.wait_for(collect(event_log.replay(topic, from_offset=0)), 30) == []
+    await event_log.append([rec(topic, "k0", "kept")])
+    assert await drain(event_log, f"g-{uuid.uuid4().hex}", topic) == [b"kept"]
+    assert [r.value async for r in event_log.replay(topic, from_offset=0)] == [b"kept"]
 
 
 async def test_a_failed_atomic_append_is_aborted_and_the_log_stays_usable(
-    log: KafkaEventLog,
+    event_log: KafkaEventLog,
 ) -> None:
-    topic = await new_topic(log, 2)
+    topic = await new_topic(event_log, 2)
     too_large = Record(topic, b"k", b"x" * 2_000_000)  # over the broker's 1 MB record limit
     with pytest.raises(EventLogError):
-        await log.append_atomic([rec(topic, "a", "first"), too_large, rec(topic, "b", "last")])
-    positions = await log.append_atomic([rec(topic, "c", "next"), rec(topic, "d", "other")])
+        await event_log.append_atomic(
+            [rec(topic, "a", "first"), too_large, rec(topic, "b", "last")]
+        )
+    positions = await event_log.append_atomic([rec(topic, "c", "next"), rec(topic, "d", "other")])
     assert [p.topic for p in positions] == [topic, topic]
-    assert sorted(await drain(log, f"g-{uuid.uuid4().hex}", topic)) == [b"next", b"other"]
+    assert sorted(await drain(event_log, f"g-{uuid.uuid4().hex}", topic)) == [b"next", b"other"]
 
 
-async def test_atomic_appends_from_concurrent_tasks_all_commit(log: KafkaEventLog) -> None:
-    orders, usage = await new_topic(log, 2), await new_topic(log, 2)
+async def test_atomic_appends_from_concurrent_tasks_all_commit(event_log: KafkaEventLog) -> None:
+    orders, usage = await new_topic(event_log, 2), await new_topic(event_log, 2)
     await asyncio.gather(
         *(
-            log.append_atomic([rec(orders, f"o{i}", f"op{i}"), rec(usage, f"o{i}", f"use{i}")])
+            event_log.append_atomic(
+                [rec(orders, f"o{i}", f"op{i}"), rec(usage, f"o{i}", f"use{i}")]
+            )
             for i in range(10)
         )
     )
-    assert len(await drain(log, f"g-{uuid.uuid4().hex}", orders)) == 10
-    assert len(await drain(log, f"g-{uuid.uuid4().hex}", usage)) == 10
+    assert len(await drain(event_log, f"g-{uuid.uuid4().hex}", orders)) == 10
+    assert len(await drain(event_log, f"g-{uuid.uuid4().hex}", usage)) == 10
 
 
 def test_murmur2_matches_the_java_client() -> None:
@@ -197,32 +203,32 @@ def test_murmur2_matches_the_java_client() -> None:
         assert murmur2(key.encode()) == expected & 0xFFFFFFFF, key
 
 
-async def test_keys_land_in_the_partition_the_java_client_picks(log: KafkaEventLog) -> None:
-    six, seven = await new_topic(log, 6), await new_topic(log, 7)
+async def test_keys_land_in_the_partition_the_java_client_picks(event_log: KafkaEventLog) -> None:
+    six, seven = await new_topic(event_log, 6), await new_topic(event_log, 7)
     keys = list(JAVA_PARTITION)
-    on_six = await log.append([rec(six, key, "v") for key in keys])
-    on_seven = await log.append([rec(seven, key, "v") for key in keys])
+    on_six = await event_log.append([rec(six, key, "v") for key in keys])
+    on_seven = await event_log.append([rec(seven, key, "v") for key in keys])
     placed = {k: (a.partition, b.partition) for k, a, b in zip(keys, on_six, on_seven, strict=True)}
     assert placed == JAVA_PARTITION
     many = [f"aggregate-{i}" for i in range(300)]
-    positions = await log.append([rec(six, key, "v") for key in many])
+    positions = await event_log.append([rec(six, key, "v") for key in many])
     assert [p.partition for p in positions] == [partition_for(k.encode(), 6) for k in many]
 
 
-async def test_replay_by_log_append_time(log: KafkaEventLog) -> None:
-    topic = await new_topic(log, 3)
+async def test_replay_by_log_append_time(event_log: KafkaEventLog) -> None:
+    topic = await new_topic(event_log, 3)
     before = datetime.now(UTC)
-    await log.append([rec(topic, f"k{i}", f"early{i}") for i in range(9)])
+    await event_log.append([rec(topic, f"k{i}", f"early{i}") for i in range(9)])
     await asyncio.sleep(0.2)
     t1 = datetime.now(UTC)
     await asyncio.sleep(0.2)
-    await log.append([rec(topic, f"k{i}", f"middle{i}") for i in range(9)])
+    await event_log.append([rec(topic, f"k{i}", f"middle{i}") for i in range(9)])
     await asyncio.sleep(0.2)
     t2 = datetime.now(UTC)
     await asyncio.sleep(0.2)
-    await log.append([rec(topic, f"k{i}", f"late{i}") for i in range(9)])
+    await event_log.append([rec(topic, f"k{i}", f"late{i}") for i in range(9)])
 
-    everything = [r async for r in log.replay(topic)]
+    everything = [r async for r in event_log.replay(topic)]
     assert len(everything) == 27
     assert [(r.timestamp, r.partition, r.offset) for r in everything] == sorted(
         (r.timestamp, r.partition, r.offset) for r in everything
@@ -232,35 +238,35 @@ async def test_replay_by_log_append_time(log: KafkaEventLog) -> None:
     assert all(before - timedelta(seconds=5) < r.timestamp < t1 for r in everything[:9])
     assert everything[0].headers == {"event_type": "Test", "note": "ünïcode"}
 
-    window = [r.value.decode() async for r in log.replay(topic, from_time=t1, to_time=t2)]
+    window = [r.value.decode() async for r in event_log.replay(topic, from_time=t1, to_time=t2)]
     assert sorted(window) == sorted(f"middle{i}" for i in range(9))
-    until = [r.value.decode() async for r in log.replay(topic, to_time=t1)]
+    until = [r.value.decode() async for r in event_log.replay(topic, to_time=t1)]
     assert sorted(until) == sorted(f"early{i}" for i in range(9))
     future = datetime.now(UTC) + timedelta(hours=1)
-    assert [r async for r in log.replay(topic, from_time=future)] == []
+    assert [r async for r in event_log.replay(topic, from_time=future)] == []
 
 
-async def test_one_large_append_is_pipelined(log: KafkaEventLog) -> None:
-    topic = await new_topic(log, 6)
+async def test_one_large_append_is_pipelined(event_log: KafkaEventLog) -> None:
+    topic = await new_topic(event_log, 6)
     payload = b"x" * 1024
     records = [Record(topic, f"key-{i}".encode(), payload) for i in range(10_000)]
     started = time.perf_counter()
-    positions = await log.append(records)
+    positions = await event_log.append(records)
     elapsed = time.perf_counter() - started
     assert len(positions) == 10_000
-    assert sum((await log.end_offsets(topic)).values()) == 10_000
+    assert sum((await event_log.end_offsets(topic)).values()) == 10_000
     # One round trip per record would take far longer than this on any machine.
     assert elapsed < 10, f"10k appends took {elapsed:.2f}s"
 
 
 async def test_poll_returns_what_is_there_without_waiting_out_its_timeout(
-    log: KafkaEventLog,
+    event_log: KafkaEventLog,
 ) -> None:
-    topic = await new_topic(log, 1)
-    consumer = log.consumer(f"g-{uuid.uuid4().hex}", [topic])
+    topic = await new_topic(event_log, 1)
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex}", [topic])
     try:
         assert await consumer.poll(timeout=0.5) == []  # joins the group
-        await log.append([rec(topic, "k", str(i)) for i in range(3)])
+        await event_log.append([rec(topic, "k", str(i)) for i in range(3)])
         started = time.monotonic()
         got = await consumer.poll(max_records=500, timeout=20)
         assert time.monotonic() - started < 10
@@ -269,13 +275,13 @@ async def test_poll_returns_what_is_there_without_waiting_out_its_timeout(
         await consumer.close()
 
 
-async def test_a_cancelled_poll_loses_nothing(log: KafkaEventLog) -> None:
-    topic = await new_topic(log, 1)
-    consumer = log.consumer(f"g-{uuid.uuid4().hex}", [topic])
+async def test_a_cancelled_poll_loses_nothing(event_log: KafkaEventLog) -> None:
+    topic = await new_topic(event_log, 1)
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex}", [topic])
     try:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(consumer.poll(timeout=3.0), 0.2)
-        await log.append([rec(topic, "k", str(i)) for i in range(5)])
+        await event_log.append([rec(topic, "k", str(i)) for i in range(5)])
         got: list[StoredRecord] = []
         deadline = time.monotonic() + 30
         while len(got) < 5 and time.monotonic() < deadline:
@@ -285,17 +291,17 @@ async def test_a_cancelled_poll_loses_nothing(log: KafkaEventLog) -> None:
         await consumer.close()
 
 
-async def test_unknown_topics_are_typed_errors(log: KafkaEventLog) -> None:
+async def test_unknown_topics_are_typed_errors(event_log: KafkaEventLog) -> None:
     missing = f"missing-{uuid.uuid4().hex[:8]}"
     with pytest.raises(UnknownTopicError):
-        await log.append([rec(missing, "k", "v")])
+        await event_log.append([rec(missing, "k", "v")])
     with pytest.raises(UnknownTopicError):
-        await log.append_atomic([rec(missing, "k", "v")])
+        await event_log.append_atomic([rec(missing, "k", "v")])
     with pytest.raises(UnknownTopicError):
-        await log.end_offsets(missing)
+        await event_log.end_offsets(missing)
     with pytest.raises(UnknownTopicError):
-        _ = [r async for r in log.replay(missing)]
-    consumer = log.consumer("g-missing", [missing])
+        _ = [r async for r in event_log.replay(missing)]
+    consumer = event_log.consumer("g-missing", [missing])
     try:
         with pytest.raises(UnknownTopicError):
             await consumer.poll(timeout=0.1)
@@ -304,11 +310,11 @@ async def test_unknown_topics_are_typed_errors(log: KafkaEventLog) -> None:
 
 
 async def test_ensure_topics_sets_infinite_retention_and_keeps_existing_topics(
-    log: KafkaEventLog,
+    event_log: KafkaEventLog,
 ) -> None:
-    topic = await new_topic(log, 2)
-    await log.ensure_topics([TopicSpec(topic, 5)])  # exists: left as it is
-    assert (await log.topics())[topic] == 2
+    topic = await new_topic(event_log, 2)
+    await event_log.ensure_topics([TopicSpec(topic, 5)])  # exists: left as it is
+    assert (await event_log.topics())[topic] == 2
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     entries = admin.describe_configs([resource])[resource].result(timeout=30)
@@ -316,19 +322,19 @@ async def test_ensure_topics_sets_infinite_retention_and_keeps_existing_topics(
     assert entries["retention.bytes"].value == "-1"
     assert entries["message.timestamp.type"].value == "LogAppendTime"
     with pytest.raises(ValueError):
-        await log.ensure_topics([TopicSpec(f"bad-{uuid.uuid4().hex[:8]}", 0)])
+        await event_log.ensure_topics([TopicSpec(f"bad-{uuid.uuid4().hex[:8]}", 0)])
 
 
 async def test_an_unreachable_broker_fails_start_clearly() -> None:
-    log = KafkaEventLog("127.0.0.1:1", request_timeout=2.0)
+    event_log = KafkaEventLog("127.0.0.1:1", request_timeout=2.0)
     with pytest.raises(EventLogError, match="cannot reach Kafka"):
-        await log.start()
-    await log.close()
+        await event_log.start()
+    await event_log.close()
 
 
-async def test_a_closed_consumer_refuses_to_poll(log: KafkaEventLog) -> None:
-    topic = await new_topic(log, 1)
-    consumer = log.consumer(f"g-{uuid.uuid4().hex}", [topic])
+async def test_a_closed_consumer_refuses_to_poll(event_log: KafkaEventLog) -> None:
+    topic = await new_topic(event_log, 1)
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex}", [topic])
     await consumer.poll(timeout=0.1)
     await consumer.close()
     await consumer.close()  # idempotent

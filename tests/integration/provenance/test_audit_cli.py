@@ -21,7 +21,7 @@ from hartonomous.postgres import embedded_postgres_url
 from hartonomous.runtime.service import ENTRY_POINT_GROUP as SERVICES_GROUP
 from hartonomous.v1 import provenance_pb2, provenance_pb2_grpc
 from services.provenance.api import fingerprint_from
-from services.provenance.domain import Position
+from services.provenance.domain import Partition
 from services.provenance.graph import embedded_path
 from tests.integration.provenance.conftest import settled
 from tests.support.platform import CLI, REPO, free_port, wait_serving
@@ -40,9 +40,9 @@ def hartonomous(*args: str, data_dir: Path, grpc_port: int) -> subprocess.Comple
     )
 
 
-def serve_provenance(data_dir: Path, grpc_port: int, log: Path) -> subprocess.Popen[bytes]:
+def serve_provenance(data_dir: Path, grpc_port: int, event_log: Path) -> subprocess.Popen[bytes]:
     """The service alone; its log goes to a file (a pipe nobody reads could fill and block it)."""
-    with log.open("wb") as out:
+    with event_log.open("wb") as out:
         return subprocess.Popen(
             [str(CLI), "serve", "provenance", "--data-dir", str(data_dir),
              "--grpc-port", str(grpc_port), "--metrics-port", "0"],
@@ -55,30 +55,30 @@ async def append_flows(data_dir: Path) -> None:
     codec = AvroCodec()
     acme = ingest_flow("acme", "An audit replays the log and compares.", "audit.md", "req-a")
     globex = reference_flow(acme, "globex", "copy.md", "req-g")
-    log = EmbeddedEventLog(embedded_postgres_url(data_dir / "postgres"))
-    await log.start()
+    event_log = EmbeddedEventLog(embedded_postgres_url(data_dir / "postgres"))
+    await event_log.start()
     try:
-        await log.append_atomic(records(codec, acme.events))
-        await log.append_atomic(records(codec, globex.events))
+        await event_log.append_atomic(records(codec, acme.events))
+        await event_log.append_atomic(records(codec, globex.events))
     finally:
-        await log.close()
+        await event_log.close()
 
 
 async def wait_applied(data_dir: Path, grpc_port: int) -> None:
     """The service's graph has caught up with the log (read over gRPC: the file is its own)."""
-    log = EmbeddedEventLog(embedded_postgres_url(data_dir / "postgres"))
-    await log.start()
+    event_log = EmbeddedEventLog(embedded_postgres_url(data_dir / "postgres"))
+    await event_log.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = provenance_pb2_grpc.ProvenanceStub(channel)  # type: ignore[no-untyped-call]
 
-            async def positions() -> dict[Position, int]:
+            async def positions() -> dict[Partition, int]:
                 reply = await stub.Fingerprint(provenance_pb2.FingerprintRequest())
                 return fingerprint_from(reply).positions
 
-            await settled(log, positions)
+            await settled(event_log, positions)
     finally:
-        await log.close()
+        await event_log.close()
 
 
 def tamper(data_dir: Path) -> None:

@@ -11,7 +11,15 @@ import pytest
 
 from hartonomous.eventlog.port import StoredRecord
 from hartonomous.events import AvroCodec, Envelope, Event, decode_event, encode_event
-from hartonomous.runtime.consumer import PoisonEvent
+from hartonomous.events.payloads import (
+    AtomChunked,
+    ConfigChanged,
+    ModelDecomposed,
+    Payload,
+    TelemetryRecorded,
+    TensorAtom,
+)
+from hartonomous.runtime.projection import PoisonEvent
 from services.provenance import queries
 from services.provenance.domain import (
     Direction,
@@ -34,22 +42,22 @@ from tests.support.provenance_flow import MODEL_VERSION, Keyed, ingest_flow, sto
 CODEC = AvroCodec()
 
 
-def one(topic: str, event: Event, key: str = "k") -> StoredRecord:
+def one(topic: str, event: Event[Payload], key: str = "k") -> StoredRecord:
     record = encode_event(CODEC, event, topic, key)
     return StoredRecord(topic, 0, 5, datetime.now(UTC), record.key, record.value, record.headers)
 
 
 def test_a_config_change_is_a_node_of_the_tenant_that_made_it() -> None:
     env = Envelope.new("ConfigChanged", "platform", "ooda.act")
-    payload = {
-        "key": "inference.batch.max_wait_ms",
-        "old_value": "5",
-        "new_value": "2",
-        "scope": "canary",
-        "reason": "p95 latency over budget",
-        "actor": "ooda.act",
-    }
-    facts = project(*_decoded("control", Event(env, payload)))
+    payload = ConfigChanged(
+        key="inference.batch.max_wait_ms",
+        old_value="5",
+        new_value="2",
+        scope="canary",
+        reason="p95 latency over budget",
+        actor="ooda.act",
+    )
+    facts = project(_decoded("control", Event(env, payload)))
     (change,) = [n for n in facts.nodes if n.label is Label.CONFIG_CHANGE]
     assert change.tenant_id == "platform" and change.key == env.event_id
     assert change.props["config_key"] == "inference.batch.max_wait_ms"
@@ -61,16 +69,16 @@ def test_a_config_change_is_a_node_of_the_tenant_that_made_it() -> None:
 
 def test_a_telemetry_sample_stays_on_its_event_node() -> None:
     env = Envelope.new("TelemetryRecorded", "platform", "inference")
-    payload = {
-        "service": "inference",
-        "metric": "inference_batch_latency_seconds",
-        "kind": "sample",
-        "value": 0.012,
-        "unit": "seconds",
-        "labels": {"bucket": "128"},
-        "observed_at": datetime.now(UTC),
-    }
-    facts = project(*_decoded("telemetry", Event(env, payload)))
+    payload = TelemetryRecorded(
+        service="inference",
+        metric="inference_batch_latency_seconds",
+        kind="sample",
+        value=0.012,
+        unit="seconds",
+        labels={"bucket": "128"},
+        observed_at=datetime.now(UTC),
+    )
+    facts = project(_decoded("telemetry", Event(env, payload)))
     (event,) = facts.nodes
     assert event.label is Label.EVENT
     assert (event.props["metric"], event.props["value"]) == (
@@ -87,15 +95,14 @@ async def test_a_model_file_is_visible_with_its_tensors_to_its_holders(tmp_path:
     tensor = "e" * 64
     decomposed = Event(
         env,
-        {
-            "model_atom_id": flow.document,
-            "tenant_id": "acme",
-            "format": "safetensors",
-            "tensors": [
-                {"name": "w", "atom_id": tensor, "dtype": "F32", "shape": [2, 2], "size_bytes": 16}
+        ModelDecomposed(
+            model_atom_id=flow.document,
+            tenant_id="acme",
+            format="safetensors",
+            tensors=[
+                TensorAtom(name="w", atom_id=tensor, dtype="F32", shape=[2, 2], size_bytes=16)
             ],
-            "metadata_json": "{}",
-        },
+        ),
     )
     records = stored(CODEC, [*ingested, Keyed("models", flow.document, decomposed)])
     store = EmbeddedGraphStore(tmp_path / "g.lbug")
@@ -103,7 +110,7 @@ async def test_a_model_file_is_visible_with_its_tensors_to_its_holders(tmp_path:
     try:
         facts = Facts()
         for record in records:
-            facts.extend(project(decode_event(CODEC, record), record))
+            facts.extend(project(decode_event(CODEC, record)))
         await store.apply(facts, positions_after(records))
         assert await store.held("acme", [tensor]) == {tensor}
         assert await store.held("globex", [tensor]) == set()
@@ -147,7 +154,7 @@ async def test_a_search_links_to_what_it_returned_and_is_billed(tmp_path: Path) 
     records = stored(CODEC, [*flow.events, *search_events])
     facts = Facts()
     for record in records:
-        facts.extend(project(decode_event(CODEC, record), record))
+        facts.extend(project(decode_event(CODEC, record)))
 
     search_uid = node_uid(Label.SEARCH_QUERY, searched.envelope.event_id)
     (node,) = [n for n in facts.nodes if n.uid == search_uid]
@@ -177,17 +184,17 @@ async def test_a_search_links_to_what_it_returned_and_is_billed(tmp_path: Path) 
 
 
 def test_an_event_that_cannot_map_is_poison() -> None:
-    env = Envelope.new("AtomIngested", "acme", "tests")
-    record = one("atoms", Event(env, {"atom_id": "a" * 64, "tenant_id": "acme", "modality": "text",
-                                      "mime_type": "text/plain", "size_bytes": 1, "blob_key": "b"}))  # fmt: skip
-    broken = Event(env, {"atom_id": "a" * 64})  # what a buggy producer's payload could hold
-    with pytest.raises(PoisonEvent, match="AtomIngested"):
-        project(broken, record)
+    env = Envelope.new("AtomChunked", "acme", "tests")
+    good = AtomChunked(parent_atom_id="a" * 64, tenant_id="acme", chunker="c", chunks=[])
+    record = one("atoms", Event(env, good))
+    # What a buggy producer's payload could hold (the codec would refuse to encode it).
+    broken = Event(env, replace(good, chunks=[None]), record)  # type: ignore[list-item]
+    with pytest.raises(PoisonEvent, match="AtomChunked"):
+        project(broken)
 
 
-def _decoded(topic: str, event: Event) -> tuple[Event, StoredRecord]:
-    record = one(topic, event)
-    return decode_event(CODEC, record), record
+def _decoded(topic: str, event: Event[Payload]) -> Event[Payload]:
+    return decode_event(CODEC, one(topic, event))
 
 
 def _envelope(tenant: str, event_id: str) -> Envelope:

@@ -11,6 +11,7 @@ from hartonomous.eventlog.port import Record
 from hartonomous.v1 import provenance_pb2 as pb
 from services.provenance import audit
 from tests.integration.provenance.conftest import Provenance
+from tests.support.harness import CODEC
 from tests.support.provenance_flow import MODEL_VERSION, Flow, ingest_flow, reference_flow
 
 TEXT = "Lineage you can ask: every chunk knows its document and its model."
@@ -102,7 +103,7 @@ async def test_the_live_graph_equals_a_replay_even_with_redeliveries_and_garbage
     await ingest(provenance, acme)
     # A consumer re-delivery appends the same events (same ids) again; garbage is dead-lettered.
     await provenance.append([k for k in acme.events if k.topic == "embeddings"])
-    await provenance.log.append([Record("atoms", b"junk", b"not avro", {})])
+    await provenance.event_log.append([Record("atoms", b"junk", b"not avro", {})])
     await ingest(provenance, ingest_flow("initech", "Another text entirely.", "b.md", "req-2"))
     await provenance.settled()
 
@@ -110,7 +111,7 @@ async def test_the_live_graph_equals_a_replay_even_with_redeliveries_and_garbage
     # Appended after the live fingerprint was taken: the audit compares the prefix it reflects.
     later = ingest_flow("globex", "Written while the audit runs.", "c.md", "req-3")
     await ingest(provenance, later)
-    report = await audit.verify(provenance.log, provenance.codec, live)
+    report = await audit.verify(provenance.event_log, CODEC, live)
     assert report.ok, report.differences
     assert report.replayed.rejected == 1
     assert report.replayed.ahead == len(later.events)
@@ -122,4 +123,4 @@ async def test_the_live_graph_equals_a_replay_even_with_redeliveries_and_garbage
     assert wire.digest == current.digest and dict(wire.nodes) == current.nodes
 
     partial = await provenance.service.store.fingerprint(["embeddings"])
-    assert (await audit.verify(provenance.log, provenance.codec, partial, ["embeddings"])).ok
+    assert (await audit.verify(provenance.event_log, CODEC, partial, ["embeddings"])).ok

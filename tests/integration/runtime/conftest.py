@@ -20,15 +20,15 @@ def log_settings(request: pytest.FixtureRequest) -> str | None:
 
 @pytest.fixture
 async def eventlog(log_settings: str | None, pg_url: str) -> AsyncIterator[EventLog]:
-    log: EventLog
+    event_log: EventLog
     if log_settings is None:
-        log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
+        event_log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
     else:
         from hartonomous.eventlog.kafka import KafkaEventLog
 
-        log = KafkaEventLog(log_settings)
-    await log.start()
+        event_log = KafkaEventLog(log_settings)
+    await event_log.start()
     try:
-        yield log
+        yield event_log
     finally:
-        await log.close()
+        await event_log.close()

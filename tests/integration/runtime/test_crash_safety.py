@@ -17,6 +17,7 @@ import asyncpg
 
 from hartonomous.eventlog.port import EventLog, TopicSpec
 from hartonomous.events import AvroCodec, decode_event
+from hartonomous.events.payloads import UsageRecorded
 from tests.support.events import usage_record
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,11 +51,12 @@ async def test_sigkill_mid_batch_then_restart_applies_each_event_once(
     expected: dict[str, Decimal] = defaultdict(Decimal)
     async for record in eventlog.replay(topic, from_offset=0):
         event = decode_event(codec, record)
-        expected[event.payload["tenant_id"]] += event.payload["quantity"]
+        assert isinstance(event.payload, UsageRecorded)
+        expected[event.payload.tenant_id] += event.payload.quantity
 
     pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=1)
     assert pool is not None
-    victim = start_projection(pg_url, topic, log_settings, "--delay", "0.01")
+    victim = start_projection(pg_url, topic, log_settings, "--delay", "0.2")
     try:
         deadline = time.monotonic() + 90
         applied = 0

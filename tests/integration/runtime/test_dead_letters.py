@@ -5,15 +5,38 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import nullcontext
 from decimal import Decimal
 
 from opentelemetry import trace
 
-from hartonomous.eventlog.port import EventLog, Record, StoredRecord, TopicSpec
+from hartonomous.eventlog.port import EventLog, Record, TopicSpec
 from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import AvroCodec, Event
-from hartonomous.runtime.consumer import ConsumerLoop, PoisonEvent, RetryPolicy
+from hartonomous.events.payloads import UsageRecorded
+from hartonomous.runtime.projection import (
+    Handler,
+    PoisonEvent,
+    Projection,
+    ProjectionRunner,
+    RetryPolicy,
+)
 from tests.support.events import usage_record
+
+
+def one_at_a_time(
+    eventlog: EventLog, group: str, topic: str, handler: Handler[None], attempts: int = 4
+) -> ProjectionRunner[None]:
+    """A runner of a projection that applies each record on its own (no transaction)."""
+    projection = Projection(
+        group,
+        [topic],
+        {UsageRecorded: handler},
+        lambda: nullcontext(None),
+        atomic=False,
+        retry=RetryPolicy(attempts=attempts, first_backoff=0.01),
+    )
+    return ProjectionRunner(eventlog, AvroCodec(), projection)
 
 
 async def test_poison_events_go_to_the_dlq_and_later_events_are_still_handled(
@@ -30,20 +53,14 @@ async def test_poison_events_go_to_the_dlq_and_later_events_are_still_handled(
     handled: list[Decimal] = []
     attempts: dict[int, int] = {}
 
-    async def handler(event: Event, record: StoredRecord) -> None:
-        attempts[record.offset] = attempts.get(record.offset, 0) + 1
-        if event.payload["quantity"] < 0:
+    async def handler(_: None, event: Event[UsageRecorded]) -> None:
+        offset = event.logged.offset
+        attempts[offset] = attempts.get(offset, 0) + 1
+        if event.payload.quantity < 0:
             raise PoisonEvent("negative usage is never valid")
-        handled.append(event.payload["quantity"])
+        handled.append(event.payload.quantity)
 
-    loop = ConsumerLoop(
-        eventlog,
-        codec,
-        "g-dlq",
-        [topic],
-        handler,
-        retry=RetryPolicy(attempts=3, first_backoff=0.01),
-    )
+    loop = one_at_a_time(eventlog, "g-dlq", topic, handler, attempts=3)
     task = asyncio.create_task(loop.run())
     try:
         for _ in range(300):
@@ -71,21 +88,15 @@ async def test_transient_failures_are_retried_then_dead_lettered(eventlog: Event
     await eventlog.append([usage_record(codec, topic, "acme", Decimal(i)) for i in range(3)])
     calls: dict[int, int] = {}
 
-    async def flaky(event: Event, record: StoredRecord) -> None:
-        calls[record.offset] = calls.get(record.offset, 0) + 1
-        if record.offset == 0 and calls[0] < 2:
+    async def flaky(_: None, event: Event[UsageRecorded]) -> None:
+        offset = event.logged.offset
+        calls[offset] = calls.get(offset, 0) + 1
+        if offset == 0 and calls[0] < 2:
             raise ConnectionError("database blip")  # succeeds on the retry
-        if record.offset == 1:
+        if offset == 1:
             raise RuntimeError("always fails")
 
-    loop = ConsumerLoop(
-        eventlog,
-        codec,
-        "g-retry",
-        [topic],
-        flaky,
-        retry=RetryPolicy(attempts=3, first_backoff=0.01),
-    )
+    loop = one_at_a_time(eventlog, "g-retry", topic, flaky, attempts=3)
     task = asyncio.create_task(loop.run())
     try:
         for _ in range(300):
@@ -110,10 +121,10 @@ async def test_handlers_run_inside_the_trace_that_produced_the_event(eventlog: E
     await eventlog.append([Record(topic, record.key, record.value, headers)])
     seen: list[str] = []
 
-    async def handler(event: Event, record: StoredRecord) -> None:
+    async def handler(_: None, event: Event[UsageRecorded]) -> None:
         seen.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
 
-    loop = ConsumerLoop(eventlog, codec, "g-trace", [topic], handler)
+    loop = one_at_a_time(eventlog, "g-trace", topic, handler)
     task = asyncio.create_task(loop.run())
     try:
         for _ in range(300):

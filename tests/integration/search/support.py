@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from hartonomous.runtime.consumer import ConsumerLoop
 
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.eventlog.embedded import EmbeddedEventLog
@@ -20,7 +21,6 @@ from hartonomous.eventlog.port import Record
 from hartonomous.eventlog.topics import platform_topics
 from hartonomous.events import AvroCodec, Envelope, Event, encode_event
 from hartonomous.postgres import create_pool
-from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.settings import Settings
 from services.search.domain import DIM
 from services.search.engines import open_vector_store

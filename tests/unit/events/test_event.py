@@ -13,6 +13,7 @@ from hartonomous.events import (
     decode_event,
     encode_event,
 )
+from hartonomous.events.payloads import AtomReferenced, to_avro
 
 ATOM = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
@@ -22,12 +23,9 @@ def codec() -> AvroCodec:
     return AvroCodec()
 
 
-def _event() -> Event:
+def _event() -> Event[AtomReferenced]:
     envelope = Envelope.new("AtomReferenced", "tenant-a", "ingest")
-    return Event(
-        envelope,
-        {"atom_id": ATOM, "tenant_id": "tenant-a", "source_uri": "a.txt", "metadata_json": "{}"},
-    )
+    return Event(envelope, AtomReferenced(atom_id=ATOM, tenant_id="tenant-a", source_uri="a.txt"))
 
 
 def _stored(topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> StoredRecord:
@@ -41,17 +39,27 @@ def test_encode_event_builds_the_record(codec: AvroCodec) -> None:
     assert record.topic == "atoms"
     assert record.key == ATOM.encode()
     assert record.headers == event.envelope.to_headers()
-    assert codec.decode(record.value) == ("AtomReferenced", event.payload)
+    assert codec.decode(record.value) == ("AtomReferenced", to_avro(event.payload))
     assert encode_event(codec, event, "atoms", b"raw-key").key == b"raw-key"
 
 
 def test_decode_event_round_trip(codec: AvroCodec) -> None:
     event = _event()
     record = encode_event(codec, event, "atoms", ATOM)
-    assert (
-        decode_event(codec, _stored(record.topic, record.key, record.value, dict(record.headers)))
-        == event
-    )
+    stored = _stored(record.topic, record.key, record.value, dict(record.headers))
+    decoded = decode_event(codec, stored)
+    assert decoded == event
+    assert decoded.logged is stored  # a decoded event knows where it sits in the log
+
+
+def test_a_payload_must_be_of_its_envelope_type() -> None:
+    envelope = Envelope.new("AtomIngested", "tenant-a", "ingest")
+    with pytest.raises(
+        ValueError, match="payload is a 'AtomReferenced', the envelope's event type 'AtomIngested'"
+    ):
+        Event(envelope, _event().payload)
+    with pytest.raises(ValueError, match="was not read from the log"):
+        _ = _event().logged
 
 
 def test_header_type_must_match_the_value(codec: AvroCodec) -> None:

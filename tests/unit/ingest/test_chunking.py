@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from hartonomous.modelfiles import minilm_model_dir
 from services.ingest.chunking import TextChunker, whitespace_segments
-from services.ingest.domain import MAX_CHUNK_TOKENS, ChunkPolicy
+from services.ingest.domain.chunks import MAX_CHUNK_TOKENS, ChunkPolicy
 
 PIECES = [
     "The", "ledger", "is", "the", "source", "of", "truth.", "événement", "naïve", "東京",

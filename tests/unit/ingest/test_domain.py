@@ -10,19 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from services.ingest import domain
-from services.ingest.domain import (
-    ChunkPolicy,
-    Content,
-    ContentProbe,
-    ContentTooLarge,
-    IngestHeader,
-    InvalidArgument,
-    chunk_spans,
-    parse_header,
-    sniff_signature,
-    token_windows,
-)
+from hartonomous.events.payloads import UsageRecorded
+from hartonomous.tenants import InvalidTenantId
+from services.ingest.domain import content, payloads
+from services.ingest.domain.chunks import ChunkPolicy, chunk_spans, token_windows
+from services.ingest.domain.content import Content, ContentProbe, sniff_signature
+from services.ingest.domain.errors import ContentTooLarge, InvalidArgument
+from services.ingest.domain.header import IngestHeader, parse_header
 
 SAFETENSORS = (20).to_bytes(8, "little") + b'{"__metadata__":{}} ' + b"\0" * 16
 
@@ -88,12 +82,12 @@ def test_a_header_is_normalised() -> None:
     ],
 )
 def test_bad_headers_are_named(fields: dict[str, str], message: str) -> None:
-    with pytest.raises(InvalidArgument, match=message):
+    with pytest.raises((InvalidArgument, InvalidTenantId), match=message):
         header(**fields)
 
 
 def test_the_default_size_limit_is_256_mib() -> None:
-    assert domain.MAX_CONTENT_BYTES == 256 * 1024 * 1024
+    assert content.MAX_CONTENT_BYTES == 256 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,11 +110,11 @@ def test_the_default_size_limit_is_256_mib() -> None:
         (b"\0\0\0\x20ftypisom", "video/mp4", "video"),
         (b"PK\x03\x04\x14\0\0\0", "application/zip", "binary"),
         (b"\x1f\x8b\x08\0", "application/gzip", "binary"),
-        (SAFETENSORS, domain.SAFETENSORS_MIME, "model"),
+        (SAFETENSORS, content.SAFETENSORS_MIME, "model"),
     ],
 )
 def test_signatures(head: bytes, mime: str, modality: str) -> None:
-    assert sniff_signature(head[: domain.SNIFF_BYTES]) == domain.Format(mime, modality)
+    assert sniff_signature(head[: content.SNIFF_BYTES]) == content.Format(mime, modality)
     # Fed a byte at a time, the stream is classified the same.
     got = probe(head + b"\x80" * 64, part=1)
     assert (got.mime_type, got.modality, got.text) == (mime, modality, None)
@@ -299,14 +293,14 @@ def test_chunk_policy_fits_the_model_window() -> None:
 
 def test_usage_is_metered_in_bytes_per_atom() -> None:
     at = datetime(2025, 1, 2, tzinfo=UTC)
-    usage = domain.usage_payload(header(api_key_id="k1"), "a" * 64, 1234, True, at)
-    assert usage == {
-        "tenant_id": "acme",
-        "operation": "ingest",
-        "unit": "bytes",
-        "quantity": Decimal("1234.000000000"),
-        "resource_id": "a" * 64,
-        "used_at": at,
-        "api_key_id": "k1",
-        "dimensions": {"deduplicated": "true"},
-    }
+    usage = payloads.usage_payload(header(api_key_id="k1"), "a" * 64, 1234, True, at)
+    assert usage == UsageRecorded(
+        tenant_id="acme",
+        operation="ingest",
+        unit="bytes",
+        quantity=Decimal("1234.000000000"),
+        resource_id="a" * 64,
+        used_at=at,
+        api_key_id="k1",
+        dimensions={"deduplicated": "true"},
+    )

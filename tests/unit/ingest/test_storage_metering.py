@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.ingest.domain import (
+from services.ingest.domain.storage import (
     Holding,
     check_storage_period,
     period_end,
@@ -78,13 +78,13 @@ def test_an_event_id_is_one_per_tenant_and_period() -> None:
 def test_usage_is_exact_byte_hours_dated_at_the_period_start() -> None:
     held = Holding("acme", atoms=3, bytes=2**40 + 7)
     usage = storage_usage_payload(held, at(1, 0), at(2, 0))
-    assert usage["quantity"] == Decimal((2**40 + 7) * 24)
-    assert usage["quantity"].as_tuple().exponent == -9  # the UsageRecorded scale
-    assert (usage["operation"], usage["unit"], usage["used_at"]) == (
+    assert usage.quantity == Decimal((2**40 + 7) * 24)
+    assert usage.quantity.as_tuple().exponent == -9  # the UsageRecorded scale
+    assert (usage.operation, usage.unit, usage.used_at) == (
         "storage",
         "byte_hours",
         at(1, 0),
     )
-    assert usage["resource_id"] == "2026-03-01T00:00:00+00:00/2026-03-02T00:00:00+00:00"
+    assert usage.resource_id == "2026-03-01T00:00:00+00:00/2026-03-02T00:00:00+00:00"
     with pytest.raises(ValueError, match="whole number of hours"):
         storage_usage_payload(held, at(1, 0), at(1, 0, 30))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
+from hartonomous.chunks import ChunkMismatch
+from hartonomous.events.payloads import TextChunk
+from hartonomous.tenants import InvalidTenantId
 from services.search import domain
 from services.search.domain import (
     K1,
@@ -76,10 +78,10 @@ def test_query_weights_are_one_per_distinct_term() -> None:
 PARENT = "Ünïcödé first.\n\nSecond   paragraph\nwith words.".encode()
 
 
-def spans(*pairs: tuple[int, int], ids: list[str] | None = None) -> list[dict[str, Any]]:
+def spans(*pairs: tuple[int, int], ids: list[str] | None = None) -> list[TextChunk]:
     atom_ids = ids or [sha(PARENT[s:e]) for s, e in pairs]
     return [
-        {"index": i, "atom_id": a, "start_byte": s, "end_byte": e}
+        TextChunk(index=i, atom_id=a, start_char=0, end_char=0, start_byte=s, end_byte=e)
         for i, ((s, e), a) in enumerate(zip(pairs, atom_ids, strict=True))
     ]
 
@@ -105,14 +107,14 @@ def test_a_short_text_is_its_own_single_chunk() -> None:
     [
         (PARENT, spans((0, len(PARENT) + 1), ids=["x"]), "outside the parent's"),
         (PARENT, spans((0, 5), ids=[sha(PARENT[:6])]), "bytes do not hash to"),
-        (b"caf\xe9", [{"index": 0, "atom_id": sha(b"caf\xe9"), "start_byte": 0, "end_byte": 4}],
-         "is not UTF-8"),
+        (b"caf\xe9", [TextChunk(index=0, atom_id=sha(b"caf\xe9"), start_char=0, end_char=4,
+                                start_byte=0, end_byte=4)], "is not UTF-8"),
     ],
 )  # fmt: skip
 def test_chunks_that_do_not_match_their_parent_are_bad_events(
-    parent: bytes, chunk_spans: list[dict[str, Any]], message: str
+    parent: bytes, chunk_spans: list[TextChunk], message: str
 ) -> None:
-    with pytest.raises(BadEvent, match=message):
+    with pytest.raises(ChunkMismatch, match=message):
         domain.chunks_of(sha(parent), parent, chunk_spans)
 
 
@@ -218,7 +220,7 @@ def test_k_defaults_to_ten() -> None:
     ],
 )
 def test_invalid_queries_name_their_problem(args: tuple[str, str, int], message: str) -> None:
-    with pytest.raises(InvalidQuery, match=message):
+    with pytest.raises((InvalidQuery, InvalidTenantId), match=message):
         domain.parse_query(*args, Mode.HYBRID)
 
 

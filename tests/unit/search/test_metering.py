@@ -4,8 +4,10 @@ rank order, and the usage is one request naming the receipt."""
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 
 from hartonomous.events import AvroCodec, Envelope, Event
+from hartonomous.events.payloads import UsageRecorded, to_avro
 from services.search.domain import Hit, Mode, SearchQuery
 from services.search.metering import receipt_payload, usage_payload
 
@@ -27,25 +29,25 @@ def hit(atom: str, score: float, index: int) -> Hit:
 def test_the_receipt_keeps_a_hash_of_the_query_and_the_results_in_order() -> None:
     query = SearchQuery("acme", "Grüße an Jörg", 5, Mode.HYBRID, "text", {"team": "a"})
     receipt = receipt_payload(query, [hit("a", 0.9, 2), hit("b", 0.5, 0)], "key-1")
-    assert receipt["query_sha256"] == hashlib.sha256("Grüße an Jörg".encode()).hexdigest()
-    assert receipt["query_bytes"] == len("Grüße an Jörg".encode()) == 16
+    assert receipt.query_sha256 == hashlib.sha256("Grüße an Jörg".encode()).hexdigest()
+    assert receipt.query_bytes == len("Grüße an Jörg".encode()) == 16
     assert "Grüße an Jörg" not in repr(receipt)
-    assert (receipt["mode"], receipt["k"], receipt["modality"]) == ("hybrid", 5, "text")
-    assert receipt["metadata_filter"] == {"team": "a"}
-    assert receipt["model_version"] == VERSION
-    assert [(r["atom_id"][0], r["score"], r["chunk_index"]) for r in receipt["results"]] == [
+    assert (receipt.mode, receipt.k, receipt.modality) == ("hybrid", 5, "text")
+    assert receipt.metadata_filter == {"team": "a"}
+    assert receipt.model_version == VERSION
+    assert [(r.atom_id[0], r.score, r.chunk_index) for r in receipt.results] == [
         ("a", 0.9, 2),
         ("b", 0.5, 0),
     ]
-    CODEC.encode("SearchPerformed", receipt)  # fits its schema
+    CODEC.encode("SearchPerformed", to_avro(receipt))  # fits its schema
 
 
 def test_a_sparse_or_empty_search_names_no_model() -> None:
     sparse = SearchQuery("acme", "avro", 10, Mode.SPARSE)
-    assert receipt_payload(sparse, [hit("a", 3.2, 0)], None)["model_version"] is None
+    assert receipt_payload(sparse, [hit("a", 3.2, 0)], None).model_version is None
     dense = SearchQuery("acme", "avro", 10, Mode.DENSE)
     empty = receipt_payload(dense, [], None)
-    assert (empty["model_version"], empty["results"], empty["modality"]) == (None, [], None)
+    assert (empty.model_version, empty.results, empty.modality) == (None, [], None)
 
 
 def test_the_usage_is_one_request_naming_the_receipt() -> None:
@@ -54,14 +56,14 @@ def test_the_usage_is_one_request_naming_the_receipt() -> None:
         Envelope.new("SearchPerformed", "acme", "search"), receipt_payload(query, [], "key-1")
     )
     usage = usage_payload(searched)
-    assert usage == {
-        "tenant_id": "acme",
-        "operation": "search",
-        "unit": "requests",
-        "quantity": 1,
-        "resource_id": searched.envelope.event_id,
-        "used_at": searched.envelope.occurred_at,
-        "api_key_id": "key-1",
-        "dimensions": {"mode": "sparse"},
-    }
-    CODEC.encode("UsageRecorded", usage)
+    assert usage == UsageRecorded(
+        tenant_id="acme",
+        operation="search",
+        unit="requests",
+        quantity=Decimal(1),
+        resource_id=searched.envelope.event_id,
+        used_at=searched.envelope.occurred_at,
+        api_key_id="key-1",
+        dimensions={"mode": "sparse"},
+    )
+    CODEC.encode("UsageRecorded", to_avro(usage))

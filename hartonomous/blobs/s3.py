@@ -31,7 +31,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from hartonomous.blobs import (
+from hartonomous.blobs.port import (
     READ_CHUNK,
     BlobError,
     BlobHashMismatchError,

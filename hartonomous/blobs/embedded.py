@@ -1,66 +1,25 @@
-"""The payload blob port: content-addressed bytes. The default adapter is a directory
-(`blobs/sha256/ab/cd/<hash>` under the data dir); the S3-compatible adapter
-(`hartonomous.s3blobs`) plugs in behind the same interface when `HARTONOMOUS_BLOB_URL` is set.
-
-Writes are atomic (temp file, fsync, rename) and the hash is verified before the rename, so a
-reader never sees a partial or mislabelled blob; a crash leaves at worst an orphan temp file."""
+"""The embedded blob adapter: a content-addressed directory (`blobs/sha256/ab/cd/<hash>` under the
+data dir). Writes are atomic (temp file, fsync, rename) and the hash is verified before the
+rename, so a reader never sees a partial or mislabelled blob; a crash leaves at worst an orphan
+temp file under `incoming/`."""
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from hartonomous.settings import Settings
-
-READ_CHUNK = 1 << 20
-
-
-class BlobError(Exception):
-    """A blob could not be stored or read."""
-
-
-class BlobNotFoundError(BlobError):
-    pass
-
-
-class BlobHashMismatchError(BlobError):
-    pass
-
-
-@dataclass(frozen=True)
-class BlobRef:
-    sha256: str
-    size: int
-
-
-class BlobStore(abc.ABC):
-    @abc.abstractmethod
-    async def put(
-        self, chunks: AsyncIterable[bytes], expected_sha256: str | None = None
-    ) -> BlobRef:
-        """Store a stream with bounded memory; verify `expected_sha256` when given."""
-
-    @abc.abstractmethod
-    async def exists(self, sha256: str) -> bool: ...
-
-    @abc.abstractmethod
-    def read(self, sha256: str) -> AsyncIterator[bytes]:
-        """The blob's bytes in chunks (raises BlobNotFoundError)."""
-
-    async def get(self, sha256: str) -> bytes:
-        return b"".join([chunk async for chunk in self.read(sha256)])
-
-
-def check_hex(sha256: str) -> str:
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise BlobError(f"not a lowercase hex SHA-256: {sha256!r}")
-    return sha256
+from hartonomous.blobs.port import (
+    READ_CHUNK,
+    BlobHashMismatchError,
+    BlobNotFoundError,
+    BlobRef,
+    BlobStore,
+    check_hex,
+)
 
 
 def _place(tmp: Path, final: Path) -> None:
@@ -123,13 +82,3 @@ class DirectoryBlobStore(BlobStore):
         with handle:
             while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
                 yield chunk
-
-
-def open_blob_store(settings: Settings) -> BlobStore:
-    """The S3-compatible store when `blob_url` is set (see `hartonomous.s3blobs` for the URL
-    format), else the content-addressed directory under the data dir."""
-    if settings.blob_url:
-        from hartonomous.s3blobs import S3BlobStore  # boto3 loads only where it is used
-
-        return S3BlobStore.from_url(settings.blob_url)
-    return DirectoryBlobStore(settings.data_dir / "blobs")

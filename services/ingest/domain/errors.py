@@ -1,0 +1,23 @@
+"""What the caller is told, by type (the API maps each to a status)."""
+
+from __future__ import annotations
+
+
+class IngestError(ValueError):
+    """What the caller is told, by type (the API maps each to a status)."""
+
+
+class InvalidArgument(IngestError):
+    pass
+
+
+class ContentTooLarge(IngestError):
+    pass
+
+
+class AtomNotFound(IngestError):
+    """The same answer whether the atom does not exist or is another tenant's: ids reveal
+    nothing across tenants."""
+
+    def __init__(self, tenant_id: str, atom_id: str) -> None:
+        super().__init__(f"tenant {tenant_id} holds no atom {atom_id}")
