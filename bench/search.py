@@ -42,11 +42,11 @@ from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Filter
-from services.search.engines import open_vector_store
 from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.service import GROUP, TOPICS
-from services.search.store import VectorStore
+from services.search.vectors import open_vector_store
+from services.search.vectors.port import VectorStore
 
 RUNS = (  # (engine, chunks, queries per mode)
     ("embedded", 10_000, 200),

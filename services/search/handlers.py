@@ -21,7 +21,7 @@ from hartonomous.runtime.consumer import Handler, dispatch
 from services.search import domain
 from services.search.domain import IndexedChunk
 from services.search.facts import Document, Facts, Reference, Vector
-from services.search.store import VectorStore
+from services.search.vectors.port import VectorStore
 
 FRESHNESS = Histogram(
     "hartonomous_search_freshness_seconds",

@@ -6,7 +6,7 @@ from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Hit, Mode, SearchQuery
 from services.search.embedder import Embedder
 from services.search.facts import Facts
-from services.search.store import VectorStore
+from services.search.vectors.port import VectorStore
 
 
 class Searcher:

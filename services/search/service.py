@@ -18,13 +18,12 @@ from hartonomous.runtime.service import Service, ServiceContext, Wiring
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.search.api import SearchApi
 from services.search.embedder import Embedder
-from services.search.engines import open_vector_store
 from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 from services.search.rebuild import rebuild
-from services.search.store import VectorStore
+from services.search.vectors import VectorStore, open_vector_store
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import pytest
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import Filter, Point
-from services.search.engines import ENGINES, open_vector_store
 from services.search.rebuild import rebuild
 from services.search.service import TOPICS
-from services.search.store import VectorStore
+from services.search.vectors import ENGINES, open_vector_store
+from services.search.vectors.port import VectorStore
 from tests.integration.search.corpus import package_docs
 from tests.integration.search.support import (
     CODEC,

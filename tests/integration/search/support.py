@@ -23,11 +23,11 @@ from hartonomous.postgres import create_pool
 from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.settings import Settings
 from services.search.domain import DIM
-from services.search.engines import open_vector_store
 from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.service import GROUP, TOPICS
-from services.search.store import VectorStore
+from services.search.vectors import open_vector_store
+from services.search.vectors.port import VectorStore
 from tests.integration.search.corpus import Doc
 
 CODEC = AvroCodec()

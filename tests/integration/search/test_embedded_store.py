@@ -11,9 +11,9 @@ import pytest
 
 from services.search import domain
 from services.search.domain import Filter, Point
-from services.search.embedded.keywords import KeywordIndex
-from services.search.embedded.shard import Shard, View
-from services.search.embedded.store import SCAN_PAGE, EmbeddedStore
+from services.search.vectors.embedded.engine import SCAN_PAGE, EmbeddedStore
+from services.search.vectors.embedded.keywords import KeywordIndex
+from services.search.vectors.embedded.shard import Shard, View
 from tests.integration.search.support import snapshot
 from tests.support.search_writer import TENANTS, batch
 

@@ -20,7 +20,7 @@ from hartonomous.events import Event, decode_event
 from services.search.domain import chunks_of
 from services.search.facts import Document, Reference, Vector
 from services.search.handlers import consumer_handler
-from services.search.store import VectorStore
+from services.search.vectors.port import VectorStore
 from tests.integration.search.corpus import Doc, Span
 from tests.integration.search.support import (
     CODEC,

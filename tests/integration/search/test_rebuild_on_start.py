@@ -12,8 +12,8 @@ import pytest
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
-from services.search.engines import open_vector_store
 from services.search.service import SearchService
+from services.search.vectors import open_vector_store
 from tests.integration.search.corpus import package_docs
 from tests.integration.search.support import (
     CODEC,

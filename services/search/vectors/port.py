@@ -1,8 +1,8 @@
 """The vector-store port: what the search service needs of an engine.
 
 It speaks the domain's types only (points with a dense vector and term counts, tenant-scoped
-filters, hits). Two adapters implement it: the embedded store (services/search/embedded), the
-default, and Qdrant (qdrant_store.py) for production servers; engines.py picks one."""
+filters, hits). Two adapters implement it: the embedded store (embedded/), the default, and
+Qdrant (qdrant.py) for production servers; `open_vector_store` (__init__.py) picks one."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from qdrant_client import QdrantClient, models
 
 from services.search.domain import DIM, Filter, Hit, Point, SparseVector, bm25_weights
-from services.search.store import VectorStore
+from services.search.vectors.port import VectorStore
 
 T = TypeVar("T")
 
