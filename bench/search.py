@@ -42,9 +42,9 @@ from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Filter
-from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.service import GROUP, TOPICS
+from services.search.store import JoinStore
 from services.search.vectors import open_vector_store
 from services.search.vectors.port import VectorStore
 
@@ -325,9 +325,9 @@ async def ingest_to_searchable(work: Path) -> list[float]:
     settings = Settings(data_dir=work / "data")
     store = open_vector_store(settings)
     await store.ensure()
-    facts = Facts(pool)
-    await facts.setup()
-    deps = Deps(facts, store, open_blob_store(settings))
+    joins = JoinStore(pool)
+    await joins.setup()
+    deps = Deps(joins, store, open_blob_store(settings))
     consumer = ConsumerLoop(log, CODEC, GROUP, TOPICS, consumer_handler(deps))
     task = asyncio.create_task(consumer.run())
     rng = np.random.default_rng(data.SEED)

@@ -1,7 +1,7 @@
 """The search projection's recovery path: replay its topics from the start through the same
-handlers the consumer runs. Facts are keyed upserts and points are keyed writes, so a replay
+handlers the consumer runs. Join rows are keyed upserts and points are keyed writes, so a replay
 over a projection that has some or all of it converges on the same points; a store that lost
-its files, a new engine, or a facts schema of another version all come back this way."""
+its files, a new engine, or a join-state schema of another version all come back this way."""
 
 from __future__ import annotations
 

@@ -18,11 +18,11 @@ from hartonomous.runtime.service import Service, ServiceContext, Wiring
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.search.api import SearchApi
 from services.search.embedder import Embedder
-from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 from services.search.rebuild import rebuild
+from services.search.store import JoinStore
 from services.search.vectors import VectorStore, open_vector_store
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,14 @@ class SearchService(Service):
 
     async def start(self, ctx: ServiceContext) -> Wiring:
         self._pool = await create_pool(ctx.postgres_url, max_size=4)
-        facts = Facts(self._pool)
-        stale_facts = await facts.setup()
+        joins = JoinStore(self._pool)
+        stale_facts = await joins.setup()
         self._store = open_vector_store(ctx.settings)
         await self._store.ensure()
         self._channel = peer_channel(ctx.settings, "inference")
-        searcher = Searcher(self._store, Embedder(self._channel), facts)
-        deps = Deps(facts, self._store, open_blob_store(ctx.settings))
-        lost_points = await facts.has_indexed_points() and await self._store.count() == 0
+        searcher = Searcher(self._store, Embedder(self._channel), joins)
+        deps = Deps(joins, self._store, open_blob_store(ctx.settings))
+        lost_points = await joins.has_indexed_points() and await self._store.count() == 0
         if stale_facts or lost_points:
             why = "its facts were of another version" if stale_facts else "the store is empty"
             log.warning("rebuilding the search index from the log: %s", why)

@@ -77,7 +77,7 @@ async def search(pg_url: str, tmp_path: Path) -> AsyncIterator[Search]:
             )
         await projection.run()
         nowhere = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")
-        searcher = Searcher(projection.store, Embedder(nowhere), projection.deps.facts)
+        searcher = Searcher(projection.store, Embedder(nowhere), projection.deps.joins)
         api = SearchApi(searcher, SearchMeter(projection.log, CODEC))
         host = GrpcHost("127.0.0.1", 0)
         registration = GrpcRegistration(

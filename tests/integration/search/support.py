@@ -23,9 +23,9 @@ from hartonomous.postgres import create_pool
 from hartonomous.runtime.consumer import ConsumerLoop
 from hartonomous.settings import Settings
 from services.search.domain import DIM
-from services.search.facts import Facts
 from services.search.handlers import Deps, consumer_handler
 from services.search.service import GROUP, TOPICS
+from services.search.store import JoinStore
 from services.search.vectors import open_vector_store
 from services.search.vectors.port import VectorStore
 from tests.integration.search.corpus import Doc
@@ -236,10 +236,10 @@ async def open_projection(
     store = open_vector_store(settings)
     try:
         await log.ensure_topics(platform_topics(partitions=2))
-        facts = Facts(pool)
-        await facts.setup()
+        joins = JoinStore(pool)
+        await joins.setup()
         await store.ensure()
-        yield Projection(log, Deps(facts, store, open_blob_store(settings)))
+        yield Projection(log, Deps(joins, store, open_blob_store(settings)))
     finally:
         await store.close()
         await pool.close()

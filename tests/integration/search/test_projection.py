@@ -18,8 +18,8 @@ from hartonomous.eventlog.port import Record, StoredRecord
 from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import Event, decode_event
 from services.search.domain import chunks_of
-from services.search.facts import Document, Reference, Vector
 from services.search.handlers import consumer_handler
+from services.search.store import Document, Reference, Vector
 from services.search.vectors.port import VectorStore
 from tests.integration.search.corpus import Doc, Span
 from tests.integration.search.support import (
@@ -161,8 +161,8 @@ async def test_two_halves_of_a_join_recorded_at_once_never_both_miss_it(
     read the join before either commits: neither sees the other's half, so without
     SERIALIZABLE neither would write the point. One must fail instead (and be retried)."""
     [doc] = pick(corpus, "grpcio-summary")
-    facts = projection.deps.facts
-    await facts.add_chunk_set(doc.atom_id, "0", chunks_of(doc.atom_id, doc.data, _chunks(doc)))
+    joins = projection.deps.joins
+    await joins.add_chunk_set(doc.atom_id, "0", chunks_of(doc.atom_id, doc.data, _chunks(doc)))
     document = Document(doc.atom_id, "text", "text/plain", "1")
     ref = Reference(A, doc.atom_id, {}, datetime.now(UTC), "1")
     vector = Vector(doc.atom_id, embeddings.version, embeddings.vectors[doc.atom_id], "2")
@@ -173,7 +173,7 @@ async def test_two_halves_of_a_join_recorded_at_once_never_both_miss_it(
     async with gate.transaction():
         await gate.execute("lock table search.chunks in access exclusive mode")
         both = asyncio.gather(
-            facts.add_document(document, ref), facts.add_vector(vector), return_exceptions=True
+            joins.add_document(document, ref), joins.add_vector(vector), return_exceptions=True
         )
         async with asyncio.timeout(10):
             while await gate.fetchval(WAITING) < 2:  # noqa: ASYNC110 (Postgres has no event)
@@ -183,7 +183,7 @@ async def test_two_halves_of_a_join_recorded_at_once_never_both_miss_it(
 
     retried = [r for r in results if isinstance(r, asyncpg.SerializationError)]
     assert len(retried) == 1, results
-    assert await facts.add_vector(vector)  # the retry sees the committed half
+    assert await joins.add_vector(vector)  # the retry sees the committed half
 
 
 def _chunks(doc: Doc) -> list[dict[str, object]]:

@@ -1,5 +1,5 @@
 """The search service rebuilds its index from the log when it starts on a store that lost its
-points (deleted files, or a new engine chosen) or on facts of an older schema version."""
+points (deleted files, or a new engine chosen) or on join state of an older schema version."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.integration.search.support import (
 )
 
 
-async def _forget_the_facts_version(pg_url: str, data_dir: Path) -> None:
+async def _forget_the_join_state_version(pg_url: str, data_dir: Path) -> None:
     conn = await asyncpg.connect(pg_url)
     try:
         await conn.execute("update search.version set version = 1")
@@ -36,7 +36,7 @@ async def _lose_the_store(pg_url: str, data_dir: Path) -> None:
     shutil.rmtree(data_dir / "search")
 
 
-@pytest.mark.parametrize("damage", [_lose_the_store, _forget_the_facts_version])
+@pytest.mark.parametrize("damage", [_lose_the_store, _forget_the_join_state_version])
 async def test_the_service_rebuilds_its_index_from_the_log(
     pg_url: str, tmp_path: Path, damage: object
 ) -> None:

@@ -1,9 +1,10 @@
-"""The projection's join state in Postgres (schema `search`): the facts a point is made of,
-kept until the last of them arrives, whatever the order the topics deliver them in.
+"""The projection's own adapter: its join state in Postgres (schema `search`), the parts a point
+is made of (a document, a tenant's reference to it, its chunks, their vectors), kept until the
+last of them arrives, whatever the order the topics deliver them in.
 
-Each fact is a keyed upsert with an order-free rule for which version wins (the earliest event
-for content facts, the latest for what a later event supersedes), so replays and re-deliveries
-converge on one state. Recording a fact and reading the points it completes is one
+Each part is a keyed upsert with an order-free rule for which version wins (the earliest event
+for content, the latest for what a later event supersedes), so replays and re-deliveries
+converge on one state. Recording a part and reading the points it completes is one
 SERIALIZABLE transaction: when two consumers record the two halves of one join at once, one
 of them fails and is retried, so neither can miss the other's half."""
 
@@ -114,13 +115,13 @@ def _indexed(row: asyncpg.Record) -> IndexedChunk:
     )
 
 
-class Facts:
+class JoinStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
     async def setup(self) -> bool:
-        """Create the schema; True when a schema of another version was dropped, so the facts
-        must be rebuilt from the log."""
+        """Create the schema; True when a schema of another version was dropped, so the join
+        state must be rebuilt from the log."""
         async with self._pool.acquire() as conn, conn.transaction():
             # Replicas starting together would race on the catalog otherwise.
             await conn.execute("select pg_advisory_xact_lock(hashtext('search.schema'))")
@@ -143,7 +144,7 @@ class Facts:
         return await conn.fetchval("select version from search.version")  # type: ignore[no-any-return]
 
     async def add_document(self, document: Document, ref: Reference) -> list[IndexedChunk]:
-        """An AtomIngested: the content's facts (earliest event wins) and the tenant's reference."""
+        """An AtomIngested: the content's row (earliest event wins) and the tenant's reference."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
             await conn.execute(
                 "insert into search.documents as d values ($1, $2, $3, $4)"
