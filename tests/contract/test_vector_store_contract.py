@@ -17,8 +17,9 @@ from services.search.rebuild import rebuild
 from services.search.service import TOPICS
 from services.search.vectors import ENGINES, open_vector_store
 from services.search.vectors.port import VectorStore
-from tests.integration.search.corpus import package_docs
-from tests.integration.search.support import (
+from tests.support.postgres import fresh_database
+from tests.support.search_corpus import package_docs
+from tests.support.search_projection import (
     CODEC,
     A,
     B,
@@ -28,7 +29,6 @@ from tests.integration.search.support import (
     snapshot,
     store_blob,
 )
-from tests.support.postgres import fresh_database
 
 TEXTS = [
     "Avro schemas are resolved between writer and reader versions.",

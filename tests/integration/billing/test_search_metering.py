@@ -26,8 +26,9 @@ from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 from services.search.service import GRPC_SERVICE
 from tests.integration.billing.conftest import CODEC, USAGE_WRITE_FAULT, Billing
-from tests.integration.search.corpus import Doc, package_docs
-from tests.integration.search.support import (
+from tests.support.platform import free_port
+from tests.support.search_corpus import Doc, package_docs
+from tests.support.search_projection import (
     A,
     Embeddings,
     chunked,
@@ -36,7 +37,6 @@ from tests.integration.search.support import (
     open_projection,
     store_blob,
 )
-from tests.support.platform import free_port
 
 QUERY = "fast Avro records"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -22,8 +22,10 @@ from services.inference import InferenceService
 from services.inference.models.minilm import MiniLM, load_minilm
 from services.inference.service import WarmupPlan
 from services.search import SearchService
-from tests.integration.search.corpus import Doc, document, package_docs
-from tests.integration.search.support import (
+from tests.support.platform import free_port
+from tests.support.postgres import fresh_database
+from tests.support.search_corpus import Doc, document, package_docs
+from tests.support.search_projection import (
     CODEC,
     A,
     B,
@@ -37,8 +39,6 @@ from tests.integration.search.support import (
     referenced,
     store_blob,
 )
-from tests.support.platform import free_port
-from tests.support.postgres import fresh_database
 
 
 @pytest.fixture(scope="session")

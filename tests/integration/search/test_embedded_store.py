@@ -14,7 +14,7 @@ from services.search.domain import Filter, Point
 from services.search.vectors.embedded.engine import SCAN_PAGE, EmbeddedStore
 from services.search.vectors.embedded.keywords import KeywordIndex
 from services.search.vectors.embedded.shard import Shard, View
-from tests.integration.search.support import snapshot
+from tests.support.search_projection import snapshot
 from tests.support.search_writer import TENANTS, batch
 
 

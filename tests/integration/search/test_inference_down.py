@@ -16,8 +16,8 @@ from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.search import SearchService
-from tests.integration.search.support import CODEC
 from tests.support.platform import free_port
+from tests.support.search_projection import CODEC
 
 
 @pytest.fixture

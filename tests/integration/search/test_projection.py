@@ -21,8 +21,9 @@ from services.search.domain import chunks_of
 from services.search.handlers import consumer_handler
 from services.search.store import Document, Reference, Vector
 from services.search.vectors.port import VectorStore
-from tests.integration.search.corpus import Doc, Span
-from tests.integration.search.support import (
+from tests.support.postgres import fresh_database
+from tests.support.search_corpus import Doc, Span
+from tests.support.search_projection import (
     CODEC,
     A,
     B,
@@ -37,7 +38,6 @@ from tests.integration.search.support import (
     snapshot,
     store_blob,
 )
-from tests.support.postgres import fresh_database
 
 FRESHNESS = "hartonomous_search_freshness_seconds"
 WAITING = (

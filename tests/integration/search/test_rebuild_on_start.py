@@ -14,8 +14,8 @@ from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from services.search.service import SearchService
 from services.search.vectors import open_vector_store
-from tests.integration.search.corpus import package_docs
-from tests.integration.search.support import (
+from tests.support.search_corpus import package_docs
+from tests.support.search_projection import (
     CODEC,
     open_projection,
     publish_for,

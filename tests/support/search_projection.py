@@ -28,7 +28,7 @@ from services.search.service import GROUP, TOPICS
 from services.search.store import JoinStore
 from services.search.vectors import open_vector_store
 from services.search.vectors.port import VectorStore
-from tests.integration.search.corpus import Doc
+from tests.support.search_corpus import Doc
 
 CODEC = AvroCodec()
 A, B = "acme", "globex"  # two tenants
