@@ -47,13 +47,14 @@ class InvalidQuery(ValueError):
 # and machines (Python's hash() is salted per process). A document is its term counts; each
 # engine weighs them its own way (the embedded one hands them to its BM25 library, Qdrant
 # takes the saturated term frequency of `bm25_weights` and multiplies in the IDF itself).
+# Either way a document's length is normalised by its tenant's average length (`Lengths`).
 # Queries carry 1 per distinct term.
 
 K1 = 1.2
 B = 0.75
 AVG_LEN = 90.0
-"""Average chunk length in tokens that `bm25_weights` assumes: a constant, so a chunk's
-vector never changes as the corpus grows (what ~1000-character chunks of prose average)."""
+"""The average chunk length in tokens assumed of a tenant with no points yet (what
+~1000-character chunks of prose average)."""
 
 # Lucene's classic English stop set, as one string so it reads as a sentence would.
 STOPWORDS = frozenset(
@@ -84,10 +85,39 @@ def term_counts(text: str) -> SparseVector:
     return SparseVector(indices, tuple(float(counts[i]) for i in indices))
 
 
-def bm25_weights(counts: SparseVector) -> SparseVector:
+def bm25_weights(counts: SparseVector, avg_len: float) -> SparseVector:
     """BM25 document weights of term counts: tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len))."""
-    norm = K1 * (1 - B + B * sum(counts.values) / AVG_LEN)
+    norm = K1 * (1 - B + B * sum(counts.values) / avg_len)
     return SparseVector(counts.indices, tuple(c * (K1 + 1) / (c + norm) for c in counts.values))
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """BM25's length statistics of a set of documents: how many, and how many terms in all."""
+
+    points: int = 0
+    terms: float = 0.0
+
+    @classmethod
+    def of(cls, documents: Iterable[SparseVector]) -> Lengths:
+        counts = [sum(document.values) for document in documents]
+        return cls(len(counts), sum(counts))
+
+    def __add__(self, other: Lengths) -> Lengths:
+        return Lengths(self.points + other.points, self.terms + other.terms)
+
+    def __sub__(self, other: Lengths) -> Lengths:
+        return Lengths(self.points - other.points, self.terms - other.terms)
+
+    @property
+    def average(self) -> float:
+        """The mean document length (AVG_LEN of no documents)."""
+        return self.terms / self.points if self.points else AVG_LEN
+
+    def strays_from(self, avg_len: float, tolerance: float) -> bool:
+        """Whether weights computed with `avg_len` are more than `tolerance` (a fraction of it)
+        off these documents' own average."""
+        return abs(self.average - avg_len) > tolerance * avg_len
 
 
 def query_terms(text: str) -> SparseVector:
