@@ -24,8 +24,8 @@ new average.
   the points grew 5%, and up 5% only once the terms grew 5%, so a tenant growing from 0 to N
   points (of bounded length: chunks) is re-weighted O(log N) times, O(N) work in all.
 - Restarts and crashes: nothing lives only in memory. The statistics are re-measured from
-  COUNTS; a tenant without a record was weighted with AVG_LEN (as points were before records
-  existed); a record still `reweighting` is a re-weight a crash cut short, redone on first use.
+  COUNTS; a record still `reweighting` is a re-weight a crash cut short, and a tenant without
+  a record has points weighted before records existed: both are re-weighted on first use.
 - Several writers (search replicas on one server): each reads the tenant's record before it
   writes, and re-measures when another replica re-weighted the tenant meanwhile. Points a
   replica writes while another re-weights keep the previous average (within about the
@@ -69,7 +69,8 @@ UPSERT_BATCH = 256
 SCROLL_PAGE = 1024
 REWEIGHT_TOLERANCE = 0.05
 """How far (a fraction) a tenant's true average length may drift from the one its weights use
-before they are recomputed; math.inf keeps AVG_LEN for good (the weighting before records)."""
+before they are recomputed. math.inf weighs a new tenant with AVG_LEN for good, as the adapter
+did before it kept statistics (bench/search_congruence.py compares the two)."""
 _RECORDS = uuid.uuid5(uuid.NAMESPACE_URL, "hartonomous:search:bm25-average")
 
 
@@ -312,8 +313,8 @@ class QdrantStore(VectorStore):
 
     async def _weighting(self, tenant_id: str) -> Weighting:
         found = await self._call(self._client.retrieve, self._records, [_record_id(tenant_id)])
-        if not found:
-            return Weighting()
+        if not found:  # any points were weighted before records: their weighting is unknown
+            return Weighting(reweighting=True)
         payload = found[0].payload or {}
         return Weighting(float(payload["avg_len"]), bool(payload["reweighting"]))
 
