@@ -47,8 +47,8 @@ class InvalidQuery(ValueError):
 # and machines (Python's hash() is salted per process). A document is its term counts; each
 # engine weighs them its own way (the embedded one hands them to its BM25 library, Qdrant
 # takes the saturated term frequency of `bm25_weights` and multiplies in the IDF itself).
-# Either way a document's length is normalised by its tenant's average length (`Lengths`).
-# Queries carry 1 per distinct term.
+# Either way a document's length is normalised by its tenant's average length (`Lengths`),
+# and measured as Lucene and tantivy store it (`bm25_length`). Queries carry 1 per distinct term.
 
 K1 = 1.2
 B = 0.75
@@ -85,9 +85,22 @@ def term_counts(text: str) -> SparseVector:
     return SparseVector(indices, tuple(float(counts[i]) for i in indices))
 
 
+def bm25_length(terms: float) -> int:
+    """A document's length as BM25 normalises it: Lucene's one-byte norm, which tantivy stores
+    too. Exact up to 40 terms; longer ones keep 4 significant bits of their excess over 24
+    (rounded down: 41 -> 40, 100 -> 96; at most 11% less). Only the documents' lengths are
+    rounded, not the average."""
+    excess = int(terms) - 24
+    if excess < 16:
+        return int(terms)
+    drop = excess.bit_length() - 4
+    return 24 + (excess >> drop << drop)
+
+
 def bm25_weights(counts: SparseVector, avg_len: float) -> SparseVector:
-    """BM25 document weights of term counts: tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len))."""
-    norm = K1 * (1 - B + B * sum(counts.values) / avg_len)
+    """BM25 document weights of term counts: tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len)), with
+    len as `bm25_length` measures it."""
+    norm = K1 * (1 - B + B * bm25_length(sum(counts.values)) / avg_len)
     return SparseVector(counts.indices, tuple(c * (K1 + 1) / (c + norm) for c in counts.values))
 
 

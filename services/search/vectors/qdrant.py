@@ -5,11 +5,12 @@ past ~20k points, which is why it is not the embedded default).
 
 BM25. Qdrant scores a sparse query as the sum, over its terms, of the IDF (measured by Qdrant
 over the querying tenant's points) times the point's stored weight; the length normalisation is
-ours to bake into that weight: tf*(k1+1) / (tf + k1*(1-b+b*len/avg)). `avg` has to be the
-tenant's own average length, as the embedded engine's BM25 index measures it, or the engines
-rank differently: with a fixed AVG_LEN the top 10 of sparse queries over 10k real paragraphs
-held 0.83 of the embedded engine's top 10, with the tenant's average 0.98
-(bench/search_congruence.py).
+ours to bake into that weight: tf*(k1+1) / (tf + k1*(1-b+b*len/avg)). `len` is rounded as the
+embedded engine's BM25 index (tantivy, like Lucene) stores it (domain.bm25_length), and `avg`
+has to be the tenant's own average length, as that index measures it, or the engines rank
+differently: over 10k real paragraphs, Qdrant's top 10 of a sparse query held 0.83 of the
+embedded engine's with a fixed AVG_LEN, 0.98 with the tenant's average as kept below
+(bench/search_congruence.py), and all of it, but for ties cut differently, with the exact one.
 
 So every point of a tenant is weighted with one average, named by the tenant's record in a side
 collection (`<collection>_bm25`: `avg_len`, and `reweighting` while a re-weight is under way).

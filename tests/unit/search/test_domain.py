@@ -63,6 +63,14 @@ def test_bm25_weights_are_saturated_term_frequencies() -> None:
     assert weight[2] < 2 * weight[1]  # a repeated term counts for less each time
 
 
+def test_bm25_lengths_are_lucenes_one_byte_norms() -> None:
+    """The lengths tantivy's FIELD_NORMS_TABLE holds: every length rounds down to one of them."""
+    assert [domain.bm25_length(n) for n in range(41)] == list(range(41))
+    stored = {41: 40, 42: 42, 43: 42, 59: 56, 60: 60, 100: 96, 300: 280, 1000: 984}
+    assert {n: domain.bm25_length(n) for n in stored} == stored
+    assert domain.bm25_length(2_013_265_944) == 2_013_265_944  # the table's last entry
+
+
 def test_lengths_add_and_remove_documents_and_say_when_an_average_strays() -> None:
     short, long = domain.term_counts("avro schema"), domain.term_counts("avro " * 6)
     both = domain.Lengths.of([short, long])
