@@ -1,4 +1,4 @@
-"""Corpora for bench/search.py.
+"""Corpora for the search benchmarks (bench/search.py, bench/search_congruence.py).
 
 Synthetic: unit vectors and Zipf-distributed words, generated batch by batch from a seed, so a
 million points never sit in memory at once (latency does not depend on what vectors mean).

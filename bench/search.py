@@ -26,10 +26,8 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from hartonomous.runtime.consumer import ConsumerLoop
 
 from bench import _search_data as data
 from bench.common import Metric, percentile, write
@@ -37,16 +35,24 @@ from hartonomous.blobs import open_blob_store
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import Record
 from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.events import AvroCodec
+from hartonomous.events.payloads import (
+    AtomChunked,
+    AtomIngested,
+    EmbeddingComputed,
+    Payload,
+    TextChunk,
+)
 from hartonomous.postgres import create_pool, embedded_postgres_url
+from hartonomous.runtime.projection import ProjectionRunner
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Filter
-from services.search.engines import open_vector_store
-from services.search.facts import Facts
-from services.search.handlers import Deps, consumer_handler
-from services.search.service import GROUP, TOPICS
-from services.search.store import VectorStore
+from services.search.handlers import Deps, search_projection
+from services.search.store import JoinStore
+from services.search.vectors import open_vector_store
+from services.search.vectors.port import VectorStore
+from tests.support.events import new_event, record_of
 
 RUNS = (  # (engine, chunks, queries per mode)
     ("embedded", 10_000, 200),
@@ -325,10 +331,10 @@ async def ingest_to_searchable(work: Path) -> list[float]:
     settings = Settings(data_dir=work / "data")
     store = open_vector_store(settings)
     await store.ensure()
-    facts = Facts(pool)
-    await facts.setup()
-    deps = Deps(facts, store, open_blob_store(settings))
-    consumer = ConsumerLoop(log, CODEC, GROUP, TOPICS, consumer_handler(deps))
+    joins = JoinStore(pool)
+    await joins.setup()
+    deps = Deps(joins, store, open_blob_store(settings))
+    consumer = ProjectionRunner(log, CODEC, search_projection(deps))
     task = asyncio.create_task(consumer.run())
     rng = np.random.default_rng(data.SEED)
     load = asyncio.create_task(_sustained_ingest(log, deps, rng))
@@ -380,31 +386,22 @@ async def _text_events(
 
     atom = (await deps.blobs.put(once())).sha256
     vector = rng.normal(size=domain.DIM)
-    chunk = {"index": 0, "atom_id": atom, "start_char": 0, "end_char": len(text)}
-    payloads: dict[str, dict[str, Any]] = {
-        "AtomIngested": {
-            "atom_id": atom, "tenant_id": tenant, "modality": "text", "mime_type": "text/plain",
-            "size_bytes": len(text), "blob_key": atom, "source_uri": None, "metadata_json": "{}",
-        },
-        "AtomChunked": {
-            "parent_atom_id": atom, "tenant_id": tenant, "chunker": "bench",
-            "chunks": [{**chunk, "start_byte": 0, "end_byte": len(text)}],
-        },
-        "EmbeddingComputed": {
-            "atom_id": atom, "tenant_id": tenant, "model_id": "bench", "model_version": "bench",
-            "dim": domain.DIM, "vector": (vector / np.linalg.norm(vector)).tolist(),
-            "normalized": True,
-        },
-    }  # fmt: skip
-    return [
-        encode_event(
-            CODEC,
-            Event(Envelope.new(kind, tenant, "bench"), payload),
-            "embeddings" if kind == "EmbeddingComputed" else "atoms",
-            atom,
-        )
-        for kind, payload in payloads.items()
-    ]
+    payloads: list[Payload] = [
+        AtomIngested(
+            atom_id=atom, tenant_id=tenant, modality="text", mime_type="text/plain",
+            size_bytes=len(text), blob_key=atom,
+        ),
+        AtomChunked(
+            parent_atom_id=atom, tenant_id=tenant, chunker="bench",
+            chunks=[TextChunk(index=0, atom_id=atom, start_char=0, end_char=len(text),
+                              start_byte=0, end_byte=len(text))],
+        ),
+        EmbeddingComputed(
+            atom_id=atom, tenant_id=tenant, model_id="bench", model_version="bench",
+            dim=domain.DIM, vector=(vector / np.linalg.norm(vector)).tolist(), normalized=True,
+        ),
+    ]  # fmt: skip
+    return [record_of(new_event(payload, tenant, produced_by="bench")) for payload in payloads]
 
 
 async def measure() -> list[Metric]:

@@ -51,13 +51,14 @@ class InvalidQuery(ValueError):
 # and machines (Python's hash() is salted per process). A document is its term counts; each
 # engine weighs them its own way (the embedded one hands them to its BM25 library, Qdrant
 # takes the saturated term frequency of `bm25_weights` and multiplies in the IDF itself).
-# Queries carry 1 per distinct term.
+# Either way a document's length is normalised by its tenant's average length (`Lengths`),
+# and measured as Lucene and tantivy store it (`bm25_length`). Queries carry 1 per distinct term.
 
 K1 = 1.2
 B = 0.75
 AVG_LEN = 90.0
-"""Average chunk length in tokens that `bm25_weights` assumes: a constant, so a chunk's
-vector never changes as the corpus grows (what ~1000-character chunks of prose average)."""
+"""The average chunk length in tokens assumed of a tenant with no points yet (what
+~1000-character chunks of prose average)."""
 
 # Lucene's classic English stop set, as one string so it reads as a sentence would.
 STOPWORDS = frozenset(
@@ -88,10 +89,52 @@ def term_counts(text: str) -> SparseVector:
     return SparseVector(indices, tuple(float(counts[i]) for i in indices))
 
 
-def bm25_weights(counts: SparseVector) -> SparseVector:
-    """BM25 document weights of term counts: tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len))."""
-    norm = K1 * (1 - B + B * sum(counts.values) / AVG_LEN)
+def bm25_length(terms: float) -> int:
+    """A document's length as BM25 normalises it: Lucene's one-byte norm, which tantivy stores
+    too. Exact up to 40 terms; longer ones keep 4 significant bits of their excess over 24
+    (rounded down: 41 -> 40, 100 -> 96; at most 11% less). Only the documents' lengths are
+    rounded, not the average."""
+    excess = int(terms) - 24
+    if excess < 16:
+        return int(terms)
+    drop = excess.bit_length() - 4
+    return 24 + (excess >> drop << drop)
+
+
+def bm25_weights(counts: SparseVector, avg_len: float) -> SparseVector:
+    """BM25 document weights of term counts: tf*(k1+1) / (tf + k1*(1-b+b*len/avg_len)), with
+    len as `bm25_length` measures it."""
+    norm = K1 * (1 - B + B * bm25_length(sum(counts.values)) / avg_len)
     return SparseVector(counts.indices, tuple(c * (K1 + 1) / (c + norm) for c in counts.values))
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """BM25's length statistics of a set of documents: how many, and how many terms in all."""
+
+    points: int = 0
+    terms: float = 0.0
+
+    @classmethod
+    def of(cls, documents: Iterable[SparseVector]) -> Lengths:
+        counts = [sum(document.values) for document in documents]
+        return cls(len(counts), sum(counts))
+
+    def __add__(self, other: Lengths) -> Lengths:
+        return Lengths(self.points + other.points, self.terms + other.terms)
+
+    def __sub__(self, other: Lengths) -> Lengths:
+        return Lengths(self.points - other.points, self.terms - other.terms)
+
+    @property
+    def average(self) -> float:
+        """The mean document length (AVG_LEN of no documents)."""
+        return self.terms / self.points if self.points else AVG_LEN
+
+    def strays_from(self, avg_len: float, tolerance: float) -> bool:
+        """Whether weights computed with `avg_len` are more than `tolerance` (a fraction of it)
+        off these documents' own average."""
+        return abs(self.average - avg_len) > tolerance * avg_len
 
 
 def query_terms(text: str) -> SparseVector:

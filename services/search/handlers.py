@@ -1,6 +1,6 @@
 """Event handlers of the search projection: one function per consumed event type.
 
-Every handler records its fact and gets back the points the fact completed (facts.py), then
+Every handler records its fact and gets back the points the fact completed (store.py), then
 writes them to the vector store as keyed upserts. Whichever fact of a point arrives last writes
 it, so the store converges to the same points in any delivery order, and re-handling an event
 rewrites the same points. A tenant that references a document gets points of its own, with its
@@ -29,8 +29,8 @@ from hartonomous.events.payloads import (
 from hartonomous.runtime.projection import Handler, Projection
 from services.search import domain
 from services.search.domain import IndexedChunk
-from services.search.facts import Document, Facts, Reference, Vector
-from services.search.store import VectorStore
+from services.search.store import Document, JoinStore, Reference, Vector
+from services.search.vectors.port import VectorStore
 
 FRESHNESS = Histogram(
     "hartonomous_search_freshness_seconds",
@@ -42,7 +42,7 @@ FRESHNESS = Histogram(
 
 @dataclass(frozen=True)
 class Deps:
-    facts: Facts
+    joins: JoinStore
     store: VectorStore
     blobs: BlobStore
 
@@ -65,12 +65,12 @@ def _reference(event: Event[AtomIngested] | Event[AtomReferenced]) -> Reference:
 async def on_atom_ingested(deps: Deps, event: Event[AtomIngested]) -> None:
     atom = event.payload
     document = Document(atom.atom_id, atom.modality, atom.mime_type, event.envelope.event_id)
-    await _index(deps, await deps.facts.add_document(document, _reference(event)))
+    await _index(deps, await deps.joins.add_document(document, _reference(event)))
 
 
 async def on_atom_referenced(deps: Deps, event: Event[AtomReferenced]) -> None:
     """Another tenant holds bytes already chunked and embedded: it gets points of its own."""
-    await _index(deps, await deps.facts.add_reference(_reference(event)))
+    await _index(deps, await deps.joins.add_reference(_reference(event)))
 
 
 async def on_atom_chunked(deps: Deps, event: Event[AtomChunked]) -> None:
@@ -81,7 +81,7 @@ async def on_atom_chunked(deps: Deps, event: Event[AtomChunked]) -> None:
     document_id = chunked.parent_atom_id
     parent = await deps.blobs.get(document_id)
     chunks = domain.chunks_of(document_id, parent, chunked.chunks)
-    chunk_set = await deps.facts.add_chunk_set(document_id, event.envelope.event_id, chunks)
+    chunk_set = await deps.joins.add_chunk_set(document_id, event.envelope.event_id, chunks)
     # Points of chunks an earlier chunking had and this one has not.
     await deps.store.delete(document_id, keep_atoms=chunk_set.chunk_ids)
     await _index(deps, chunk_set.complete)
@@ -99,7 +99,7 @@ async def on_embedding_computed(deps: Deps, event: Event[EmbeddingComputed]) -> 
     vector = Vector(
         embedding.atom_id, embedding.model_version, embedding.vector, event.envelope.event_id
     )
-    await _index(deps, await deps.facts.add_vector(vector))
+    await _index(deps, await deps.joins.add_vector(vector))
 
 
 HANDLERS: Mapping[type[Payload], Handler[Deps]] = {
@@ -130,5 +130,5 @@ async def _index(deps: Deps, chunks: Sequence[IndexedChunk]) -> None:
     await deps.store.upsert([chunk.point() for chunk in chunks])
     # Only a point's first write measures freshness: a replay's would measure the replay.
     now = time.time()
-    for chunk in await deps.facts.mark_indexed(chunks):
+    for chunk in await deps.joins.mark_indexed(chunks):
         FRESHNESS.observe(max(0.0, now - chunk.referenced_at.timestamp()))

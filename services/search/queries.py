@@ -5,15 +5,15 @@ from __future__ import annotations
 from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Hit, Mode, SearchQuery
 from services.search.embedder import Embedder
-from services.search.facts import Facts
-from services.search.store import VectorStore
+from services.search.store import JoinStore
+from services.search.vectors.port import VectorStore
 
 
 class Searcher:
-    def __init__(self, store: VectorStore, embedder: Embedder, facts: Facts) -> None:
+    def __init__(self, store: VectorStore, embedder: Embedder, joins: JoinStore) -> None:
         self._store = store
         self._embedder = embedder
-        self._facts = facts
+        self._joins = joins
 
     async def search(self, query: SearchQuery, traceparent: str | None = None) -> list[Hit]:
         """Raises EmbedderUnavailable when a dense or hybrid query cannot be embedded."""
@@ -21,7 +21,7 @@ class Searcher:
         if query.mode is Mode.SPARSE:
             # Sparse scores need no model, so no model version narrows the points: each chunk
             # has one point per model, and the best of them stands for it.
-            models = await self._facts.model_versions()
+            models = await self._joins.model_versions()
             hits = await self._store.sparse(terms, query.filter(), query.k * max(1, models))
             return domain.distinct_chunks(hits, query.k)
         embedded = await self._embedder.embed(query.tenant_id, query.text, traceparent)

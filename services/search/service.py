@@ -1,4 +1,4 @@
-"""Wiring: the Postgres join state, the vector store, the inference peer, and the projection
+"""Wiring: the Postgres join state (store.py), the vector store, the inference peer, and the projection
 and gRPC servicer built on them. A store that lost its points, or facts of another schema
 version, are rebuilt from the log (a replay of the projection) before the consumer starts."""
 
@@ -16,11 +16,11 @@ from hartonomous.runtime.service import Service, ServiceContext, Wiring
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.search.api import SearchApi
 from services.search.embedder import Embedder
-from services.search.engines import open_vector_store
-from services.search.facts import Facts
 from services.search.handlers import Deps, search_projection
 from services.search.metering import SearchMeter
 from services.search.queries import Searcher
+from services.search.store import JoinStore
+from services.search.vectors import open_vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +33,18 @@ class SearchService(Service):
     async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
         pool = await create_pool(ctx.postgres_url, max_size=4)
         resources.push_async_callback(pool.close)
-        facts = Facts(pool)
-        stale_facts = await facts.setup()
+        joins = JoinStore(pool)
+        stale_joins = await joins.setup()
         store = open_vector_store(ctx.settings)
         resources.push_async_callback(store.close)
         await store.ensure()
         channel = peer_channel(ctx.settings, "inference")
         resources.push_async_callback(channel.close)
-        searcher = Searcher(store, Embedder(channel), facts)
-        projection = search_projection(Deps(facts, store, open_blob_store(ctx.settings)))
-        lost_points = await facts.has_indexed_points() and await store.count() == 0
-        if stale_facts or lost_points:
-            why = "its facts were of another version" if stale_facts else "the store is empty"
+        searcher = Searcher(store, Embedder(channel), joins)
+        projection = search_projection(Deps(joins, store, open_blob_store(ctx.settings)))
+        lost_points = await joins.has_indexed_points() and await store.count() == 0
+        if stale_joins or lost_points:
+            why = "its join state was of another version" if stale_joins else "the store is empty"
             logger.warning("rebuilding the search index from the log: %s", why)
             await replay(ctx.event_log, ctx.codec, projection)
         meter = SearchMeter(ctx.publisher(self.name))

@@ -1,61 +1,272 @@
-"""The vector-store port: what the search service needs of an engine.
+"""The projection's own adapter: its join state in Postgres (schema `search`), the parts a point
+is made of (a document, a tenant's reference to it, its chunks, their vectors), kept until the
+last of them arrives, whatever the order the topics deliver them in.
 
-It speaks the domain's types only (points with a dense vector and term counts, tenant-scoped
-filters, hits). Two adapters implement it: the embedded store (services/search/embedded), the
-default, and Qdrant (qdrant_store.py) for production servers; engines.py picks one."""
+Each part is a keyed upsert with an order-free rule for which version wins (the earliest event
+for content, the latest for what a later event supersedes), so replays and re-deliveries
+converge on one state. Recording a part and reading the points it completes is one
+SERIALIZABLE transaction: when two consumers record the two halves of one join at once, one
+of them fails and is retried, so neither can miss the other's half."""
 
 from __future__ import annotations
 
-import abc
-from collections.abc import AsyncIterator, Collection, Sequence
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from services.search.domain import Filter, Hit, Point, SparseVector
+import asyncpg
+
+from services.search.domain import Chunk, IndexedChunk, Meta, SparseVector
+
+if TYPE_CHECKING:  # the proxy class is generic only in the type stubs
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = PoolConnectionProxy[asyncpg.Record]
+
+VERSION = 2
+"""What the schema's rows mean; bumped when that changes (2: chunks keep term counts, where 1
+kept BM25 weights). A schema of another version is dropped and rebuilt from the log."""
+
+_DDL = """
+create schema if not exists search;
+create table if not exists search.version (version int not null);
+create table if not exists search.documents (
+  document_id text primary key, modality text not null, mime_type text not null,
+  event_id text not null);
+create table if not exists search.refs (
+  document_id text not null, tenant_id text not null, meta jsonb not null,
+  referenced_at timestamptz not null, event_id text not null,
+  primary key (document_id, tenant_id));
+create table if not exists search.chunk_sets (
+  document_id text primary key, event_id text not null);
+create table if not exists search.chunks (
+  document_id text not null, chunk_id text not null, chunk_index int not null,
+  snippet text not null, term_ids bigint[] not null, term_counts float8[] not null,
+  primary key (document_id, chunk_id));
+create index if not exists chunks_by_chunk_id on search.chunks (chunk_id);
+create table if not exists search.vectors (
+  atom_id text not null, model_version text not null, vector float4[] not null,
+  event_id text not null, primary key (atom_id, model_version));
+create table if not exists search.model_versions (model_version text primary key);
+create table if not exists search.points (
+  point_id uuid primary key, document_id text not null, chunk_id text not null);
+create index if not exists points_by_document on search.points (document_id);
+"""
+
+# A point is a reference x its document x one of the document's chunks x that chunk's vector.
+_JOIN = """
+select r.tenant_id, c.document_id, d.modality, d.mime_type, r.meta, r.referenced_at,
+       c.chunk_id, c.chunk_index, c.snippet, c.term_ids, c.term_counts,
+       v.model_version, v.vector
+from search.chunks c
+join search.documents d on d.document_id = c.document_id
+join search.refs r on r.document_id = c.document_id
+join search.vectors v on v.atom_id = c.chunk_id
+"""
 
 
-class VectorStore(abc.ABC):
-    @abc.abstractmethod
-    async def ensure(self) -> None:
-        """Create the collection (and its indexes) unless it exists."""
+@dataclass(frozen=True)
+class Document:
+    document_id: str
+    modality: str
+    mime_type: str
+    event_id: str
 
-    @abc.abstractmethod
-    async def upsert(self, points: Sequence[Point]) -> None:
-        """Write points by id: a point that exists is replaced whole (vectors and payload)."""
 
-    @abc.abstractmethod
-    async def delete(
-        self, document_id: str, *, tenant_id: str | None = None, keep_atoms: Collection[str] = ()
-    ) -> None:
-        """Delete a document's points (one tenant's, or every tenant's), except those of the
-        chunks in `keep_atoms`."""
+@dataclass(frozen=True)
+class Reference:
+    tenant_id: str
+    document_id: str
+    meta: Meta
+    referenced_at: datetime
+    event_id: str
 
-    @abc.abstractmethod
-    async def dense(self, vector: Sequence[float], where: Filter, limit: int) -> list[Hit]:
-        """Nearest points by cosine similarity."""
 
-    @abc.abstractmethod
-    async def sparse(self, terms: SparseVector, where: Filter, limit: int) -> list[Hit]:
-        """Best BM25 matches; IDF is measured over the filter's tenant's points only, so one
-        tenant's documents never shift another's scores."""
+@dataclass(frozen=True)
+class Vector:
+    atom_id: str
+    model_version: str
+    vector: Sequence[float]
+    event_id: str
 
-    @abc.abstractmethod
-    async def hybrid(
-        self,
-        vector: Sequence[float],
-        terms: SparseVector,
-        where: Filter,
-        limit: int,
-        candidates: int,
-    ) -> list[Hit]:
-        """The best `candidates` of each of dense and sparse, fused by reciprocal rank, in one
-        engine call."""
 
-    @abc.abstractmethod
-    async def count(self, tenant_id: str | None = None) -> int:
-        """Points in the store (of one tenant)."""
+@dataclass(frozen=True)
+class ChunkSet:
+    """What a chunking leaves: the points now complete, and the chunks the document has."""
 
-    @abc.abstractmethod
-    def scan(self) -> AsyncIterator[Point]:
-        """Every point with its vectors (for audits: compare a rebuilt store with the live one)."""
+    complete: list[IndexedChunk]
+    chunk_ids: list[str]
 
-    @abc.abstractmethod
-    async def close(self) -> None: ...
+
+def _indexed(row: asyncpg.Record) -> IndexedChunk:
+    terms = SparseVector(tuple(row["term_ids"]), tuple(row["term_counts"]))
+    return IndexedChunk(
+        tenant_id=row["tenant_id"],
+        document_id=row["document_id"],
+        modality=row["modality"],
+        mime_type=row["mime_type"],
+        meta=json.loads(row["meta"]),
+        referenced_at=row["referenced_at"],
+        chunk=Chunk(row["chunk_id"], row["chunk_index"], row["snippet"], terms),
+        model_version=row["model_version"],
+        vector=row["vector"],
+    )
+
+
+class JoinStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def setup(self) -> bool:
+        """Create the schema; True when a schema of another version was dropped, so the join
+        state must be rebuilt from the log."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Replicas starting together would race on the catalog otherwise.
+            await conn.execute("select pg_advisory_xact_lock(hashtext('search.schema'))")
+            stale = (
+                await conn.fetchval("select to_regclass('search.chunks') is not null")
+                and await self._stored_version(conn) != VERSION
+            )
+            if stale:
+                await conn.execute("drop schema search cascade")
+            await conn.execute(_DDL)
+            if not await conn.fetchval("select exists (select from search.version)"):
+                await conn.execute("insert into search.version values ($1)", VERSION)
+            return bool(stale)
+
+    @staticmethod
+    async def _stored_version(conn: Connection) -> int | None:
+        """The schema's version; None for a schema from before versions were kept (1)."""
+        if not await conn.fetchval("select to_regclass('search.version') is not null"):
+            return None
+        return await conn.fetchval("select version from search.version")  # type: ignore[no-any-return]
+
+    async def add_document(self, document: Document, ref: Reference) -> list[IndexedChunk]:
+        """An AtomIngested: the content's row (earliest event wins) and the tenant's reference."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
+            await conn.execute(
+                "insert into search.documents as d values ($1, $2, $3, $4)"
+                " on conflict (document_id) do update set modality = excluded.modality,"
+                "  mime_type = excluded.mime_type, event_id = excluded.event_id"
+                " where excluded.event_id < d.event_id",
+                document.document_id,
+                document.modality,
+                document.mime_type,
+                document.event_id,
+            )
+            await self._add_reference(conn, ref)
+            return await self._join(conn, "c.document_id = $1", document.document_id)
+
+    async def add_reference(self, ref: Reference) -> list[IndexedChunk]:
+        """An AtomReferenced: the tenant's reference alone (the content is known already)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
+            await self._add_reference(conn, ref)
+            return await self._join(
+                conn, "c.document_id = $1 and r.tenant_id = $2", ref.document_id, ref.tenant_id
+            )
+
+    async def _add_reference(self, conn: Connection, ref: Reference) -> None:
+        # The latest reference of a tenant to a document says what its metadata is now.
+        await conn.execute(
+            "insert into search.refs as r values ($1, $2, $3, $4, $5)"
+            " on conflict (document_id, tenant_id) do update set meta = excluded.meta,"
+            "  referenced_at = excluded.referenced_at, event_id = excluded.event_id"
+            " where excluded.event_id > r.event_id",
+            ref.document_id,
+            ref.tenant_id,
+            json.dumps(ref.meta),
+            ref.referenced_at,
+            ref.event_id,
+        )
+
+    async def add_chunk_set(
+        self, document_id: str, event_id: str, chunks: Sequence[Chunk]
+    ) -> ChunkSet:
+        """An AtomChunked: the latest chunking of a document replaces any earlier one."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
+            newer = await conn.fetchval(
+                "insert into search.chunk_sets as s values ($1, $2)"
+                " on conflict (document_id) do update set event_id = excluded.event_id"
+                " where excluded.event_id > s.event_id returning true",
+                document_id,
+                event_id,
+            )
+            if newer:
+                await conn.execute("delete from search.chunks where document_id = $1", document_id)
+                await conn.executemany(
+                    "insert into search.chunks values ($1, $2, $3, $4, $5, $6)",
+                    [
+                        (
+                            document_id,
+                            c.atom_id,
+                            c.index,
+                            c.snippet,
+                            list(c.terms.indices),
+                            list(c.terms.values),
+                        )
+                        for c in chunks
+                    ],
+                )
+            chunk_ids: list[str] = [
+                row["chunk_id"]
+                for row in await conn.fetch(
+                    "select chunk_id from search.chunks where document_id = $1", document_id
+                )
+            ]
+            await conn.execute(
+                "delete from search.points where document_id = $1 and chunk_id <> all($2)",
+                document_id,
+                chunk_ids,
+            )
+            return ChunkSet(await self._join(conn, "c.document_id = $1", document_id), chunk_ids)
+
+    async def add_vector(self, vector: Vector) -> list[IndexedChunk]:
+        """An EmbeddingComputed. The same atom may be embedded twice (it sits in two documents)
+        with last-bit differences between batches: the earliest event's vector stays."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
+            await conn.execute(
+                "insert into search.vectors as v values ($1, $2, $3, $4)"
+                " on conflict (atom_id, model_version) do update set vector = excluded.vector,"
+                "  event_id = excluded.event_id where excluded.event_id < v.event_id",
+                vector.atom_id,
+                vector.model_version,
+                list(vector.vector),
+                vector.event_id,
+            )
+            await conn.execute(
+                "insert into search.model_versions values ($1) on conflict do nothing",
+                vector.model_version,
+            )
+            return await self._join(
+                conn,
+                "v.atom_id = $1 and v.model_version = $2",
+                vector.atom_id,
+                vector.model_version,
+            )
+
+    async def _join(self, conn: Connection, where: str, *args: str) -> list[IndexedChunk]:
+        """`where`: one of the fixed restrictions above, with the values as parameters."""
+        return [_indexed(row) for row in await conn.fetch(f"{_JOIN} where {where}", *args)]
+
+    async def mark_indexed(self, chunks: Sequence[IndexedChunk]) -> list[IndexedChunk]:
+        """Remember that these points are in the store; returns those that were not before."""
+        rows = await self._pool.fetch(
+            "insert into search.points"
+            " select * from unnest($1::uuid[], $2::text[], $3::text[])"
+            " on conflict do nothing returning point_id::text",
+            [c.point_id for c in chunks],
+            [c.document_id for c in chunks],
+            [c.chunk.atom_id for c in chunks],
+        )
+        new = {row["point_id"] for row in rows}
+        return [c for c in chunks if c.point_id in new]
+
+    async def has_indexed_points(self) -> bool:
+        """Whether the store has been given any point (by this schema's projection)."""
+        return bool(await self._pool.fetchval("select exists (select from search.points)"))
+
+    async def model_versions(self) -> int:
+        """How many models' vectors are indexed (each chunk has a point per model)."""
+        return int(await self._pool.fetchval("select count(*) from search.model_versions"))

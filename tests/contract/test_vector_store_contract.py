@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from services.search.rebuild import rebuild
 
+from hartonomous.runtime.projection import replay
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import Filter, Point
-from services.search.engines import ENGINES, open_vector_store
-from services.search.service import TOPICS
-from services.search.store import VectorStore
-from tests.integration.search.corpus import package_docs
-from tests.integration.search.support import (
+from services.search.vectors import ENGINES, open_vector_store
+from services.search.vectors.port import VectorStore
+from tests.support.postgres import fresh_database
+from tests.support.search_corpus import package_docs
+from tests.support.search_projection import (
     CODEC,
     A,
     B,
@@ -28,7 +28,6 @@ from tests.integration.search.support import (
     snapshot,
     store_blob,
 )
-from tests.support.postgres import fresh_database
 
 TEXTS = [
     "Avro schemas are resolved between writer and reader versions.",
@@ -222,7 +221,7 @@ async def test_a_rebuild_from_the_log_gives_the_same_points(
         ) as rebuilt:
             for doc in docs:
                 await store_blob(rebuilt.deps.blobs, doc)
-            replayed = await rebuild(live.log, CODEC, rebuilt.deps, TOPICS)
+            replayed = await replay(live.event_log, CODEC, rebuilt.projection)
             assert await snapshot(rebuilt.store) == expected
     assert replayed.rejected == 0
     assert len(expected) == sum(len({s.atom_id for s in d.spans}) for d in docs) + len(

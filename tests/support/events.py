@@ -35,14 +35,14 @@ def record_of(event: Event[Payload], topic: str | None = None) -> Record:
     return encode_event(CODEC, event, topic or declared, getattr(event.payload, key_field))
 
 
-def usage(tenant: str, quantity: Decimal, **fields: str) -> UsageRecorded:
-    values: dict[str, str] = {"operation": "embed", "unit": "tokens", "resource_id": "minilm"}
-    values.update(fields)
+def usage(tenant: str, quantity: Decimal) -> UsageRecorded:
     return UsageRecorded(
         tenant_id=tenant,
+        operation="embed",
+        unit="tokens",
         quantity=quantity.quantize(Decimal("1e-9")),
+        resource_id="minilm",
         used_at=datetime.now(UTC),
-        **values,
     )
 
 

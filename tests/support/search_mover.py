@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from services.search.domain import Point
-from services.search.embedded.store import EmbeddedStore
+from services.search.vectors.embedded.engine import EmbeddedStore
 from tests.support.search_writer import batch
 
 BATCHES = 20  # 2,000 points, 1,000 per tenant

@@ -14,7 +14,7 @@ import numpy as np
 
 from services.search import domain
 from services.search.domain import Point
-from services.search.embedded.store import EmbeddedStore
+from services.search.vectors.embedded.engine import EmbeddedStore
 
 BATCH = 100
 TENANTS = ("acme", "globex")

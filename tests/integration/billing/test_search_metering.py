@@ -17,7 +17,9 @@ import pytest
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import StoredRecord
 from hartonomous.events import Event, decode_event
+from hartonomous.events.payloads import SearchPerformed, to_avro
 from hartonomous.runtime.grpc_server import GrpcHost, GrpcRegistration
+from hartonomous.runtime.publisher import Publisher
 from hartonomous.v1 import billing_pb2, search_pb2, search_pb2_grpc
 from services.search.api import SearchApi
 from services.search.domain import DIM
@@ -26,8 +28,10 @@ from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 from services.search.service import GRPC_SERVICE
 from tests.integration.billing.conftest import USAGE_WRITE_FAULT, Billing
-from tests.integration.search.corpus import Doc, package_docs
-from tests.integration.search.support import (
+from tests.support.harness import CODEC
+from tests.support.platform import free_port
+from tests.support.search_corpus import Doc, package_docs
+from tests.support.search_projection import (
     A,
     Embeddings,
     chunked,
@@ -36,8 +40,6 @@ from tests.integration.search.support import (
     open_projection,
     store_blob,
 )
-from tests.support.harness import CODEC
-from tests.support.platform import free_port
 
 QUERY = "fast Avro records"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -73,13 +75,13 @@ async def search(pg_url: str, tmp_path: Path) -> AsyncIterator[Search]:
         vectors = unit_vectors(docs)
         for doc in docs:
             await store_blob(projection.deps.blobs, doc)
-            await projection.log.append(
+            await projection.event_log.append(
                 [ingested(doc, A, {}), chunked(doc, A), *embeddings_of(doc, A, vectors)]
             )
         await projection.run()
         nowhere = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")
-        searcher = Searcher(projection.store, Embedder(nowhere), projection.deps.facts)
-        api = SearchApi(searcher, SearchMeter(projection.log, CODEC))
+        searcher = Searcher(projection.store, Embedder(nowhere), projection.deps.joins)
+        api = SearchApi(searcher, SearchMeter(Publisher(projection.event_log, CODEC, "search")))
         host = GrpcHost("127.0.0.1", 0)
         registration = GrpcRegistration(
             api, search_pb2_grpc.add_SearchServicer_to_server, GRPC_SERVICE
@@ -110,14 +112,15 @@ async def test_a_search_appends_its_receipt_and_usage_together(
     assert usage.envelope.correlation_id == receipt.envelope.correlation_id
     assert receipt.envelope.traceparent == usage.envelope.traceparent == TRACEPARENT
 
-    assert receipt.payload["query_sha256"] == hashlib.sha256(QUERY.encode()).hexdigest()
+    assert isinstance(receipt.payload, SearchPerformed)
+    assert receipt.payload.query_sha256 == hashlib.sha256(QUERY.encode()).hexdigest()
     assert QUERY.encode() not in receipt_record.value  # a hash, never the text
-    assert (receipt.payload["mode"], receipt.payload["k"]) == ("sparse", 3)
-    assert receipt.payload["model_version"] is None
-    assert [(r["atom_id"], r["score"]) for r in receipt.payload["results"]] == [
+    assert (receipt.payload.mode, receipt.payload.k) == ("sparse", 3)
+    assert receipt.payload.model_version is None
+    assert [(r.atom_id, r.score) for r in receipt.payload.results] == [
         (r.atom_id, r.score) for r in reply.results
     ]
-    assert usage.payload | {"used_at": None} == {
+    assert to_avro(usage.payload) | {"used_at": None} == {
         "tenant_id": A,
         "operation": "search",
         "unit": "requests",

@@ -6,29 +6,25 @@ from importlib.metadata import metadata
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import pytest_asyncio
 
 from hartonomous.blobs import open_blob_store
-from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import Record
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.runtime.grpc_server import GrpcHost
-from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.inference import InferenceService
 from services.inference.models.minilm import MiniLM, load_minilm
 from services.inference.service import WarmupPlan
 from services.search import SearchService
-from tests.integration.search.corpus import Doc, document, package_docs
-from tests.integration.search.support import (
-    CODEC,
+from tests.support.harness import running
+from tests.support.postgres import fresh_database
+from tests.support.search_corpus import Doc, document, package_docs
+from tests.support.search_projection import (
     A,
     B,
     Embeddings,
-    Projection,
+    SearchProjection,
     chunked,
     drain,
     embeddings_of,
@@ -37,8 +33,6 @@ from tests.integration.search.support import (
     referenced,
     store_blob,
 )
-from tests.support.platform import free_port
-from tests.support.postgres import fresh_database
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +59,7 @@ def embeddings(model: MiniLM, corpus: list[Doc]) -> Embeddings:
 
 
 @pytest.fixture
-async def projection(pg_url: str, tmp_path: Path) -> AsyncIterator[Projection]:
+async def projection(pg_url: str, tmp_path: Path) -> AsyncIterator[SearchProjection]:
     async with open_projection(pg_url, tmp_path / "data") as opened:
         yield opened
 
@@ -95,29 +89,15 @@ async def platform(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
     pg_url = await fresh_database()
-    log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=2))
-    port = free_port()
-    settings = Settings(data_dir=tmp_path_factory.mktemp("platform"), grpc_port=port)
-    ctx = ServiceContext(settings, log, CODEC, pg_url)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("platform"))
     # Tests may wire another service's real servicer: only services must not import each other.
     inference = InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False))
     search = SearchService()
-    host = GrpcHost("127.0.0.1", port)
-    try:
-        wirings = [await inference.start(ctx), await search.start(ctx)]
-        await host.start([registration for w in wirings for registration in w.grpc])
-        await log.append(await _corpus_events(settings, corpus, embeddings))
-        await drain(log, *wirings[1].consumers)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            docs = {doc.name: doc for doc in corpus}
-            yield Platform(search_pb2_grpc.SearchStub(channel), docs)
-    finally:
-        await host.stop(grace=0)
-        await search.stop()
-        await inference.stop()
-        await log.close()
+    async with running(inference, search, pg_url=pg_url, settings=settings, consume=False) as h:
+        await h.event_log.append(await _corpus_events(settings, corpus, embeddings))
+        await drain(h.event_log, *(c for c in h.consumers if c.group == "search"))
+        docs = {doc.name: doc for doc in corpus}
+        yield Platform(search_pb2_grpc.SearchStub(h.channel), docs)
 
 
 async def _corpus_events(

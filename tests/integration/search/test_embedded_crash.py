@@ -16,7 +16,7 @@ import numpy as np
 
 from services.search import domain
 from services.search.domain import Filter, Point
-from services.search.embedded.store import EmbeddedStore
+from services.search.vectors.embedded.engine import EmbeddedStore
 from tests.support.search_mover import points as mover_points
 from tests.support.search_writer import BATCH, batch, write
 

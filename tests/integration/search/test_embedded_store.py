@@ -11,10 +11,10 @@ import pytest
 
 from services.search import domain
 from services.search.domain import Filter, Point
-from services.search.embedded.keywords import KeywordIndex
-from services.search.embedded.shard import Shard, View
-from services.search.embedded.store import SCAN_PAGE, EmbeddedStore
-from tests.integration.search.support import snapshot
+from services.search.vectors.embedded.engine import SCAN_PAGE, EmbeddedStore
+from services.search.vectors.embedded.keywords import KeywordIndex
+from services.search.vectors.embedded.shard import Shard, View
+from tests.support.search_projection import snapshot
 from tests.support.search_writer import TENANTS, batch
 
 

@@ -9,14 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.runtime.grpc_server import GrpcHost
-from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.search import SearchService
-from tests.integration.search.support import CODEC
+from tests.support.harness import running
 from tests.support.platform import free_port
 
 
@@ -26,22 +22,9 @@ async def alone(
 ) -> AsyncIterator[search_pb2_grpc.SearchStub]:
     """The search service by itself, its inference peer pointed at a port nobody listens on."""
     monkeypatch.setenv("HARTONOMOUS_INFERENCE_ADDR", f"127.0.0.1:{free_port()}")
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
-    await log.ensure_topics(platform_topics(partitions=2))  # answered searches are metered
-    service = SearchService()
-    host = GrpcHost("127.0.0.1", 0)
-    try:
-        wiring = await service.start(
-            ServiceContext(Settings(data_dir=tmp_path), log, CODEC, pg_url)
-        )
-        port = await host.start(wiring.grpc)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield search_pb2_grpc.SearchStub(channel)
-    finally:
-        await host.stop(grace=0)
-        await service.stop()
-        await log.close()
+    settings = Settings(data_dir=tmp_path)
+    async with running(SearchService(), pg_url=pg_url, settings=settings, consume=False) as h:
+        yield search_pb2_grpc.SearchStub(h.channel)
 
 
 @pytest.mark.parametrize("mode", [search_pb2.SEARCH_MODE_DENSE, search_pb2.SEARCH_MODE_HYBRID])

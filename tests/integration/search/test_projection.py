@@ -18,16 +18,17 @@ from hartonomous.eventlog.port import Record, StoredRecord
 from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import Event, decode_event
 from services.search.domain import chunks_of
-from services.search.facts import Document, Reference, Vector
-from services.search.handlers import consumer_handler
-from services.search.store import VectorStore
-from tests.integration.search.corpus import Doc, Span
-from tests.integration.search.support import (
+from services.search.handlers import HANDLERS
+from services.search.store import Document, Reference, Vector
+from services.search.vectors.port import VectorStore
+from tests.support.postgres import fresh_database
+from tests.support.search_corpus import Doc, Span
+from tests.support.search_projection import (
     CODEC,
     A,
     B,
     Embeddings,
-    Projection,
+    SearchProjection,
     chunked,
     embedded,
     embeddings_of,
@@ -36,8 +37,8 @@ from tests.integration.search.support import (
     referenced,
     snapshot,
     store_blob,
+    text_chunks,
 )
-from tests.support.postgres import fresh_database
 
 FRESHNESS = "hartonomous_search_freshness_seconds"
 WAITING = (
@@ -52,7 +53,7 @@ def pick(corpus: Sequence[Doc], *names: str) -> list[Doc]:
 
 
 async def publish(
-    projection: Projection,
+    projection: SearchProjection,
     docs: Sequence[Doc],
     embeddings: Embeddings,
     shared: Sequence[Doc] = (),
@@ -65,7 +66,7 @@ async def publish(
         records += [ingested(doc, A, {"package": doc.name, "year": 2024}), chunked(doc, A)]
         records += embeddings_of(doc, A, embeddings)
     records += [referenced(doc, B, {"package": doc.name, "team": "b"}) for doc in shared]
-    await projection.log.append(records)
+    await projection.event_log.append(records)
 
 
 async def payloads(store: VectorStore) -> list[dict[str, object]]:
@@ -77,7 +78,7 @@ def distinct_chunks(doc: Doc) -> set[str]:
 
 
 async def test_each_chunk_gets_a_point_per_referencing_tenant(
-    projection: Projection, corpus: list[Doc], embeddings: Embeddings
+    projection: SearchProjection, corpus: list[Doc], embeddings: Embeddings
 ) -> None:
     docs = pick(corpus, "fastavro", "asyncpg", "grpcio-summary")
     fastavro, _, summary = docs
@@ -116,17 +117,17 @@ def freshness_count() -> float:
     return REGISTRY.get_sample_value(f"{FRESHNESS}_count") or 0.0
 
 
-async def logged(projection: Projection) -> list[tuple[Event, StoredRecord]]:
+async def logged(projection: SearchProjection) -> list[tuple[Event, StoredRecord]]:
     """Every event on the projection's topics, decoded, in log order per topic."""
     return [
         (decode_event(CODEC, record), record)
         for topic in ("atoms", "embeddings")
-        async for record in projection.log.replay(topic, from_offset=0)
+        async for record in projection.event_log.replay(topic, from_offset=0)
     ]
 
 
 async def test_any_delivery_order_and_every_event_twice_give_the_same_points(
-    projection: Projection, corpus: list[Doc], embeddings: Embeddings, tmp_path: Path
+    projection: SearchProjection, corpus: list[Doc], embeddings: Embeddings, tmp_path: Path
 ) -> None:
     docs = pick(corpus, "fastavro", "grpcio", "grpcio-summary")
     await publish(projection, docs, embeddings, shared=docs[1:])
@@ -147,22 +148,23 @@ async def test_any_delivery_order_and_every_event_twice_give_the_same_points(
     )
 
 
-async def feed(projection: Projection, events: Sequence[tuple[Event, StoredRecord]]) -> None:
-    """Hand events to the projection's handler directly, in the given order."""
-    handle = consumer_handler(projection.deps)
-    for event, record in events:
-        await handle(event, record)
+async def feed(projection: SearchProjection, events: Sequence[tuple[Event, StoredRecord]]) -> None:
+    """Hand events to the projection's handlers directly, in the given order."""
+    for event, _ in events:
+        handler = HANDLERS.get(type(event.payload))
+        if handler is not None:
+            await handler(projection.deps, event)
 
 
 async def test_two_halves_of_a_join_recorded_at_once_never_both_miss_it(
-    projection: Projection, corpus: list[Doc], embeddings: Embeddings, pg_url: str
+    projection: SearchProjection, corpus: list[Doc], embeddings: Embeddings, pg_url: str
 ) -> None:
     """Two consumers record a reference and the vector it joins at the same moment, and both
     read the join before either commits: neither sees the other's half, so without
     SERIALIZABLE neither would write the point. One must fail instead (and be retried)."""
     [doc] = pick(corpus, "grpcio-summary")
-    facts = projection.deps.facts
-    await facts.add_chunk_set(doc.atom_id, "0", chunks_of(doc.atom_id, doc.data, _chunks(doc)))
+    joins = projection.deps.joins
+    await joins.add_chunk_set(doc.atom_id, "0", chunks_of(doc.atom_id, doc.data, text_chunks(doc)))
     document = Document(doc.atom_id, "text", "text/plain", "1")
     ref = Reference(A, doc.atom_id, {}, datetime.now(UTC), "1")
     vector = Vector(doc.atom_id, embeddings.version, embeddings.vectors[doc.atom_id], "2")
@@ -173,7 +175,7 @@ async def test_two_halves_of_a_join_recorded_at_once_never_both_miss_it(
     async with gate.transaction():
         await gate.execute("lock table search.chunks in access exclusive mode")
         both = asyncio.gather(
-            facts.add_document(document, ref), facts.add_vector(vector), return_exceptions=True
+            joins.add_document(document, ref), joins.add_vector(vector), return_exceptions=True
         )
         async with asyncio.timeout(10):
             while await gate.fetchval(WAITING) < 2:  # noqa: ASYNC110 (Postgres has no event)
@@ -183,29 +185,25 @@ async def test_two_halves_of_a_join_recorded_at_once_never_both_miss_it(
 
     retried = [r for r in results if isinstance(r, asyncpg.SerializationError)]
     assert len(retried) == 1, results
-    assert await facts.add_vector(vector)  # the retry sees the committed half
-
-
-def _chunks(doc: Doc) -> list[dict[str, object]]:
-    return [vars(span) for span in doc.spans]
+    assert await joins.add_vector(vector)  # the retry sees the committed half
 
 
 async def test_a_newer_chunking_replaces_the_old_chunks(
-    projection: Projection, corpus: list[Doc], embeddings: Embeddings
+    projection: SearchProjection, corpus: list[Doc], embeddings: Embeddings
 ) -> None:
     [doc] = pick(corpus, "grpcio")
     await publish(projection, [doc], embeddings, shared=[doc])
     await projection.run()
     [first] = [
         r
-        async for r in projection.log.replay("atoms", from_offset=0)
+        async for r in projection.event_log.replay("atoms", from_offset=0)
         if r.headers["event_type"] == "AtomChunked"
     ]
 
     # Re-chunked as one chunk: the whole text, whose vector is the document-level one.
     span = Span(0, 0, len(doc.text), 0, len(doc.data), doc.atom_id, doc.text)
     whole = replace(doc, spans=(span,))
-    await projection.log.append([chunked(whole, A, chunker="whole/v1")])
+    await projection.event_log.append([chunked(whole, A, chunker="whole/v1")])
     await projection.run()
     points = await payloads(projection.store)
     assert {(p["tenant_id"], p["atom_id"]) for p in points} == {(A, doc.atom_id), (B, doc.atom_id)}
@@ -216,13 +214,13 @@ async def test_a_newer_chunking_replaces_the_old_chunks(
 
 
 async def test_the_latest_reference_sets_a_tenants_metadata(
-    projection: Projection, corpus: list[Doc], embeddings: Embeddings
+    projection: SearchProjection, corpus: list[Doc], embeddings: Embeddings
 ) -> None:
     [doc] = pick(corpus, "grpcio-summary")
     await publish(projection, [doc], embeddings, shared=[doc])
     await projection.run()
-    first, *_ = [r async for r in projection.log.replay("atoms", from_offset=0)]
-    await projection.log.append([referenced(doc, A, {"package": "grpc", "tags": ["rpc", 2]})])
+    first, *_ = [r async for r in projection.event_log.replay("atoms", from_offset=0)]
+    await projection.event_log.append([referenced(doc, A, {"package": "grpc", "tags": ["rpc", 2]})])
     await projection.run()
     await feed(projection, [(decode_event(CODEC, first), first)])  # the older AtomIngested
 
@@ -234,14 +232,14 @@ async def test_the_latest_reference_sets_a_tenants_metadata(
 
 
 async def test_what_cannot_be_indexed_is_dead_lettered_and_the_rest_flows(
-    projection: Projection, corpus: list[Doc], embeddings: Embeddings
+    projection: SearchProjection, corpus: list[Doc], embeddings: Embeddings
 ) -> None:
     [doc] = pick(corpus, "asyncpg")
     second = doc.spans[1]
     off_by_one = replace(doc, spans=(replace(second, start_byte=second.start_byte + 1),))
     other = replace(doc, name="other", text=doc.text + " ")
     await store_blob(projection.deps.blobs, other)
-    await projection.log.append(
+    await projection.event_log.append(
         [
             chunked(off_by_one, A),
             ingested(other, A, ["not", "an", "object"]),
@@ -251,8 +249,8 @@ async def test_what_cannot_be_indexed_is_dead_lettered_and_the_rest_flows(
     await publish(projection, [doc], embeddings)
     await projection.run()
 
-    dead = [r async for r in projection.log.replay(dlq_topic("atoms"), from_offset=0)]
-    dead += [r async for r in projection.log.replay(dlq_topic("embeddings"), from_offset=0)]
+    dead = [r async for r in projection.event_log.replay(dlq_topic("atoms"), from_offset=0)]
+    dead += [r async for r in projection.event_log.replay(dlq_topic("embeddings"), from_offset=0)]
     errors = " | ".join(r.headers["dlq_error"] for r in dead)
     assert len(dead) == 3, errors
     assert f"do not hash to {second.atom_id}" in errors

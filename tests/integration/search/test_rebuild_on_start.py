@@ -1,5 +1,5 @@
 """The search service rebuilds its index from the log when it starts on a store that lost its
-points (deleted files, or a new engine chosen) or on facts of an older schema version."""
+points (deleted files, or a new engine chosen) or on join state of an older schema version."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
-from services.search.engines import open_vector_store
 from services.search.service import SearchService
-from tests.integration.search.corpus import package_docs
-from tests.integration.search.support import (
-    CODEC,
+from services.search.vectors import open_vector_store
+from tests.support.harness import running
+from tests.support.search_corpus import package_docs
+from tests.support.search_projection import (
     open_projection,
     publish_for,
     random_embeddings,
@@ -24,7 +22,7 @@ from tests.integration.search.support import (
 )
 
 
-async def _forget_the_facts_version(pg_url: str, data_dir: Path) -> None:
+async def _forget_the_join_state_version(pg_url: str, data_dir: Path) -> None:
     conn = await asyncpg.connect(pg_url)
     try:
         await conn.execute("update search.version set version = 1")
@@ -36,7 +34,7 @@ async def _lose_the_store(pg_url: str, data_dir: Path) -> None:
     shutil.rmtree(data_dir / "search")
 
 
-@pytest.mark.parametrize("damage", [_lose_the_store, _forget_the_facts_version])
+@pytest.mark.parametrize("damage", [_lose_the_store, _forget_the_join_state_version])
 async def test_the_service_rebuilds_its_index_from_the_log(
     pg_url: str, tmp_path: Path, damage: object
 ) -> None:
@@ -49,14 +47,8 @@ async def test_the_service_rebuilds_its_index_from_the_log(
     assert callable(damage)
     await damage(pg_url, tmp_path)
 
-    log = EmbeddedEventLog(pg_url)
-    await log.start()
-    service = SearchService()
-    try:
-        await service.start(ServiceContext(settings, log, CODEC, pg_url))
-    finally:
-        await service.stop()
-        await log.close()
+    async with running(SearchService(), pg_url=pg_url, settings=settings, consume=False):
+        pass  # starting is what rebuilds
     store = open_vector_store(settings)
     try:
         assert await snapshot(store) == expected

@@ -10,7 +10,7 @@ import pytest
 
 from hartonomous.v1 import search_pb2
 from tests.integration.search.conftest import SHARED, Platform
-from tests.integration.search.support import A, B
+from tests.support.search_projection import A, B
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -56,13 +56,31 @@ def test_a_document_is_its_term_counts() -> None:
 
 
 def test_bm25_weights_are_saturated_term_frequencies() -> None:
-    terms = domain.bm25_weights(domain.term_counts("avro avro schema"))
-    norm = K1 * (1 - B + B * 3 / domain.AVG_LEN)
+    terms = domain.bm25_weights(domain.term_counts("avro avro schema"), avg_len=12.0)
+    norm = K1 * (1 - B + B * 3 / 12.0)
     weight = {1: (K1 + 1) / (1 + norm), 2: 2 * (K1 + 1) / (2 + norm)}
     expected = {domain.term_index("avro"): weight[2], domain.term_index("schema"): weight[1]}
     assert list(terms.indices) == sorted(expected)
     assert dict(zip(terms.indices, terms.values, strict=True)) == pytest.approx(expected)
     assert weight[2] < 2 * weight[1]  # a repeated term counts for less each time
+
+
+def test_bm25_lengths_are_lucenes_one_byte_norms() -> None:
+    """The lengths tantivy's FIELD_NORMS_TABLE holds: every length rounds down to one of them."""
+    assert [domain.bm25_length(n) for n in range(41)] == list(range(41))
+    stored = {41: 40, 42: 42, 43: 42, 59: 56, 60: 60, 100: 96, 300: 280, 1000: 984}
+    assert {n: domain.bm25_length(n) for n in stored} == stored
+    assert domain.bm25_length(2_013_265_944) == 2_013_265_944  # the table's last entry
+
+
+def test_lengths_add_and_remove_documents_and_say_when_an_average_strays() -> None:
+    short, long = domain.term_counts("avro schema"), domain.term_counts("avro " * 6)
+    both = domain.Lengths.of([short, long])
+    assert both == domain.Lengths(2, 8.0) and both.average == 4.0
+    assert both - domain.Lengths.of([long]) + domain.Lengths.of([short]) == domain.Lengths(2, 4.0)
+    assert domain.Lengths().average == domain.AVG_LEN  # a tenant with no points yet
+    assert not both.strays_from(4.1, tolerance=0.05)
+    assert both.strays_from(4.3, tolerance=0.05)
 
 
 def test_query_weights_are_one_per_distinct_term() -> None:

@@ -23,8 +23,8 @@ from services.search.domain import (
     filter_term,
     fuse_by_reciprocal_rank,
 )
-from services.search.embedded.shard import COMPACT_MIN_DEAD, Shard
-from services.search.store import VectorStore
+from services.search.vectors.embedded.shard import COMPACT_MIN_DEAD, Shard
+from services.search.vectors.port import VectorStore
 
 T = TypeVar("T")
 

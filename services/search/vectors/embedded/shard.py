@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from services.search.domain import DIM, Point, SparseVector, filter_terms
-from services.search.embedded.keywords import KeywordDocument, KeywordIndex
-from services.search.embedded.vectors import VectorFile
+from services.search.vectors.embedded.keywords import KeywordDocument, KeywordIndex
+from services.search.vectors.embedded.vectors import VectorFile
 
 _SCHEMA = """
 create table if not exists points (

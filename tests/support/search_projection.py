@@ -13,22 +13,30 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from hartonomous.runtime.consumer import ConsumerLoop
 
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import Record
-from hartonomous.eventlog.topics import platform_topics
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.events import AvroCodec, Envelope, Event
+from hartonomous.events.payloads import (
+    AtomChunked,
+    AtomIngested,
+    AtomReferenced,
+    EmbeddingComputed,
+    Payload,
+    TextChunk,
+)
 from hartonomous.postgres import create_pool
+from hartonomous.runtime.projection import Projection, ProjectionRunner
 from hartonomous.settings import Settings
 from services.search.domain import DIM
-from services.search.engines import open_vector_store
-from services.search.facts import Facts
-from services.search.handlers import Deps, consumer_handler
-from services.search.service import GROUP, TOPICS
-from services.search.store import VectorStore
-from tests.integration.search.corpus import Doc
+from services.search.handlers import Deps, search_projection
+from services.search.store import JoinStore
+from services.search.vectors import open_vector_store
+from services.search.vectors.port import VectorStore
+from tests.support.events import record_of
+from tests.support.harness import open_log
+from tests.support.search_corpus import Doc
 
 CODEC = AvroCodec()
 A, B = "acme", "globex"  # two tenants
@@ -54,18 +62,19 @@ def random_embeddings(docs: Sequence[Doc], seed: int = 3) -> Embeddings:
     return Embeddings("v1", dict(zip(atoms, vectors.tolist(), strict=True)))
 
 
-async def publish_for(projection: Projection, docs: Sequence[Doc], embeddings: Embeddings) -> None:
+async def publish_for(
+    projection: SearchProjection, docs: Sequence[Doc], embeddings: Embeddings
+) -> None:
     """Tenant A ingests `docs` (chunked and embedded); tenant B references the first."""
     for doc in docs:
         await store_blob(projection.deps.blobs, doc)
         records = [ingested(doc, A, {"package": doc.name}), chunked(doc, A)]
-        await projection.log.append(records + embeddings_of(doc, A, embeddings))
-    await projection.log.append([referenced(docs[0], B, {"team": "b"})])
+        await projection.event_log.append(records + embeddings_of(doc, A, embeddings))
+    await projection.event_log.append([referenced(docs[0], B, {"team": "b"})])
 
 
-def _record(event_type: str, tenant: str, payload: dict[str, Any], topic: str, key: str) -> Record:
-    envelope = Envelope.new(event_type, tenant, "tests")
-    return encode_event(CODEC, Event(envelope, payload), topic, key)
+def _record(tenant: str, payload: Payload) -> Record:
+    return record_of(Event(Envelope.new(type(payload).__name__, tenant, "tests"), payload))
 
 
 def ingested(
@@ -76,62 +85,59 @@ def ingested(
     modality: str = "text",
     mime: str = "text/markdown",
 ) -> Record:
-    payload = {
-        "atom_id": doc.atom_id,
-        "tenant_id": tenant,
-        "modality": modality,
-        "mime_type": mime,
-        "size_bytes": len(doc.data),
-        "blob_key": doc.atom_id,
-        "source_uri": f"pypi:{doc.name}",
-        "metadata_json": json.dumps(metadata),
-    }
-    return _record("AtomIngested", tenant, payload, "atoms", doc.atom_id)
+    payload = AtomIngested(
+        atom_id=doc.atom_id,
+        tenant_id=tenant,
+        modality=modality,
+        mime_type=mime,
+        size_bytes=len(doc.data),
+        blob_key=doc.atom_id,
+        source_uri=f"pypi:{doc.name}",
+        metadata_json=json.dumps(metadata),
+    )
+    return _record(tenant, payload)
 
 
 def referenced(doc: Doc, tenant: str, metadata: Mapping[str, Any]) -> Record:
-    payload = {
-        "atom_id": doc.atom_id,
-        "tenant_id": tenant,
-        "source_uri": None,
-        "metadata_json": json.dumps(metadata),
-    }
-    return _record("AtomReferenced", tenant, payload, "atoms", doc.atom_id)
+    payload = AtomReferenced(
+        atom_id=doc.atom_id, tenant_id=tenant, metadata_json=json.dumps(metadata)
+    )
+    return _record(tenant, payload)
+
+
+def text_chunks(doc: Doc) -> list[TextChunk]:
+    return [
+        TextChunk(
+            index=s.index,
+            atom_id=s.atom_id,
+            start_char=s.start_char,
+            end_char=s.end_char,
+            start_byte=s.start_byte,
+            end_byte=s.end_byte,
+        )
+        for s in doc.spans
+    ]
 
 
 def chunked(doc: Doc, tenant: str, chunker: str = "paragraphs/v1 max_chars=800") -> Record:
-    chunks = [
-        {
-            "index": s.index,
-            "atom_id": s.atom_id,
-            "start_char": s.start_char,
-            "end_char": s.end_char,
-            "start_byte": s.start_byte,
-            "end_byte": s.end_byte,
-        }
-        for s in doc.spans
-    ]
-    payload = {
-        "parent_atom_id": doc.atom_id,
-        "tenant_id": tenant,
-        "chunker": chunker,
-        "chunks": chunks,
-    }
-    return _record("AtomChunked", tenant, payload, "atoms", doc.atom_id)
+    payload = AtomChunked(
+        parent_atom_id=doc.atom_id, tenant_id=tenant, chunker=chunker, chunks=text_chunks(doc)
+    )
+    return _record(tenant, payload)
 
 
 def embedded(atom_id: str, tenant: str, embeddings: Embeddings) -> Record:
     vector = embeddings.vectors[atom_id]
-    payload = {
-        "atom_id": atom_id,
-        "tenant_id": tenant,
-        "model_id": MODEL_ID,
-        "model_version": embeddings.version,
-        "dim": len(vector),
-        "vector": list(vector),
-        "normalized": True,
-    }
-    return _record("EmbeddingComputed", tenant, payload, "embeddings", atom_id)
+    payload = EmbeddingComputed(
+        atom_id=atom_id,
+        tenant_id=tenant,
+        model_id=MODEL_ID,
+        model_version=embeddings.version,
+        dim=len(vector),
+        vector=list(vector),
+        normalized=True,
+    )
+    return _record(tenant, payload)
 
 
 def embeddings_of(doc: Doc, tenant: str, embeddings: Embeddings) -> list[Record]:
@@ -150,13 +156,15 @@ async def store_blob(blobs: BlobStore, doc: Doc) -> None:
     await blobs.put(once())
 
 
-async def drain(log: EmbeddedEventLog, *consumers: ConsumerLoop, timeout: float = 60.0) -> None:
+async def drain(
+    event_log: EmbeddedEventLog, *consumers: ProjectionRunner[Any], timeout: float = 60.0
+) -> None:
     """Run `consumers` (members of one group) until the group has handled everything appended
     to its topics."""
     tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
         async with asyncio.timeout(timeout):
-            while not await _caught_up(log, consumers[0]):
+            while not await _caught_up(event_log, consumers[0]):
                 for task in tasks:
                     if task.done():
                         task.result()
@@ -167,9 +175,10 @@ async def drain(log: EmbeddedEventLog, *consumers: ConsumerLoop, timeout: float 
         await asyncio.gather(*tasks)
 
 
-async def _caught_up(log: EmbeddedEventLog, consumer: ConsumerLoop) -> bool:
-    ends = {(t, p): end for t in consumer.topics for p, end in (await log.end_offsets(t)).items()}
-    done = await log.committed(consumer.group, list(ends))
+async def _caught_up(event_log: EmbeddedEventLog, consumer: ProjectionRunner[Any]) -> bool:
+    topics = consumer.projection.topics
+    ends = {(t, p): end for t in topics for p, end in (await event_log.end_offsets(t)).items()}
+    done = await event_log.committed(consumer.group, list(ends))
     return all(done.get(pair, 0) >= end for pair, end in ends.items())
 
 
@@ -206,41 +215,44 @@ async def snapshot(store: VectorStore) -> Snapshot:
 
 
 @dataclass
-class Projection:
-    """The search projection on a real embedded log, Postgres, blob directory and local Qdrant."""
+class SearchProjection:
+    """The search projection on a real embedded log, Postgres, blob directory and vector store
+    (the embedded engine, or Qdrant's local mode)."""
 
-    log: EmbeddedEventLog
+    event_log: EmbeddedEventLog
     deps: Deps
 
     @property
     def store(self) -> VectorStore:
         return self.deps.store
 
-    def consumer(self) -> ConsumerLoop:
-        """A new member of the projection's group (a stopped ConsumerLoop stays stopped)."""
-        return ConsumerLoop(self.log, CODEC, GROUP, TOPICS, consumer_handler(self.deps))
+    @property
+    def projection(self) -> Projection[Deps]:
+        return search_projection(self.deps)
+
+    def consumer(self) -> ProjectionRunner[Deps]:
+        """A new member of the projection's group (a stopped runner stays stopped)."""
+        return ProjectionRunner(self.event_log, CODEC, self.projection)
 
     async def run(self, members: int = 1) -> None:
         """Consume everything appended so far."""
-        await drain(self.log, *(self.consumer() for _ in range(members)))
+        await drain(self.event_log, *(self.consumer() for _ in range(members)))
 
 
 @contextlib.asynccontextmanager
 async def open_projection(
     pg_url: str, data_dir: Path, engine: str = "embedded"
-) -> AsyncIterator[Projection]:
-    log = EmbeddedEventLog(pg_url, heartbeat_interval=0.3, session_timeout=3.0)
-    await log.start()
+) -> AsyncIterator[SearchProjection]:
+    event_log = await open_log(pg_url)
     pool = await create_pool(pg_url, max_size=2)
     settings = Settings(data_dir=data_dir, search_engine=engine)
     store = open_vector_store(settings)
     try:
-        await log.ensure_topics(platform_topics(partitions=2))
-        facts = Facts(pool)
-        await facts.setup()
+        joins = JoinStore(pool)
+        await joins.setup()
         await store.ensure()
-        yield Projection(log, Deps(facts, store, open_blob_store(settings)))
+        yield SearchProjection(event_log, Deps(joins, store, open_blob_store(settings)))
     finally:
         await store.close()
         await pool.close()
-        await log.close()
+        await event_log.close()
