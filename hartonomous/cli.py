@@ -10,9 +10,8 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 
-from hartonomous.commands import Command, discover_commands
+from hartonomous.commands import Command, discover_commands, utc_time
 from hartonomous.eventlog import open_event_log
 from hartonomous.eventlog.port import EventLog, StoredRecord
 from hartonomous.events import AvroCodec, EventDecodeError, decode_event
@@ -42,8 +41,8 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     replay.add_argument("--topic", required=True)
     start = replay.add_mutually_exclusive_group()
     start.add_argument("--from-offset", type=int, default=None)
-    start.add_argument("--from-time", type=_utc_time, default=None)
-    replay.add_argument("--to-time", type=_utc_time, default=None)
+    start.add_argument("--from-time", type=utc_time, default=None)
+    replay.add_argument("--to-time", type=utc_time, default=None)
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
     add_arguments(replay)
 
@@ -70,17 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "replay":
         asyncio.run(_with_log(settings, lambda event_log: _replay(event_log, args)))
     return 0
-
-
-def _utc_time(text: str) -> datetime:
-    """ISO 8601; a time without an offset is taken as UTC."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T09:30:00Z)"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 async def _with_log(settings: Settings, action: Callable[[EventLog], Awaitable[None]]) -> None:

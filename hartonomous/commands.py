@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+from datetime import UTC, datetime
 
 from hartonomous.entrypoints import load_entry_points
 from hartonomous.settings import Settings
@@ -31,3 +32,14 @@ class Command(abc.ABC):
 def discover_commands() -> dict[str, Command]:
     found: dict[str, Command] = load_entry_points(ENTRY_POINT_GROUP, Command)
     return found
+
+
+def utc_time(text: str) -> datetime:
+    """An argparse type: ISO 8601; a time without an offset is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T09:30:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -105,6 +105,23 @@ def _log_error(what: str, error: KafkaException | KafkaError) -> EventLogError:
     return kind(f"{what}: {err.str()} ({err.name()})")
 
 
+def _produce(
+    producer: Producer, record: Record, on_delivery: Callable[[KafkaError | None, Message], None]
+) -> bool:
+    """Queue one record; False when the producer's local queue is full (drain it, retry)."""
+    try:
+        producer.produce(
+            record.topic,
+            record.value,
+            record.key,
+            on_delivery=on_delivery,
+            headers=dict(record.headers),
+        )
+    except BufferError:
+        return False
+    return True
+
+
 def _position(topic: str, message: Message) -> Position:
     partition, offset = message.partition(), message.offset()
     assert partition is not None and offset is not None  # set on every delivered record
@@ -637,19 +654,9 @@ class KafkaEventLog(EventLog):
         produced = 0
         try:
             for index, record in enumerate(records):
-                while True:
-                    try:
-                        producer.produce(
-                            record.topic,
-                            record.value,
-                            record.key,
-                            on_delivery=partial(delivery.report, index),
-                            headers=dict(record.headers),
-                        )
-                        break
-                    except BufferError:
-                        # The local queue is full; the poller thread drains it as acks arrive.
-                        await asyncio.sleep(0.005)
+                while not _produce(producer, record, partial(delivery.report, index)):  # noqa: ASYNC110
+                    # The local queue is full; the poller thread drains it as acks arrive.
+                    await asyncio.sleep(0.005)
                 produced += 1
                 if produced % 1000 == 0:
                     await asyncio.sleep(0)  # a large batch must not starve other tasks
@@ -692,18 +699,8 @@ class KafkaEventLog(EventLog):
         try:
             producer.begin_transaction()
             for index, record in enumerate(records):
-                while True:
-                    try:
-                        producer.produce(
-                            record.topic,
-                            record.value,
-                            record.key,
-                            on_delivery=partial(report, index),
-                            headers=dict(record.headers),
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                while not _produce(producer, record, partial(report, index)):
+                    producer.poll(0.05)  # the local queue is full: serve deliveries, retry
             if producer.flush(self._timeout):
                 raise EventLogError("atomic append: records not delivered in time; aborted")
             if failures:

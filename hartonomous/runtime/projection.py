@@ -24,7 +24,7 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -76,6 +76,21 @@ class Projection(Generic[Tx]):
     """Handler errors that mean the event can never be applied: dead-lettered without retries."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_batch: int = 200
+
+    @classmethod
+    def one_at_a_time(
+        cls,
+        group: str,
+        topics: Sequence[str],
+        handlers: Mapping[type[Payload], Handler[Tx]],
+        deps: Tx,
+        *,
+        poison: tuple[type[Exception], ...] = (),
+    ) -> Projection[Tx]:
+        """A projection with no transaction of its own: its handlers write through `deps` with
+        keyed upserts or idempotent appends, durable one record at a time (so records are
+        applied one by one, and re-applying one is harmless)."""
+        return cls(group, topics, handlers, lambda: nullcontext(deps), atomic=False, poison=poison)
 
 
 Decoded = tuple[StoredRecord, Event[Payload]]

@@ -10,7 +10,7 @@ and a card put later (even back-dated) never reprices an event the log already h
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import reduce
@@ -34,33 +34,17 @@ from services.billing.domain import (
 # Usage
 
 
-@dataclass(frozen=True)
-class Usage:
-    """One UsageRecorded event, as the ledger needs it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage(UsageRecorded):
+    """One UsageRecorded event as the ledger keys it: by its envelope's event id."""
 
     event_id: str
-    tenant_id: str
-    operation: str
-    unit: str
-    quantity: Decimal
-    resource_id: str
-    used_at: datetime
-    api_key_id: str | None
-    dimensions: Mapping[str, str]
 
 
 def usage_from_event(event_id: str, usage: UsageRecorded) -> Usage:
-    return Usage(
-        event_id=event_id,
-        tenant_id=usage.tenant_id,
-        operation=usage.operation,
-        unit=usage.unit,
-        quantity=usage.quantity,
-        resource_id=usage.resource_id,
-        used_at=usage.used_at.astimezone(UTC),
-        api_key_id=usage.api_key_id,
-        dimensions=dict(usage.dimensions),
-    )
+    values = {field.name: getattr(usage, field.name) for field in fields(usage)}
+    values["used_at"] = usage.used_at.astimezone(UTC)
+    return Usage(event_id=event_id, **values)
 
 
 # ---------------------------------------------------------------------------------------

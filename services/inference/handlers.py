@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -123,13 +122,8 @@ HANDLERS: Mapping[type[Payload], Handler[Deps]] = {
 def inference_projection(deps: Deps) -> Projection[Deps]:
     """Each event's effects are one atomic publish, so records are applied one at a time;
     content that can never be embedded is dead-lettered without retries."""
-    return Projection(
-        GROUP,
-        TOPICS,
-        HANDLERS,
-        lambda: nullcontext(deps),
-        atomic=False,
-        poison=(domain.BadAtom, ChunkMismatch),
+    return Projection.one_at_a_time(
+        GROUP, TOPICS, HANDLERS, deps, poison=(domain.BadAtom, ChunkMismatch)
     )
 
 

@@ -12,12 +12,12 @@ import asyncio
 import json
 import sys
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hartonomous.commands import Command
+from hartonomous.commands import Command, utc_time
 from hartonomous.eventlog import open_event_log
 from hartonomous.eventlog.port import EventLog
 from hartonomous.eventlog.topics import DOMAIN_TOPICS
@@ -34,17 +34,6 @@ from services.provenance.service import GRPC_SERVICE
 
 HEALTH_TIMEOUT_S = 2.0
 FINGERPRINT_TIMEOUT_S = 900.0
-
-
-def _utc_time(text: str) -> datetime:
-    """ISO 8601; a time without an offset is taken as UTC."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T09:30:00Z)"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _say(text: str) -> None:
@@ -108,7 +97,7 @@ class AuditCommand(Command):
             help="verify: compare the live graph with a replay; as-of: the graph at TIME",
         )
         parser.add_argument(
-            "time", nargs="?", type=_utc_time, help="as-of: ISO 8601 time (UTC unless given)"
+            "time", nargs="?", type=utc_time, help="as-of: ISO 8601 time (UTC unless given)"
         )
         parser.add_argument(
             "--topics",

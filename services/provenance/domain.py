@@ -131,24 +131,20 @@ def lineage_bounds(depth: int, limit: int) -> tuple[int, int]:
     return depth, limit
 
 
-RESERVED = frozenset(
-    {
-        "uid",
-        "label",
-        "key",
-        "type",
-        "tenant_id",
-        "scope",
-        "defined",
-        "precedence",
-        "src_topic",
-        "src_partition",
-        "src_offset",
-        "event_id",
-        "event_tenant",
-        "occurred_at",
-    }
+ORIGIN_COLUMNS = (
+    "tenant_id",
+    "defined",
+    "precedence",
+    "src_topic",
+    "src_partition",
+    "src_offset",
+    "event_id",
+    "event_tenant",
+    "occurred_at",
 )
+"""The stored columns of a node or an edge besides its identity and its own properties."""
+NODE_COLUMNS = ("uid", "label", "key", "scope", *ORIGIN_COLUMNS)
+RESERVED = frozenset({*NODE_COLUMNS, "type"})
 """Columns every stored node/edge has; a fact's own properties must not reuse these names."""
 
 

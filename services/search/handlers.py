@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
@@ -114,13 +113,8 @@ def search_projection(deps: Deps) -> Projection[Deps]:
     """Each fact is its own transaction and every write a keyed upsert (see above), so records
     are applied one at a time and re-applying one is harmless; what can never be projected is
     dead-lettered at once."""
-    return Projection(
-        GROUP,
-        TOPICS,
-        HANDLERS,
-        lambda: nullcontext(deps),
-        atomic=False,
-        poison=(domain.BadEvent, ChunkMismatch),
+    return Projection.one_at_a_time(
+        GROUP, TOPICS, HANDLERS, deps, poison=(domain.BadEvent, ChunkMismatch)
     )
 
 

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import grpc
@@ -97,6 +97,31 @@ class Harness:
         await self.host.stop(grace=0)
         for service in reversed(self.services):
             await service.stop()
+
+
+S = TypeVar("S", bound=Service)
+
+
+@dataclass
+class Started(Generic[S]):
+    """One started service and its harness: the base of a test package's own fixture type."""
+
+    service: S
+    harness: Harness
+
+    @property
+    def event_log(self) -> EmbeddedEventLog:
+        return self.harness.event_log
+
+    @property
+    def pg_url(self) -> str:
+        return self.harness.pg_url
+
+    async def events(self, topic: str) -> list[Event[Payload]]:
+        return await self.harness.events(topic)
+
+    async def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.harness.sql(query, *args)
 
 
 async def start(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from email import message_from_string
 from importlib.metadata import distribution
 
+from hartonomous.events.payloads import TextChunk
+
 PACKAGES = (
     "fastavro",
     "asyncpg",
@@ -32,13 +34,18 @@ def sha(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Span:
-    index: int
-    start_char: int
-    end_char: int
-    start_byte: int
-    end_byte: int
-    atom_id: str
+    """A chunk as AtomChunked names it, and its text."""
+
+    chunk: TextChunk
     text: str
+
+    @property
+    def atom_id(self) -> str:
+        return self.chunk.atom_id
+
+    @property
+    def index(self) -> int:
+        return self.chunk.index
 
 
 @dataclass(frozen=True)
@@ -88,13 +95,26 @@ def chunk_bounds(text: str, max_chars: int = MAX_CHARS) -> list[tuple[int, int]]
 
 
 def document(name: str, text: str) -> Doc:
-    spans = []
-    for index, (start, end) in enumerate(chunk_bounds(text)):
-        start_byte = len(text[:start].encode())
-        chunk = text[start:end]
-        data = chunk.encode()
-        spans.append(Span(index, start, end, start_byte, start_byte + len(data), sha(data), chunk))
-    return Doc(name, text, tuple(spans))
+    return Doc(
+        name,
+        text,
+        tuple(span(text, start, end, i) for i, (start, end) in enumerate(chunk_bounds(text))),
+    )
+
+
+def span(text: str, start: int, end: int, index: int = 0) -> Span:
+    """The chunk of `text` between two character positions."""
+    start_byte = len(text[:start].encode())
+    data = text[start:end].encode()
+    chunk = TextChunk(
+        index=index,
+        atom_id=sha(data),
+        start_char=start,
+        end_char=end,
+        start_byte=start_byte,
+        end_byte=start_byte + len(data),
+    )
+    return Span(chunk, text[start:end])
 
 
 def description(package: str) -> str:

@@ -106,17 +106,7 @@ def referenced(doc: Doc, tenant: str, metadata: Mapping[str, Any]) -> Record:
 
 
 def text_chunks(doc: Doc) -> list[TextChunk]:
-    return [
-        TextChunk(
-            index=s.index,
-            atom_id=s.atom_id,
-            start_char=s.start_char,
-            end_char=s.end_char,
-            start_byte=s.start_byte,
-            end_byte=s.end_byte,
-        )
-        for s in doc.spans
-    ]
+    return [s.chunk for s in doc.spans]
 
 
 def chunked(doc: Doc, tenant: str, chunker: str = "paragraphs/v1 max_chars=800") -> Record:

@@ -19,7 +19,9 @@ from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
 from services.provenance.domain import (
     HOLDINGS,
+    NODE_COLUMNS,
     OCCURRENCES,
+    ORIGIN_COLUMNS,
     Edge,
     Label,
     Node,
@@ -29,8 +31,6 @@ from services.provenance.domain import (
     node_uid,
 )
 from services.provenance.graph.port import (
-    NODE_COLUMNS,
-    ORIGIN_COLUMNS,
     GraphStore,
     GraphStoreError,
     edge_from,

@@ -32,21 +32,6 @@ class GraphStoreError(Exception):
     """The graph database failed or cannot be reached."""
 
 
-# The stored columns of a node or an edge besides its identity and its own properties.
-ORIGIN_COLUMNS = (
-    "tenant_id",
-    "defined",
-    "precedence",
-    "src_topic",
-    "src_partition",
-    "src_offset",
-    "event_id",
-    "event_tenant",
-    "occurred_at",
-)
-NODE_COLUMNS = ("uid", "label", "key", "scope", *ORIGIN_COLUMNS)
-
-
 def origin_columns(fact: Node | Edge) -> dict[str, Any]:
     o = fact.origin
     return {

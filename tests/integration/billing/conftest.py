@@ -6,9 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import asyncpg
 import pytest
 
 from hartonomous.eventlog.embedded import EmbeddedEventLog
@@ -21,7 +19,7 @@ from services.billing import BillingService
 from services.billing.commands import BillingCommand
 from services.billing.quota import QuotaBook
 from tests.support.events import record_of
-from tests.support.harness import Harness, embedded_log, start
+from tests.support.harness import Started, embedded_log, start
 
 # Fails the insert of any UsageRecorded record, after the domain records of the same
 # transaction were written (producers append the usage record last).
@@ -71,20 +69,8 @@ async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 
         await asyncio.sleep(0.05)
 
 
-@dataclass
-class Billing:
+class Billing(Started[BillingService]):
     """The billing service started by the test harness, its ledger projection running."""
-
-    service: BillingService
-    harness: Harness
-
-    @property
-    def event_log(self) -> EmbeddedEventLog:
-        return self.harness.event_log
-
-    @property
-    def pg_url(self) -> str:
-        return self.harness.pg_url
 
     @property
     def stub(self) -> billing_pb2_grpc.BillingStub:
@@ -94,9 +80,6 @@ class Billing:
     def book(self) -> QuotaBook:
         assert self.service.book is not None
         return self.service.book
-
-    async def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self.harness.sql(query, *args)
 
     async def ledger_size(self) -> int:
         return int((await self.sql("select count(*) from billing.ledger"))[0][0])

@@ -1,22 +1,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hartonomous.blobs import BlobStore, open_blob_store
-from hartonomous.eventlog.embedded import EmbeddedEventLog
-from hartonomous.events import Event
-from hartonomous.events.payloads import Payload
 from hartonomous.settings import Settings
 from hartonomous.v1 import inference_pb2_grpc
 from services.inference import InferenceService
 from services.inference.models.minilm import MiniLM, load_minilm
 from services.inference.service import WarmupPlan
 from tests.support import harness
-from tests.support.harness import Harness
+from tests.support.harness import Started
 
 
 @pytest.fixture(scope="session")
@@ -25,17 +21,9 @@ def model() -> MiniLM:
     return load_minilm()
 
 
-@dataclass
-class Running:
+class Running(Started[InferenceService]):
     """The inference service started by the test harness (its projection not running unless a
     test runs it), on a real blob directory."""
-
-    service: InferenceService
-    harness: Harness
-
-    @property
-    def event_log(self) -> EmbeddedEventLog:
-        return self.harness.event_log
 
     @property
     def blobs(self) -> BlobStore:
@@ -44,9 +32,6 @@ class Running:
     @property
     def stub(self) -> inference_pb2_grpc.InferenceStub:
         return inference_pb2_grpc.InferenceStub(self.harness.channel)
-
-    async def events(self, topic: str) -> list[Event[Payload]]:
-        return await self.harness.events(topic)
 
 
 @pytest.fixture

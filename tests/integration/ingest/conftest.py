@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +9,13 @@ import asyncpg
 import pytest
 
 from hartonomous.blobs.embedded import DirectoryBlobStore
-from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.events import Event
 from hartonomous.events.payloads import Payload
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest import IngestService
 from services.ingest.handlers import Deps
-from tests.support.harness import Harness, running
+from tests.support.harness import Started, running
 
 LIMIT = 1 << 20
 """The service under test takes at most 1 MiB, so "too big" is cheap to send."""
@@ -27,21 +25,9 @@ CATALOG_TABLES = ("atoms", "refs", "chunk_sets", "chunks")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
-@dataclass
-class Platform:
+class Platform(Started[IngestService]):
     """The ingest service started by the test harness (its catalog projection not running
     unless a test runs it), on a real blob directory."""
-
-    service: IngestService
-    harness: Harness
-
-    @property
-    def event_log(self) -> EmbeddedEventLog:
-        return self.harness.event_log
-
-    @property
-    def pg_url(self) -> str:
-        return self.harness.pg_url
 
     @property
     def stub(self) -> ingest_pb2_grpc.IngestStub:
@@ -56,9 +42,6 @@ class Platform:
     def blobs(self) -> DirectoryBlobStore:
         assert isinstance(self.deps.blobs, DirectoryBlobStore)
         return self.deps.blobs
-
-    async def events(self, topic: str) -> list[Event[Payload]]:
-        return await self.harness.events(topic)
 
     async def ingest(
         self, data: bytes, tenant_id: str = "acme", part: int = 64 * 1024, **header: Any

@@ -3,19 +3,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import EventLog
 from hartonomous.eventlog.topics import DOMAIN_TOPICS
 from hartonomous.settings import Settings
 from hartonomous.v1 import provenance_pb2_grpc
 from services.provenance import ProvenanceService
 from services.provenance.domain import Partition
-from tests.support.harness import CODEC, Harness, running
+from tests.support.harness import CODEC, Started, running
 from tests.support.provenance_flow import Keyed, records
 
 SETTLE_TIMEOUT_S = 30.0
@@ -43,16 +41,8 @@ async def settled(
         await asyncio.sleep(0.05)
 
 
-@dataclass
-class Provenance:
+class Provenance(Started[ProvenanceService]):
     """The provenance service started by the test harness, its projection running."""
-
-    service: ProvenanceService
-    harness: Harness
-
-    @property
-    def event_log(self) -> EmbeddedEventLog:
-        return self.harness.event_log
 
     @property
     def stub(self) -> provenance_pb2_grpc.ProvenanceStub:

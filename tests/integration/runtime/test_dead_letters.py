@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import nullcontext
+from dataclasses import replace
 from decimal import Decimal
 
 from opentelemetry import trace
@@ -28,12 +28,8 @@ def one_at_a_time(
     eventlog: EventLog, group: str, topic: str, handler: Handler[None], attempts: int = 4
 ) -> ProjectionRunner[None]:
     """A runner of a projection that applies each record on its own (no transaction)."""
-    projection = Projection(
-        group,
-        [topic],
-        {UsageRecorded: handler},
-        lambda: nullcontext(None),
-        atomic=False,
+    projection = replace(
+        Projection.one_at_a_time(group, [topic], {UsageRecorded: handler}, None),
         retry=RetryPolicy(attempts=attempts, first_backoff=0.01),
     )
     return ProjectionRunner(eventlog, AvroCodec(), projection)

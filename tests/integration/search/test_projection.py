@@ -22,7 +22,7 @@ from services.search.handlers import HANDLERS
 from services.search.store import Document, Reference, Vector
 from services.search.vectors.port import VectorStore
 from tests.support.postgres import fresh_database
-from tests.support.search_corpus import Doc, Span
+from tests.support.search_corpus import Doc, span
 from tests.support.search_projection import (
     CODEC,
     A,
@@ -201,8 +201,7 @@ async def test_a_newer_chunking_replaces_the_old_chunks(
     ]
 
     # Re-chunked as one chunk: the whole text, whose vector is the document-level one.
-    span = Span(0, 0, len(doc.text), 0, len(doc.data), doc.atom_id, doc.text)
-    whole = replace(doc, spans=(span,))
+    whole = replace(doc, spans=(span(doc.text, 0, len(doc.text)),))
     await projection.event_log.append([chunked(whole, A, chunker="whole/v1")])
     await projection.run()
     points = await payloads(projection.store)
@@ -236,7 +235,8 @@ async def test_what_cannot_be_indexed_is_dead_lettered_and_the_rest_flows(
 ) -> None:
     [doc] = pick(corpus, "asyncpg")
     second = doc.spans[1]
-    off_by_one = replace(doc, spans=(replace(second, start_byte=second.start_byte + 1),))
+    shifted = replace(second.chunk, start_byte=second.chunk.start_byte + 1)
+    off_by_one = replace(doc, spans=(replace(second, chunk=shifted),))
     other = replace(doc, name="other", text=doc.text + " ")
     await store_blob(projection.deps.blobs, other)
     await projection.event_log.append(
