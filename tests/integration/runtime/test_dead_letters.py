@@ -1,19 +1,24 @@
-"""A bad event lands in `<topic>.dlq` with its error, and the partition keeps flowing; handlers
-run inside the trace that produced their event."""
+"""A bad event lands in `<topic>.dlq` with its error, and the partition keeps flowing, in the
+kernel's runner and through the billing ledger's and the provenance graph's projections;
+handlers run inside the trace that produced their event."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 
 from hartonomous.eventlog.port import EventLog, Record, TopicSpec
 from hartonomous.eventlog.topics import dlq_topic
-from hartonomous.events import AvroCodec, Event
+from hartonomous.events import AvroCodec, Event, encode_event
 from hartonomous.events.payloads import UsageRecorded
+from hartonomous.postgres import create_pool
 from hartonomous.runtime.projection import (
     Handler,
     PoisonEvent,
@@ -21,7 +26,12 @@ from hartonomous.runtime.projection import (
     ProjectionRunner,
     RetryPolicy,
 )
-from tests.support.events import usage_record
+from services.billing.handlers import ledger_projection
+from services.billing.quota import QuotaBook, utc_now
+from services.billing.store import BillingStore
+from services.provenance.graph.embedded import EmbeddedGraphStore
+from services.provenance.projector import graph_projection
+from tests.support.events import new_event, usage, usage_record
 
 
 def one_at_a_time(
@@ -131,3 +141,80 @@ async def test_handlers_run_inside_the_trace_that_produced_the_event(eventlog: E
         loop.stop()
         await task
     assert seen == [trace_id]
+
+
+async def run_until(runner: ProjectionRunner[Any], done: Callable[[], Awaitable[bool]]) -> None:
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(60):
+            while not await done():  # noqa: ASYNC110 (the log offers no event to wait on)
+                await asyncio.sleep(0.1)
+    finally:
+        runner.stop()
+        await task
+
+
+async def test_the_billing_ledger_isolates_a_poison_event_from_its_batch(
+    eventlog: EventLog, pg_url: str
+) -> None:
+    """A batch that cannot commit (a tenant id Postgres refuses) is applied again record by
+    record: the good ones reach the ledger, the bad one the DLQ, and the inbox passes both."""
+    codec = AvroCodec()
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await eventlog.ensure_topics([TopicSpec(topic, 1), TopicSpec(dlq_topic(topic), 1)])
+    good = usage_record(codec, topic, "acme", Decimal(2))
+    garbage = Record(topic, b"acme", b"\xc3\x01not avro at all", dict(good.headers))
+    # A payload Postgres refuses (no NUL in its text), in an ordinary envelope.
+    nul = replace(usage("acme", Decimal(3)), tenant_id="ac\x00me")
+    refused = encode_event(codec, new_event(nul, "acme"), topic, "acme")
+    await eventlog.append([good, garbage, refused, usage_record(codec, topic, "acme", Decimal(5))])
+    pool = await create_pool(pg_url, max_size=2)
+    try:
+        store = BillingStore(pool)
+        await store.setup()
+        projection = replace(
+            ledger_projection(store, QuotaBook(utc_now)),
+            group="g-ledger-dlq",
+            topics=[topic],
+            retry=RetryPolicy(attempts=2, first_backoff=0.01),
+        )
+        dead = dlq_topic(topic)
+
+        async def settled() -> bool:
+            return sum((await eventlog.end_offsets(dead)).values()) == 2
+
+        await run_until(ProjectionRunner(eventlog, codec, projection), settled)
+        rows = await pool.fetch("select tenant_id, quantity from billing.ledger order by quantity")
+        assert [(r["tenant_id"], r["quantity"]) for r in rows] == [("acme", 2), ("acme", 5)]
+        errors = [r.headers["dlq_error"] async for r in eventlog.replay(dead, from_offset=0)]
+        assert "EventDecodeError" in errors[0] and "0x00" in errors[1]
+        assert await pool.fetchval('select "offset" from billing.inbox') == 3
+    finally:
+        await pool.close()
+
+
+async def test_the_provenance_graph_passes_a_dead_letter_and_keeps_the_rest(
+    eventlog: EventLog, tmp_path: Path
+) -> None:
+    codec = AvroCodec()
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await eventlog.ensure_topics([TopicSpec(topic, 1), TopicSpec(dlq_topic(topic), 1)])
+    good = usage_record(codec, topic, "acme", Decimal(2))
+    garbage = Record(topic, b"acme", b"\xc3\x01not avro at all", dict(good.headers))
+    await eventlog.append([good, garbage, usage_record(codec, topic, "acme", Decimal(5))])
+    store = EmbeddedGraphStore(tmp_path / "graph.lbug")
+    await store.open()
+    try:
+        projection = replace(graph_projection(store), group="g-graph-dlq", topics=[topic])
+
+        async def settled() -> bool:
+            return await store.positions() == {(topic, 0): 3}
+
+        await run_until(ProjectionRunner(eventlog, codec, projection), settled)
+        labels, _ = await store.counts()
+        assert labels["UsageRecord"] == 2
+        dead = [r async for r in eventlog.replay(dlq_topic(topic), from_offset=0)]
+        assert [r.value for r in dead] == [garbage.value]
+        assert dead[0].headers["dlq_group"] == "g-graph-dlq"
+    finally:
+        await store.close()
