@@ -38,10 +38,10 @@ from hartonomous.runtime.projection import ProjectionRunner
 from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import billing_pb2, billing_pb2_grpc
-from services.billing import BillingService
 from services.billing.domain import Period, QuotaRule, period_bounds
 from services.billing.pricing import parse_rate_table
 from services.billing.quota import QuotaBook
+from services.billing.service import BillingService
 
 REPS = 3
 EVENTS = 5_000

@@ -31,12 +31,12 @@ from hartonomous.events import AvroCodec, decode_event
 from hartonomous.postgres import embedded_postgres_url
 from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
-from services.provenance import ProvenanceService
 from services.provenance.domain import Facts
 from services.provenance.graph.embedded import EmbeddedGraphStore
 from services.provenance.graph.neo4j import Neo4jGraphStore
 from services.provenance.graph.port import GraphStore
 from services.provenance.handlers import positions_after, project
+from services.provenance.service import ProvenanceService
 from tests.support.provenance_flow import Keyed, ingest_flow, records, stored
 
 REPO = Path(__file__).resolve().parents[1]

@@ -48,8 +48,10 @@ async def run(
     grpc_host = GrpcHost(settings.grpc_host, settings.grpc_port)
     try:
         await event_log.ensure_topics(platform_topics())
-        ctx = ServiceContext(settings, event_log, AvroCodec(), pg_url)
-        wiring = Wiring()
+        ctx = await ServiceContext.following_control(
+            settings, event_log, AvroCodec(), pg_url, [s.name for s in services]
+        )
+        wiring = Wiring(consumers=[ctx.runner(ctx.control_projection())])
         for service in services:
             part = await service.start(ctx)
             started.append(service)

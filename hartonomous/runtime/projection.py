@@ -33,6 +33,7 @@ from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import AvroCodec, Event, EventDecodeError, decode_event
 from hartonomous.events.payloads import Payload
 from hartonomous.runtime.metrics import BATCH_SIZE, CONSUMER_LAG, EVENTS_HANDLED
+from hartonomous.runtime.tunables import Value
 from hartonomous.telemetry import continue_trace
 
 logger = logging.getLogger(__name__)
@@ -86,11 +87,20 @@ class Projection(Generic[Tx]):
         deps: Tx,
         *,
         poison: tuple[type[Exception], ...] = (),
+        max_batch: int = 200,
     ) -> Projection[Tx]:
         """A projection with no transaction of its own: its handlers write through `deps` with
         keyed upserts or idempotent appends, durable one record at a time (so records are
         applied one by one, and re-applying one is harmless)."""
-        return cls(group, topics, handlers, lambda: nullcontext(deps), atomic=False, poison=poison)
+        return cls(
+            group,
+            topics,
+            handlers,
+            lambda: nullcontext(deps),
+            atomic=False,
+            poison=poison,
+            max_batch=max_batch,
+        )
 
 
 Decoded = tuple[StoredRecord, Event[Payload]]
@@ -116,6 +126,7 @@ class ProjectionRunner(Generic[Tx]):
         self._lag_interval = lag_interval
         self._dead_letters = dead_letters
         self.rejected = 0
+        self.max_batch = projection.max_batch
         self._poison: tuple[type[Exception], ...] = (PoisonEvent, *projection.poison)
         self._positions: dict[tuple[str, int], int] = {}
         self._stopping = asyncio.Event()
@@ -128,12 +139,16 @@ class ProjectionRunner(Generic[Tx]):
         """Finish the batch in hand, commit it, leave the group."""
         self._stopping.set()
 
+    def retune_batch(self, records: Value) -> None:
+        """Poll (and apply in one transaction) this many records at a time from now on."""
+        self.max_batch = int(records)
+
     async def run(self) -> None:
         consumer = self._event_log.consumer(self.group, self.projection.topics)
         last_lag = 0.0
         try:
             while not self._stopping.is_set():
-                records = await consumer.poll(self.projection.max_batch, timeout=0.5)
+                records = await consumer.poll(self.max_batch, timeout=0.5)
                 if records:
                     BATCH_SIZE.labels(self.group).observe(len(records))
                     await self.apply(records)

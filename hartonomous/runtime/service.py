@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +16,11 @@ from typing import Any
 from hartonomous.entrypoints import load_entry_points
 from hartonomous.eventlog.port import EventLog
 from hartonomous.events import AvroCodec
+from hartonomous.runtime.control import follower, new_instance_id
 from hartonomous.runtime.grpc_server import GrpcRegistration
-from hartonomous.runtime.projection import Projection, ProjectionRunner
+from hartonomous.runtime.projection import Projection, ProjectionRunner, replay
 from hartonomous.runtime.publisher import Publisher
+from hartonomous.runtime.tunables import LiveConfig, catalog
 from hartonomous.settings import Settings
 
 ENTRY_POINT_GROUP = "hartonomous.services"
@@ -30,12 +32,40 @@ class ServiceContext:
     event_log: EventLog
     codec: AvroCodec
     postgres_url: str
+    config: LiveConfig = field(default_factory=lambda: LiveConfig(catalog()))
+    instance: str = field(default_factory=new_instance_id)
+
+    @classmethod
+    async def following_control(
+        cls,
+        settings: Settings,
+        event_log: EventLog,
+        codec: AvroCodec,
+        postgres_url: str,
+        services: Sequence[str],
+    ) -> ServiceContext:
+        """A context whose config holds the tunables of `services` (and the kernel's) at the
+        values the control topic gives them now: what a process opens its services with."""
+        tunables = catalog()
+        held = [k for k, t in tunables.items() if t.owner in ("*", *services)]
+        ctx = cls(settings, event_log, codec, postgres_url, LiveConfig(tunables, held))
+        await replay(event_log, codec, ctx.control_projection(), progress_every=60.0)
+        return ctx
+
+    def control_projection(self) -> Projection[LiveConfig]:
+        return follower(self.config, self.instance)
 
     def publisher(self, produced_by: str) -> Publisher:
         return Publisher(self.event_log, self.codec, produced_by)
 
     def runner(self, projection: Projection[Any]) -> ProjectionRunner[Any]:
-        return ProjectionRunner(self.event_log, self.codec, projection)
+        """The projection's runner; a projection with a `<group>.consumer.max_batch` tunable
+        polls as many records as it says, retuned live."""
+        runner = ProjectionRunner(self.event_log, self.codec, projection)
+        key = f"{projection.group}.consumer.max_batch"
+        if key in {s.tunable.key for s in self.config.settings()}:
+            runner.max_batch = int(self.config.watch(key, runner.retune_batch))
+        return runner
 
 
 @dataclass

@@ -1,8 +1,4 @@
 """billing: the usage ledger, rate cards, quotas and invoices (DESIGN.md §4).
-`service` is what the `hartonomous.services` entry point loads."""
 
-from services.billing.service import BillingService
-
-service = BillingService()
-
-__all__ = ["BillingService", "service"]
+Light on purpose: the entry points name modules inside the package (`service.py`,
+`commands.py`, `tunables.py`), so reading a declaration never loads the whole service."""

@@ -31,12 +31,11 @@ from services.billing.domain import (
 )
 from services.billing.pricing import Charge, RateCard, usage_from_event
 from services.billing.quota import QuotaBook
-from services.billing.store import LEDGER_GROUP, BillingStore, LedgerTransaction
+from services.billing.store import BillingStore, LedgerTransaction
+from services.billing.tunables import LEDGER_BATCH, LEDGER_GROUP
 
 logger = logging.getLogger(__name__)
 
-LEDGER_BATCH = 1000
-"""Records per poll, applied in one transaction."""
 LEDGER_RETRY = RetryPolicy(attempts=12, first_backoff=0.2, max_backoff=30.0)
 """Usage must not be dropped for a database hiccup: retried for minutes before dead-lettering."""
 

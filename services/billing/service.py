@@ -87,3 +87,6 @@ class BillingService(Service):
                 book.set_rules(await store.quotas())
             except Exception:
                 logger.exception("reloading quotas failed; retrying")
+
+
+service = BillingService()

@@ -44,10 +44,9 @@ from services.billing.pricing import (
     check_new_version,
     price,
 )
+from services.billing.tunables import LEDGER_GROUP
 
 SCHEMA = "billing"
-LEDGER_GROUP = "billing-ledger"
-"""The ledger's consumer group (its inbox rows are under this name)."""
 CONFIG_CHANNEL = "billing_config"
 """NOTIFYed when rates, plans or quotas change, so running services reload their quotas."""
 

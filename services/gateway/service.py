@@ -111,3 +111,6 @@ def _bind(host: str, port: int) -> socket.socket:
         message = f"the gateway cannot listen on {host}:{port}: {exc.strerror}"
         raise OSError(exc.errno, message) from None
     return sock
+
+
+service = GatewayService()

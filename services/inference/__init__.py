@@ -1,8 +1,5 @@
 """inference: embeddings with all-MiniLM-L6-v2 in JAX (DESIGN.md §4), over gRPC and for every
-text atom and chunk on the log. `service` is what the `hartonomous.services` entry point loads."""
+text atom and chunk on the log.
 
-from services.inference.service import InferenceService
-
-service = InferenceService()
-
-__all__ = ["InferenceService", "service"]
+Light on purpose: the entry points name modules inside the package (`service.py`,
+`commands.py`, `tunables.py`), so reading a declaration never loads the whole service."""

@@ -189,7 +189,8 @@ class Batcher:
     async def update(
         self, *, max_batch_size: int | None = None, max_wait_ms: float | None = None
     ) -> None:
-        """Retune at run time (e.g. from a control-topic handler). Applies to the next batch."""
+        """Retune at run time (a tunable changed on the control topic). Applies to the next
+        batch."""
         new_size = self._max_batch_size if max_batch_size is None else max_batch_size
         new_wait = self._max_wait_ms if max_wait_ms is None else max_wait_ms
         _validate(new_size, new_wait)

@@ -1,9 +1,8 @@
 """The inference service's rules, free of I/O: what a valid Embed request is, which atoms and
-chunks are embedded, runtime-tunable settings, and the payloads of the events it emits."""
+chunks are embedded, and the payloads of the events it emits."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,13 +27,6 @@ truncates, so a multi-megabyte atom would cost seconds for nothing."""
 
 TEXT_MEDIA_TYPES = ("application/json",)
 """Besides text/*: media types whose atoms are UTF-8 text worth embedding."""
-
-BATCH_SIZE_KEY = "inference.batch.max_batch_size"
-WAIT_MS_KEY = "inference.batch.max_wait_ms"
-MAX_BATCH_SIZE = 256
-"""Every caller in a batch waits for all of it (256 texts: about 1.3 s on 2 cores), so the
-control topic may not ask for more."""
-MAX_WAIT_MS = 1000.0
 
 
 class RequestError(ValueError):
@@ -130,34 +122,6 @@ def chunk_texts(parent_id: str, parent: bytes, chunks: Sequence[TextChunk]) -> l
             texts.append(AtomText(chunk.atom_id, chunk_text(parent_id, parent, chunk)))
             seen.add(chunk.atom_id)
     return texts
-
-
-# ---------------------------------------------------------------------------------------
-# Runtime settings from the control topic
-
-
-@dataclass(frozen=True)
-class BatchSetting:
-    """One `Batcher.update` from the control topic: the field that changes is not None."""
-
-    max_batch_size: int | None = None
-    max_wait_ms: float | None = None
-
-
-def batch_setting(key: str, value: str) -> BatchSetting | None:
-    """The batching change a ConfigChanged asks for; None for a key this service ignores.
-    Raises ValueError for a value that is not a number or out of range."""
-    if key == BATCH_SIZE_KEY:
-        size = int(value)
-        if not 1 <= size <= MAX_BATCH_SIZE:
-            raise ValueError(f"{key} must be in [1, {MAX_BATCH_SIZE}], got {size}")
-        return BatchSetting(max_batch_size=size)
-    if key == WAIT_MS_KEY:
-        wait = float(value)
-        if not (math.isfinite(wait) and 0 <= wait <= MAX_WAIT_MS):
-            raise ValueError(f"{key} must be in [0, {MAX_WAIT_MS}], got {value!r}")
-        return BatchSetting(max_wait_ms=wait)
-    return None
 
 
 # ---------------------------------------------------------------------------------------

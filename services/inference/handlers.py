@@ -6,8 +6,7 @@ metered with one UsageRecorded before the vectors are returned.
 The projection: text atoms and their chunks are embedded; every embedding and the tokens they
 cost are published in one atomic write, so the log never holds vectors nobody was billed for
 (or the reverse). Event ids are derived from the source event's, so handling an event twice
-(the consumer is at-least-once) re-emits the same events instead of billing twice. Control
-changes retune the batcher in every replica.
+(the consumer is at-least-once) re-emits the same events instead of billing twice.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from hartonomous.events import Event, derived_event_id
 from hartonomous.events.payloads import (
     AtomChunked,
     AtomIngested,
-    ConfigChanged,
     EmbeddingComputed,
     Payload,
     UsageRecorded,
@@ -37,7 +35,7 @@ from services.inference.domain import AtomText, ModelInfo
 logger = logging.getLogger(__name__)
 
 GROUP = "inference"
-TOPICS = ("atoms", "control")
+TOPICS = ("atoms",)
 EMBED_SLICE = 256
 """Texts handed to the batcher at a time: interactive Embed calls queue between slices
 instead of behind a whole large document."""
@@ -92,30 +90,9 @@ async def on_atom_chunked(deps: Deps, event: Event[AtomChunked]) -> None:
     await _embed_and_publish(deps, event, chunked.tenant_id, texts)
 
 
-async def on_config_changed(deps: Deps, event: Event[ConfigChanged]) -> None:
-    """Retune the batcher. A bad value is the publisher's mistake, not a bad event: it is
-    logged and ignored rather than dead-lettered."""
-    change = event.payload
-    try:
-        setting = domain.batch_setting(change.key, change.new_value)
-        if setting is None:
-            return
-        await deps.batcher.update(
-            max_batch_size=setting.max_batch_size, max_wait_ms=setting.max_wait_ms
-        )
-    except ValueError as exc:
-        logger.warning(
-            "ignored an invalid inference setting",
-            extra={"key": change.key, "value": change.new_value, "error": str(exc)},
-        )
-        return
-    logger.info("inference batching retuned", extra={"key": change.key, **vars(setting)})
-
-
 HANDLERS: Mapping[type[Payload], Handler[Deps]] = {
     AtomIngested: on_atom_ingested,
     AtomChunked: on_atom_chunked,
-    ConfigChanged: on_config_changed,
 }
 
 

@@ -25,9 +25,9 @@ from hartonomous.blobs import open_blob_store
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, in_background
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
-from services.inference import domain
+from services.inference import domain, tunables
 from services.inference.api import InferenceApi
-from services.inference.batching import DEFAULT_MAX_BATCH_SIZE, Batcher
+from services.inference.batching import Batcher
 from services.inference.handlers import Deps, inference_projection
 from services.inference.models.minilm import MiniLM, load_minilm
 from services.inference.planning import CALL_SIZES, Shape
@@ -74,17 +74,9 @@ def keep_compiled_shapes(directory: Path) -> None:
 class InferenceService(Service):
     name = "inference"
 
-    def __init__(
-        self,
-        *,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        max_wait_ms: float = 5.0,
-        warmup: WarmupPlan | None = None,
-        model: MiniLM | None = None,
-    ) -> None:
-        """`model`: an already loaded model to share (default: loaded by the first start)."""
-        self._max_batch_size = max_batch_size
-        self._max_wait_ms = max_wait_ms
+    def __init__(self, *, warmup: WarmupPlan | None = None, model: MiniLM | None = None) -> None:
+        """`model`: an already loaded model to share (default: loaded by the first start).
+        The batcher's size and wait are tunables (tunables.py), retuned live."""
         self._warmup = WarmupPlan() if warmup is None else warmup
         self._model = model
         self._batcher: Batcher | None = None
@@ -101,8 +93,15 @@ class InferenceService(Service):
         model = self._model
         if self._warmup.cache:
             keep_compiled_shapes(ctx.settings.data_dir / "inference" / "xla-cache")
-        batcher = Batcher(model, max_batch_size=self._max_batch_size, max_wait_ms=self._max_wait_ms)
+        config = ctx.config
+        batcher = Batcher(
+            model,
+            max_batch_size=int(config.value(tunables.MAX_BATCH_SIZE)),
+            max_wait_ms=float(config.value(tunables.MAX_WAIT_MS)),
+        )
         resources.push_async_callback(batcher.aclose)
+        config.watch(tunables.MAX_BATCH_SIZE, lambda v: batcher.update(max_batch_size=int(v)))
+        config.watch(tunables.MAX_WAIT_MS, lambda v: batcher.update(max_wait_ms=float(v)))
         self._batcher = batcher
         warm = _timed_warmup(batcher, self._warmup.select(batcher.shapes))
         if self._warmup.wait:
@@ -189,3 +188,6 @@ def _cumulative(counts: dict[int, int], bounds: Sequence[int]) -> list[tuple[str
     ]
     buckets.append(("+Inf", sum(counts.values())))
     return buckets
+
+
+service = InferenceService()

@@ -1,8 +1,4 @@
 """ingest: content-addressed atoms, dedup, blobs, the catalog and text chunking (DESIGN.md §4).
-`service` is what the `hartonomous.services` entry point loads."""
 
-from services.ingest.service import IngestService
-
-service = IngestService()
-
-__all__ = ["IngestService", "service"]
+Light on purpose: the entry points name modules inside the package (`service.py`,
+`commands.py`, `tunables.py`), so reading a declaration never loads the whole service."""

@@ -31,10 +31,10 @@ from services.ingest.domain.content import Content, ContentProbe
 from services.ingest.domain.header import IngestHeader
 from services.ingest.domain.results import IngestResult
 from services.ingest.store import Catalog, CatalogWriter
+from services.ingest.tunables import CATALOG_BATCH, CATALOG_GROUP
 
 logger = logging.getLogger(__name__)
 
-GROUP = "ingest-catalog"
 
 CHUNK_WRITES = 8
 """Chunk blobs written at once: each is small and waits mostly on its fsync."""
@@ -215,4 +215,11 @@ HANDLERS: Mapping[type[Payload], Handler[CatalogWriter]] = {
 
 def catalog_projection(catalog: Catalog) -> Projection[CatalogWriter]:
     """The `atoms` topic into the catalog: a batch per transaction, claimed in the inbox."""
-    return Projection(GROUP, ["atoms"], HANDLERS, catalog.transaction, claim=CatalogWriter.claim)
+    return Projection(
+        CATALOG_GROUP,
+        ["atoms"],
+        HANDLERS,
+        catalog.transaction,
+        claim=CatalogWriter.claim,
+        max_batch=CATALOG_BATCH,
+    )

@@ -19,9 +19,10 @@ from services.ingest.chunking import TextChunker
 from services.ingest.domain import content, storage
 from services.ingest.domain.chunks import ChunkPolicy
 from services.ingest.gc import garbage_collect_orphans
-from services.ingest.handlers import GROUP, Deps, catalog_projection
+from services.ingest.handlers import Deps, catalog_projection
 from services.ingest.metering import StorageMeter
 from services.ingest.store import Catalog
+from services.ingest.tunables import CATALOG_GROUP
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class IngestService(Service):
     async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
         pool = await create_pool(ctx.postgres_url)
         resources.push_async_callback(pool.close)
-        catalog = Catalog(pool, GROUP)
+        catalog = Catalog(pool, CATALOG_GROUP)
         await catalog.setup()
         chunker = await asyncio.to_thread(TextChunker.minilm, self._chunking)
         blobs = open_blob_store(ctx.settings)
@@ -81,3 +82,6 @@ class IngestService(Service):
                 logger.exception("orphan blob sweep failed; retrying next period")
                 continue
             logger.info("orphan blobs swept", extra=vars(report))
+
+
+service = IngestService()

@@ -1,11 +1,5 @@
 """provenance: every domain event projected into a graph; lineage, explain and audit
-(DESIGN.md §4). `service` is what the `hartonomous.services` entry point loads, `command` what
-the `hartonomous.commands` entry point loads (`hartonomous audit ...`)."""
+(DESIGN.md §4).
 
-from services.provenance.commands import AuditCommand
-from services.provenance.service import ProvenanceService
-
-service = ProvenanceService()
-command = AuditCommand()
-
-__all__ = ["AuditCommand", "ProvenanceService", "command", "service"]
+Light on purpose: the entry points name modules inside the package (`service.py`,
+`commands.py`, `tunables.py`), so reading a declaration never loads the whole service."""

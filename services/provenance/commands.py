@@ -165,3 +165,6 @@ class AuditCommand(Command):
         print("\n".join(lines))
         print(fp.digest)
         return 0
+
+
+command = AuditCommand()

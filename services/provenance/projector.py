@@ -22,8 +22,8 @@ from hartonomous.runtime.projection import Projection, RetryPolicy
 from services.provenance.domain import Facts, Partition, advance
 from services.provenance.graph.port import GraphStore
 from services.provenance.handlers import project
+from services.provenance.tunables import GROUP, MAX_BATCH
 
-GROUP = "provenance"
 GRAPH_RETRY = RetryPolicy(attempts=8, max_backoff=10.0)
 """The graph may be briefly away (a Neo4j restart): a record is retried for about a minute."""
 
@@ -56,7 +56,7 @@ async def collect(batch: GraphBatch, event: Event[Payload]) -> None:
 
 
 def graph_projection(
-    store: GraphStore, *, max_batch: int = 500, observer: Observer | None = None
+    store: GraphStore, *, observer: Observer | None = None
 ) -> Projection[GraphBatch]:
     """`observer` sees every batch's records once they are in the graph (benchmarks measure
     lag with it)."""
@@ -79,5 +79,5 @@ def graph_projection(
         transaction,
         claim=GraphBatch.claim,
         retry=GRAPH_RETRY,
-        max_batch=max_batch,
+        max_batch=MAX_BATCH,
     )

@@ -23,13 +23,11 @@ class ProvenanceService(Service):
     def __init__(
         self,
         *,
-        max_batch: int = 500,
         observer: Observer | None = None,
         graph: Callable[[Settings], GraphStore] = open_graph_store,
     ) -> None:
         """`observer` sees every batch once it is in the graph (benchmarks measure lag);
         `graph` makes the store from settings (benchmarks pick a Neo4j namespace)."""
-        self._max_batch = max_batch
         self._observer = observer
         self._graph = graph
         self._store: GraphStore | None = None
@@ -45,7 +43,7 @@ class ProvenanceService(Service):
         await store.open()
         resources.push_async_callback(store.close)
         self._store = store
-        projection = graph_projection(store, max_batch=self._max_batch, observer=self._observer)
+        projection = graph_projection(store, observer=self._observer)
         api = ProvenanceApi(store)
         return Wiring(
             consumers=[ctx.runner(projection)],
@@ -55,3 +53,6 @@ class ProvenanceService(Service):
                 )
             ],
         )
+
+
+service = ProvenanceService()

@@ -1,9 +1,5 @@
 """search: chunks of every tenant's atoms projected into a vector store, queried by dense,
 sparse (BM25) or hybrid search under a tenant filter the caller cannot remove (DESIGN.md §4).
-`service` is what the `hartonomous.services` entry point loads."""
 
-from services.search.service import SearchService
-
-service = SearchService()
-
-__all__ = ["SearchService", "service"]
+Light on purpose: the entry points name modules inside the package (`service.py`,
+`commands.py`, `tunables.py`), so reading a declaration never loads the whole service."""

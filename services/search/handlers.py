@@ -29,6 +29,7 @@ from hartonomous.runtime.projection import Handler, Projection
 from services.search import domain
 from services.search.domain import IndexedChunk
 from services.search.store import Document, JoinStore, Reference, Vector
+from services.search.tunables import GROUP, MAX_BATCH
 from services.search.vectors.port import VectorStore
 
 FRESHNESS = Histogram(
@@ -46,7 +47,6 @@ class Deps:
     blobs: BlobStore
 
 
-GROUP = "search"
 TOPICS = ("atoms", "embeddings")
 
 
@@ -114,7 +114,7 @@ def search_projection(deps: Deps) -> Projection[Deps]:
     are applied one at a time and re-applying one is harmless; what can never be projected is
     dead-lettered at once."""
     return Projection.one_at_a_time(
-        GROUP, TOPICS, HANDLERS, deps, poison=(domain.BadEvent, ChunkMismatch)
+        GROUP, TOPICS, HANDLERS, deps, poison=(domain.BadEvent, ChunkMismatch), max_batch=MAX_BATCH
     )
 
 

@@ -58,3 +58,6 @@ class SearchService(Service):
                 )
             ],
         )
+
+
+service = SearchService()

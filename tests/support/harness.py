@@ -5,7 +5,7 @@ and the projections run when the test says so."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
@@ -16,9 +16,10 @@ import grpc
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.topics import platform_topics
 from hartonomous.events import AvroCodec, Event, decode_event
-from hartonomous.events.payloads import Payload
+from hartonomous.events.payloads import ConfigChanged, Payload
 from hartonomous.runtime.grpc_server import GrpcHost, GrpcRegistration
 from hartonomous.runtime.projection import ProjectionRunner
+from hartonomous.runtime.publisher import Publisher
 from hartonomous.runtime.service import Service, ServiceContext, Wiring
 from hartonomous.settings import Settings
 from tests.support.platform import free_port
@@ -52,6 +53,7 @@ class Harness:
     wiring: Wiring
     host: GrpcHost
     channel: grpc.aio.Channel
+    control: ProjectionRunner[Any]  # this process's follower of the control topic
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -72,10 +74,12 @@ class Harness:
         return self.wiring.consumers
 
     def run_consumers(self) -> None:
-        self.tasks = [asyncio.create_task(c.run(), name=c.group) for c in self.consumers]
+        """The services' projections, and the follower that applies control changes."""
+        runners = [*self.consumers, self.control]
+        self.tasks = [asyncio.create_task(c.run(), name=c.group) for c in runners]
 
     async def stop_consumers(self) -> None:
-        for consumer in self.consumers:
+        for consumer in [*self.consumers, self.control]:
             consumer.stop()
         tasks, self.tasks = self.tasks, []
         await asyncio.gather(*tasks)
@@ -136,7 +140,13 @@ async def start(
     service reaches its peers there, as under `hartonomous up`). `peers`: stand-in servicers
     served there too, for a service tested without the real ones."""
     port = free_port()
-    ctx = ServiceContext(replace(settings or Settings(), grpc_port=port), event_log, CODEC, pg_url)
+    ctx = await ServiceContext.following_control(
+        replace(settings or Settings(), grpc_port=port),
+        event_log,
+        CODEC,
+        pg_url,
+        [service.name for service in services],
+    )
     host = GrpcHost("127.0.0.1", port)
     wiring = Wiring(grpc=list(peers))
     started: list[Service] = []
@@ -152,10 +162,17 @@ async def start(
             await service.stop()
         raise
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    harness = Harness(started, ctx, wiring, host, channel)
+    harness = Harness(started, ctx, wiring, host, channel, ctx.runner(ctx.control_projection()))
     if consume:
         harness.run_consumers()
     return harness
+
+
+async def set_tunable(event_log: EmbeddedEventLog, key: str, value: str) -> None:
+    """Change a tunable as an operator would: a ConfigChanged on `control`."""
+    change = ConfigChanged(key=key, new_value=value, reason="set by a test", actor="user:tests")
+    publisher = Publisher(event_log, CODEC, "tests")
+    await publisher.publish(publisher.new(change, tenant_id="platform"))
 
 
 @asynccontextmanager
@@ -166,9 +183,13 @@ async def running(
     consume: bool = True,
     partitions: int = 2,
     peers: Sequence[GrpcRegistration] = (),
+    tunables: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
-    """`start` on a log of its own, stopped (with the log) afterwards."""
+    """`start` on a log of its own, stopped (with the log) afterwards; `tunables` are set on
+    the control topic first, so the services open with them."""
     async with embedded_log(pg_url, partitions) as event_log:
+        for key, value in (tunables or {}).items():
+            await set_tunable(event_log, key, value)
         harness = await start(
             *services,
             event_log=event_log,

@@ -15,9 +15,9 @@ from hartonomous.events import Envelope, Event
 from hartonomous.events.payloads import UsageRecorded
 from hartonomous.settings import Settings, add_arguments
 from hartonomous.v1 import billing_pb2, billing_pb2_grpc
-from services.billing import BillingService
 from services.billing.commands import BillingCommand
 from services.billing.quota import QuotaBook
+from services.billing.service import BillingService
 from tests.support.events import record_of
 from tests.support.harness import Started, embedded_log, start
 

@@ -12,7 +12,7 @@ import pytest
 
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest import IngestService
+from services.ingest.service import IngestService
 from tests.integration.billing.conftest import USAGE_WRITE_FAULT
 from tests.support.harness import running
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from hartonomous.v1 import billing_pb2
-from services.billing import BillingService
-from services.billing.store import LEDGER_GROUP
+from services.billing.service import BillingService
+from services.billing.tunables import LEDGER_GROUP
 from tests.integration.billing.conftest import Billing, eventually, start_billing, usage
 
 MARCH = datetime(2025, 3, 1, tzinfo=UTC)

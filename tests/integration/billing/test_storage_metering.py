@@ -14,9 +14,9 @@ from hartonomous.events import decode_event
 from hartonomous.events.payloads import StorageMeasured
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest import IngestService
 from services.ingest.domain.storage import period_end
 from services.ingest.metering import SETTLE, StorageMeter
+from services.ingest.service import IngestService
 from tests.integration.billing.conftest import Billing, usage
 from tests.support.harness import CODEC, start
 

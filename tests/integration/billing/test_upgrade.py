@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.v1 import billing_pb2
-from services.billing import BillingService
-from services.billing.store import LEDGER_GROUP
+from services.billing.service import BillingService
+from services.billing.tunables import LEDGER_GROUP
 from tests.integration.billing.conftest import Billing, start_billing, usage
 
 # How the previous version kept the ledger's place: the offset after the last record applied.

@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2
 
 from hartonomous.postgres import create_pool
 from hartonomous.settings import Settings
-from services.gateway import GatewayService
 from services.gateway.config import GatewayConfig
 from services.gateway.keys import Role
+from services.gateway.service import GatewayService
 from services.gateway.store import KeyStore
 from tests.integration.gateway.fakes import SERVICES, Peers, fake_peers
 from tests.support.harness import running

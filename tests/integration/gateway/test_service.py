@@ -17,8 +17,8 @@ from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.events import AvroCodec
 from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
-from services.gateway import GatewayService
 from services.gateway.keys import Role
+from services.gateway.service import GatewayService
 from tests.integration.gateway.conftest import CONFIG, running_gateway
 from tests.support.postgres import fresh_database
 

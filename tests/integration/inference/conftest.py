@@ -8,9 +8,8 @@ import pytest
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.settings import Settings
 from hartonomous.v1 import inference_pb2_grpc
-from services.inference import InferenceService
 from services.inference.models.minilm import MiniLM, load_minilm
-from services.inference.service import WarmupPlan
+from services.inference.service import InferenceService, WarmupPlan
 from tests.support import harness
 from tests.support.harness import Started
 

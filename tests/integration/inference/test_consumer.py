@@ -1,6 +1,6 @@
 """The inference consumer on a real embedded log and a real blob directory: text atoms and
-chunks become EmbeddingComputed + UsageRecorded, bad content is dead-lettered, and the
-control topic retunes the batcher."""
+chunks become EmbeddingComputed + UsageRecorded, bad content is dead-lettered, and a change on
+the control topic retunes the batcher (through the process's follower of `control`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from hartonomous.events.payloads import (
     TextChunk,
     to_avro,
 )
+from hartonomous.runtime.projection import ProjectionRunner
 from services.inference.batching import DEFAULT_MAX_BATCH_SIZE
 from services.inference.domain import MODEL_ID
 from services.inference.models.minilm import MiniLM
@@ -91,10 +93,14 @@ def config_changed(key: str, value: str) -> tuple[Event[Payload], Record]:
 
 
 async def consume_until(
-    running: Running, done: Callable[[], Awaitable[bool]], timeout: float = 60.0
+    running: Running,
+    done: Callable[[], Awaitable[bool]],
+    timeout: float = 60.0,
+    consumer: ProjectionRunner[Any] | None = None,
 ) -> None:
-    """Run the service's consumer until `await done()` is true."""
-    [consumer] = running.harness.consumers
+    """Run the service's consumer (or `consumer`) until `await done()` is true."""
+    if consumer is None:
+        [consumer] = running.harness.consumers
     task = asyncio.create_task(consumer.run())
     try:
         async with asyncio.timeout(timeout):
@@ -224,16 +230,19 @@ async def test_config_changes_retune_the_batcher_and_bad_values_are_ignored(
             config_changed("inference.batch.max_wait_ms", "12.5")[1],
         ]
     )
-    [consumer] = running.harness.consumers
+    follower = running.harness.control  # the process's own follower of `control`
 
     async def retuned() -> bool:
         stats = running.service.batcher.stats()
         return (stats.max_batch_size, stats.max_wait_ms) == (8, 12.5)
 
-    await consume_until(running, retuned)
+    await consume_until(running, retuned, consumer=follower)
     assert (before.max_batch_size, before.max_wait_ms) == (DEFAULT_MAX_BATCH_SIZE, 5.0)
     assert await count(running, dlq_topic("control")) == 0
-    assert (consumer.group, consumer.projection.topics) == ("inference", ("atoms", "control"))
+    held = running.harness.ctx.config.held()  # the read-back telemetry reports
+    assert held["inference.batch.max_batch_size"] == "8"
+    assert held["inference.batch.max_wait_ms"] == "12.5"
+    assert follower.group.startswith("control-follower.")
 
 
 async def _at_least(running: Running, topic: str, n: int) -> bool:

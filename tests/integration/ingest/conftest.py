@@ -13,8 +13,8 @@ from hartonomous.events import Event
 from hartonomous.events.payloads import Payload
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest import IngestService
 from services.ingest.handlers import Deps
+from services.ingest.service import IngestService
 from tests.support.harness import Started, running
 
 LIMIT = 1 << 20

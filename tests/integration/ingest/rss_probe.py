@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest import IngestService
+from services.ingest.service import IngestService
 from tests.support.harness import running
 
 MIB = 1 << 20

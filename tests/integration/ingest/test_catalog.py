@@ -14,8 +14,9 @@ from hartonomous.v1 import ingest_pb2
 from services.ingest.domain import payloads
 from services.ingest.domain.content import Content
 from services.ingest.domain.header import parse_header
-from services.ingest.handlers import GROUP, HANDLERS
+from services.ingest.handlers import HANDLERS
 from services.ingest.store import Catalog
+from services.ingest.tunables import CATALOG_GROUP
 from tests.integration.ingest.conftest import PNG, Platform, catalog_rows, prose, sha256, stream
 from tests.support.events import new_event, record_of
 from tests.support.postgres import fresh_database
@@ -65,7 +66,7 @@ async def test_applying_in_any_order_gives_the_same_catalog(platform: Platform) 
     pool = await asyncpg.create_pool(other_url, min_size=1, max_size=2)
     assert pool is not None
     try:
-        catalog = Catalog(pool, GROUP)
+        catalog = Catalog(pool, CATALOG_GROUP)
         await catalog.setup()
         async with catalog.transaction() as tx:
             for event in reversed(events):

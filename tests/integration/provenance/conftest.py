@@ -11,8 +11,8 @@ from hartonomous.eventlog.port import EventLog
 from hartonomous.eventlog.topics import DOMAIN_TOPICS
 from hartonomous.settings import Settings
 from hartonomous.v1 import provenance_pb2_grpc
-from services.provenance import ProvenanceService
 from services.provenance.domain import Partition
+from services.provenance.service import ProvenanceService
 from tests.support.harness import CODEC, Started, running
 from tests.support.provenance_flow import Keyed, records
 
@@ -57,6 +57,8 @@ class Provenance(Started[ProvenanceService]):
 
 @pytest.fixture
 async def provenance(pg_url: str, tmp_path: Path) -> AsyncIterator[Provenance]:
-    service = ProvenanceService(max_batch=50)
-    async with running(service, pg_url=pg_url, settings=Settings(data_dir=tmp_path)) as harness:
+    service = ProvenanceService()
+    settings = Settings(data_dir=tmp_path)
+    small = {"provenance.consumer.max_batch": "50"}  # several batches in each test
+    async with running(service, pg_url=pg_url, settings=settings, tunables=small) as harness:
         yield Provenance(service, harness)

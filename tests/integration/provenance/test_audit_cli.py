@@ -106,7 +106,7 @@ async def test_verify_passes_on_the_live_graph_and_fails_once_it_is_tampered_wit
         for ep in entry_points(group=group)
     }
     assert {(SERVICES_GROUP, "provenance"), (COMMANDS_GROUP, "audit")} <= registered, (
-        "pyproject.toml must register services.provenance:service and :command"
+        "pyproject.toml must register services.provenance.service:service and .commands:command"
     )
     data_dir, port = tmp_path / "data", free_port()
     service_log = tmp_path / "provenance.log"

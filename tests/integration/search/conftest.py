@@ -13,10 +13,9 @@ from hartonomous.blobs import open_blob_store
 from hartonomous.eventlog.port import Record
 from hartonomous.settings import Settings
 from hartonomous.v1 import search_pb2, search_pb2_grpc
-from services.inference import InferenceService
 from services.inference.models.minilm import MiniLM, load_minilm
-from services.inference.service import WarmupPlan
-from services.search import SearchService
+from services.inference.service import InferenceService, WarmupPlan
+from services.search.service import SearchService
 from tests.support.harness import running
 from tests.support.postgres import fresh_database
 from tests.support.search_corpus import Doc, document, package_docs

@@ -11,7 +11,7 @@ import pytest
 
 from hartonomous.settings import Settings
 from hartonomous.v1 import search_pb2, search_pb2_grpc
-from services.search import SearchService
+from services.search.service import SearchService
 from tests.support.harness import running
 from tests.support.platform import free_port
 

@@ -1,0 +1,34 @@
+"""The inference service's tunables (the `hartonomous.tunables` entry point loads TUNABLES)."""
+
+from __future__ import annotations
+
+from hartonomous.runtime.tunables import Kind, Risk, Tunable, consumer_batch
+
+MAX_WAIT_MS = "inference.batch.max_wait_ms"
+MAX_BATCH_SIZE = "inference.batch.max_batch_size"
+
+TUNABLES = (
+    Tunable(
+        key=MAX_WAIT_MS,
+        kind=Kind.FLOAT,
+        default=5.0,
+        minimum=0.0,
+        maximum=1000.0,
+        description="How long the batcher waits for more texts before it runs a batch",
+        owner="inference",
+        group="inference.batching",
+    ),
+    Tunable(
+        key=MAX_BATCH_SIZE,
+        kind=Kind.INT,
+        default=256,
+        minimum=1,
+        # Every caller in a batch waits for all of it (256 texts: about 1.3 s on 2 cores).
+        maximum=256,
+        description="Texts per batch at most",
+        owner="inference",
+        group="inference.batching",
+        risk=Risk.MEDIUM,
+    ),
+    consumer_batch("inference", owner="inference", default=200),
+)
