@@ -15,7 +15,7 @@ import uuid
 from hartonomous.events import Event
 from hartonomous.events.payloads import ConfigChanged
 from hartonomous.runtime.projection import Projection
-from hartonomous.runtime.tunables import LiveConfig
+from hartonomous.tunables import LiveConfig
 
 CONTROL_TOPIC = "control"
 FOLLOWER_GROUP = "control-follower"

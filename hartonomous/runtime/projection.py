@@ -33,8 +33,8 @@ from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import AvroCodec, Event, EventDecodeError, decode_event
 from hartonomous.events.payloads import Payload
 from hartonomous.runtime.metrics import BATCH_SIZE, CONSUMER_LAG, EVENTS_HANDLED
-from hartonomous.runtime.tunables import Value
 from hartonomous.telemetry import continue_trace
+from hartonomous.tunables import Value
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from hartonomous.runtime.control import follower, new_instance_id
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.projection import Projection, ProjectionRunner, replay
 from hartonomous.runtime.publisher import Publisher
-from hartonomous.runtime.tunables import LiveConfig, catalog
 from hartonomous.settings import Settings
+from hartonomous.tunables import LiveConfig, catalog
 
 ENTRY_POINT_GROUP = "hartonomous.services"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hartonomous.runtime.tunables import consumer_batch
+from hartonomous.tunables import consumer_batch
 
 LEDGER_GROUP = "billing-ledger"
 LEDGER_BATCH = 1000

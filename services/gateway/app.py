@@ -18,6 +18,7 @@ from services.gateway.routes import (
     admin,
     atoms,
     billing,
+    config,
     embeddings,
     health,
     provenance,
@@ -43,7 +44,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         telemetry=no_native_telemetry,
     )
     app.state.gateway = gateway
-    for module in (atoms, search, embeddings, provenance, billing, admin, health):
+    for module in (atoms, search, embeddings, provenance, billing, admin, config, health):
         app.include_router(module.router)
     problems.install(app)
     # Added innermost first: telemetry sees everything, the 500 fallback and the limits

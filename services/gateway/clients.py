@@ -22,6 +22,8 @@ from hartonomous.telemetry import tracer
 from hartonomous.v1 import (
     billing_pb2,
     billing_pb2_grpc,
+    control_pb2,
+    control_pb2_grpc,
     inference_pb2,
     inference_pb2_grpc,
     ingest_pb2,
@@ -40,6 +42,7 @@ _STUBS: dict[str, Any] = {
     "search": search_pb2_grpc.SearchStub,
     "billing": billing_pb2_grpc.BillingStub,
     "provenance": provenance_pb2_grpc.ProvenanceStub,
+    "control": control_pb2_grpc.ControlStub,
 }
 
 # What /readyz asks each peer's health service about.
@@ -49,6 +52,7 @@ HEALTH_NAMES = {
     "search": search_pb2.DESCRIPTOR.services_by_name["Search"].full_name,
     "billing": billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name,
     "provenance": provenance_pb2.DESCRIPTOR.services_by_name["Provenance"].full_name,
+    "control": control_pb2.DESCRIPTOR.services_by_name["Control"].full_name,
 }
 
 
@@ -74,6 +78,9 @@ PUT_RATES = Rpc("billing", "PutRates", 10.0)
 PUT_QUOTA = Rpc("billing", "PutQuota", 10.0)
 LINEAGE = Rpc("provenance", "Lineage", 10.0)
 EXPLAIN = Rpc("provenance", "Explain", 10.0)
+GET_CONFIG = Rpc("control", "GetConfig", 5.0)
+SET_CONFIG = Rpc("control", "SetConfig", 10.0)
+CONFIG_HISTORY = Rpc("control", "ConfigHistory", 5.0)
 
 HEALTH_DEADLINE = 2.0
 # How long an aborted upload waits for the service to refuse the poison before cancelling.

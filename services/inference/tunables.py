@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hartonomous.runtime.tunables import Kind, Risk, Tunable, consumer_batch
+from hartonomous.tunables import Kind, Risk, Tunable, consumer_batch
 
 MAX_WAIT_MS = "inference.batch.max_wait_ms"
 MAX_BATCH_SIZE = "inference.batch.max_batch_size"

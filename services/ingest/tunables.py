@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hartonomous.runtime.tunables import consumer_batch
+from hartonomous.tunables import consumer_batch
 
 CATALOG_GROUP = "ingest-catalog"
 CATALOG_BATCH = 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hartonomous.runtime.tunables import consumer_batch
+from hartonomous.tunables import consumer_batch
 
 GROUP = "search"
 MAX_BATCH = 200

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hartonomous.runtime.tunables import (
+from hartonomous.tunables import (
     InvalidSetting,
     Kind,
     LiveConfig,

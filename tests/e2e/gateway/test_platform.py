@@ -353,9 +353,34 @@ def test_probes_and_metrics(platform: Platform, acme: Tenant) -> None:
         "search",
         "billing",
         "provenance",
+        "control",
     }
     assert 'method="POST",route="/v1/search",status="200"' in exposition
     assert "hartonomous_consumer_lag" in exposition
+
+
+def test_a_config_change_reaches_the_running_service_and_its_history(
+    platform: Platform, admin_key: str
+) -> None:
+    """Changed over REST, the batching wait is live in the inference service (its metric);
+    changed back with the CLI (through the control service), the history has both."""
+    knob = "inference.batch.max_wait_ms"
+
+    def wait_is(value: str) -> bool | None:
+        with platform.client() as http:
+            exposition = http.get("/metrics").text
+        return True if f"hartonomous_inference_max_wait_ms {value}" in exposition else None
+
+    with platform.client(admin_key) as http:
+        changed = http.put(f"/v1/admin/config/{knob}", json={"value": 12.5, "reason": "e2e"})
+    assert changed.status_code == 200, changed.text
+    eventually(lambda: wait_is("12.5"), timeout=30)
+    port = ("--grpc-port", str(platform.grpc_port))
+    assert platform.cli("config", "set", knob, "5", "--reason", "back", *port) == "5"
+    eventually(lambda: wait_is("5.0"), timeout=30)
+    history = json.loads(platform.cli("config", "history", knob, "--json", *port))
+    assert [(c["new_value"], c["reason"]) for c in history][:2] == [("5", "back"), ("12.5", "e2e")]
+    assert history[0]["actor"].startswith("user:cli-")
 
 
 def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:

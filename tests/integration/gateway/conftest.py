@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 
 from hartonomous.postgres import create_pool
 from hartonomous.settings import Settings
+from services.control.service import ControlService
 from services.gateway.config import GatewayConfig
 from services.gateway.keys import Role
 from services.gateway.service import GatewayService
@@ -54,8 +55,15 @@ async def running_gateway(config: GatewayConfig, data_dir: Path) -> AsyncIterato
     peers = fake_peers()
     service = GatewayService(config)
     settings = Settings(data_dir=data_dir, http_port=0)
+    # The real control service beside the stand-ins: its validation is what the config routes
+    # rely on, and it has no peers of its own.
     async with running(
-        service, pg_url=pg_url, settings=settings, partitions=1, peers=peers.registrations
+        service,
+        ControlService(),
+        pg_url=pg_url,
+        settings=settings,
+        partitions=1,
+        peers=peers.registrations,
     ) as harness:
         peers.health = harness.host.health
         await peers.health.set(SERVICES["provenance"], health_pb2.HealthCheckResponse.SERVING)

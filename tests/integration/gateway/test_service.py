@@ -82,6 +82,7 @@ async def test_readiness_names_the_dependency_that_is_down(tmp_path: Path) -> No
             "search",
             "billing",
             "provenance",
+            "control",
         }
         await gw.peers.health.set(
             "hartonomous.v1.Billing", health_pb2.HealthCheckResponse.NOT_SERVING

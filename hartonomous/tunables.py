@@ -63,6 +63,8 @@ class Tunable:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    autonomous: bool = True
+    """False: only an operator changes it (the loop's own settings)."""
 
     def __post_init__(self) -> None:
         self.parse(str(self.default))  # a default outside its own bounds is a declaration bug
