@@ -153,14 +153,31 @@ class ConfigChanged(Payload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OperationWindow(Payload):
+    operation: str
+    requests: int
+    errors: int
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GaugeSample(Payload):
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    value: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TelemetryRecorded(Payload):
     service: str
-    metric: str
-    kind: str
-    value: float
-    unit: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    observed_at: datetime
+    instance: str
+    window_start: datetime
+    window_end: datetime
+    operations: list[OperationWindow]
+    gauges: list[GaugeSample]
+    tunables: dict[str, str] = field(default_factory=dict)
 
 
 EVENT_PAYLOADS: Mapping[str, type[Payload]] = {

@@ -22,9 +22,13 @@ class GrpcRegistration:
 
 
 class GrpcHost:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self, host: str, port: int, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    ) -> None:
         self._address = f"{host}:{port}"
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.aio.server(
+            interceptors=list(interceptors), options=[("grpc.so_reuseport", 0)]
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
 

@@ -17,6 +17,7 @@ from hartonomous.events import AvroCodec
 from hartonomous.postgres import postgres_url
 from hartonomous.runtime.grpc_server import GrpcHost
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, discover
+from hartonomous.runtime.windows import TelemetryEmitter, TimingInterceptor
 from hartonomous.settings import Settings
 
 logger = logging.getLogger("hartonomous")
@@ -45,12 +46,15 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     started: list[Service] = []
     stack = contextlib.ExitStack()
-    grpc_host = GrpcHost(settings.grpc_host, settings.grpc_port)
+    grpc_host: GrpcHost | None = None
+    emitting: asyncio.Task[None] | None = None
     try:
         await event_log.ensure_topics(platform_topics())
         ctx = await ServiceContext.following_control(
             settings, event_log, AvroCodec(), pg_url, [s.name for s in services]
         )
+        timing = TimingInterceptor(ctx.telemetry)
+        grpc_host = GrpcHost(settings.grpc_host, settings.grpc_port, interceptors=[timing])
         wiring = Wiring(consumers=[ctx.runner(ctx.control_projection())])
         for service in services:
             part = await service.start(ctx)
@@ -71,6 +75,8 @@ async def run(
             },
         )
         tasks = [asyncio.create_task(c.run(), name=c.group) for c in wiring.consumers]
+        emitter = TelemetryEmitter(ctx.telemetry, ctx.publisher("telemetry"), ctx.config)
+        emitting = asyncio.create_task(emitter.run(), name="telemetry")
         if ready is not None:
             ready.set()
         waiter = asyncio.create_task(stop.wait())
@@ -83,8 +89,11 @@ async def run(
         for task in done - {waiter}:
             task.result()  # a consumer that crashed: its error, now that the rest drained
     finally:
+        if emitting is not None:
+            emitting.cancel()
         stack.close()
-        await grpc_host.stop()
+        if grpc_host is not None:
+            await grpc_host.stop()
         for service in reversed(started):
             await service.stop()
         await event_log.close()

@@ -127,6 +127,9 @@ class ProjectionRunner(Generic[Tx]):
         self._dead_letters = dead_letters
         self.rejected = 0
         self.max_batch = projection.max_batch
+        self.lag: int | None = None
+        """Records appended and not yet applied, over the partitions this member owns (None
+        until it has applied some: an unknown lag is never reported as zero)."""
         self._poison: tuple[type[Exception], ...] = (PoisonEvent, *projection.poison)
         self._positions: dict[tuple[str, int], int] = {}
         self._stopping = asyncio.Event()
@@ -272,12 +275,16 @@ class ProjectionRunner(Generic[Tx]):
 
     async def _report_lag(self, consumer: Consumer) -> None:
         assigned = await consumer.assignment()
+        total: int | None = None
         for topic in {t for t, _ in assigned}:
             ends = await self._event_log.end_offsets(topic)
             for partition, end in ends.items():
                 done = self._positions.get((topic, partition))
                 if (topic, partition) in assigned and done is not None:
-                    CONSUMER_LAG.labels(self.group, topic, str(partition)).set(max(0, end - done))
+                    lag = max(0, end - done)
+                    CONSUMER_LAG.labels(self.group, topic, str(partition)).set(lag)
+                    total = (total or 0) + lag
+        self.lag = total
 
 
 @dataclass

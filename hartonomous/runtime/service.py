@@ -20,6 +20,7 @@ from hartonomous.runtime.control import follower, new_instance_id
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.projection import Projection, ProjectionRunner, replay
 from hartonomous.runtime.publisher import Publisher
+from hartonomous.runtime.windows import WindowRecorder
 from hartonomous.settings import Settings
 from hartonomous.tunables import LiveConfig, catalog
 
@@ -34,6 +35,12 @@ class ServiceContext:
     postgres_url: str
     config: LiveConfig = field(default_factory=lambda: LiveConfig(catalog()))
     instance: str = field(default_factory=new_instance_id)
+    role: str = "platform"
+    """What the process runs, as its telemetry names it: one service, or the whole platform."""
+    telemetry: WindowRecorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.telemetry = WindowRecorder(self.role, self.instance)
 
     @classmethod
     async def following_control(
@@ -48,7 +55,9 @@ class ServiceContext:
         values the control topic gives them now: what a process opens its services with."""
         tunables = catalog()
         held = [k for k, t in tunables.items() if t.owner in ("*", *services)]
-        ctx = cls(settings, event_log, codec, postgres_url, LiveConfig(tunables, held))
+        role = services[0] if len(services) == 1 else "platform"
+        config = LiveConfig(tunables, held)
+        ctx = cls(settings, event_log, codec, postgres_url, config, new_instance_id(), role)
         await replay(event_log, codec, ctx.control_projection(), progress_every=60.0)
         return ctx
 
@@ -62,6 +71,7 @@ class ServiceContext:
         """The projection's runner; a projection with a `<group>.consumer.max_batch` tunable
         polls as many records as it says, retuned live."""
         runner = ProjectionRunner(self.event_log, self.codec, projection)
+        self.telemetry.gauge("consumer_lag", lambda: runner.lag, group=projection.group)
         key = f"{projection.group}.consumer.max_batch"
         if key in {s.tunable.key for s in self.config.settings()}:
             runner.max_batch = int(self.config.watch(key, runner.retune_batch))

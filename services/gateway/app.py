@@ -58,7 +58,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         )
     app.add_middleware(BodyLimit, config=gateway.config)
     app.add_middleware(CatchAll)
-    app.add_middleware(RequestTelemetry)
+    app.add_middleware(RequestTelemetry, recorder=gateway.telemetry)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hartonomous.eventlog.port import EventLog
+from hartonomous.runtime.windows import WindowRecorder
 from services.gateway.auth import CHALLENGE, Authenticator, Principal, Unauthenticated
 from services.gateway.clients import Peers
 from services.gateway.config import GatewayConfig
@@ -27,6 +28,7 @@ class Gateway:
     limiter: RateLimiter
     peers: Peers
     event_log: EventLog
+    telemetry: WindowRecorder
 
 
 async def gateway(request: Request) -> Gateway:

@@ -62,6 +62,7 @@ class GatewayService(Service):
             limiter=RateLimiter(config.rate_per_second, config.rate_burst),
             peers=peers,
             event_log=ctx.event_log,
+            telemetry=ctx.telemetry,
         )
         await _serve(gateway, listener, resources)
         # Last, once serving: a key is only created when it can be printed and used.

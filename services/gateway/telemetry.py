@@ -1,6 +1,7 @@
 """Every request observed once: an OpenTelemetry server span (continuing the caller's
-`traceparent` when it sends one), a Prometheus histogram by route template and status, and a
-JSON access log line that carries the trace id (hartonomous.telemetry stamps it).
+`traceparent` when it sends one), a Prometheus histogram by route template and status, the
+process's telemetry window (hartonomous.runtime.windows), and a JSON access log line that
+carries the trace id (hartonomous.telemetry stamps it).
 
 The trace goes on from here through gRPC metadata (clients.py), and from the services into
 the `traceparent` envelope header of every event they append."""
@@ -16,6 +17,7 @@ from prometheus_client import Histogram
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hartonomous.runtime.windows import WindowRecorder
 from hartonomous.telemetry import tracer
 
 logger = logging.getLogger("services.gateway.access")
@@ -34,8 +36,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class RequestTelemetry:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, recorder: WindowRecorder) -> None:
         self.app = app
+        self._recorder = recorder
         self._tracer = tracer(__name__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,6 +74,7 @@ class RequestTelemetry:
                 if status >= 500:
                     span.set_status(trace.StatusCode.ERROR)
                 REQUEST_SECONDS.labels(method, template, str(status)).observe(elapsed)
+                self._recorder.observe(f"{method} {template}", elapsed, failed=status >= 500)
                 principal = scope.get("state", {}).get("principal")
                 logger.info(
                     "%s %s %d",

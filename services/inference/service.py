@@ -108,6 +108,8 @@ class InferenceService(Service):
             await warm
         else:
             in_background(resources, warm, "inference-warmup").add_done_callback(_log_failure)
+        ctx.telemetry.gauge("inference_queue_depth", lambda: float(batcher.stats().queue_depth))
+        ctx.telemetry.gauge("inference_batch_size", WindowMeanBatch(batcher))
         collector = BatcherCollector(batcher)
         REGISTRY.register(collector)
         resources.callback(REGISTRY.unregister, collector)
@@ -138,7 +140,21 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         logger.error("inference warm-up failed", exc_info=exc)
 
 
-BATCH_SIZE_BUCKETS = tuple(2**i for i in range(9))  # 1 .. 256 = domain.MAX_BATCH_SIZE
+class WindowMeanBatch:
+    """Texts per batch since the last reading (a telemetry gauge): None when no batch ran."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+        self._seen = (0, 0)  # (texts, batches) at the last reading
+
+    def __call__(self) -> float | None:
+        stats = self._batcher.stats()
+        texts, batches = stats.texts - self._seen[0], stats.batches - self._seen[1]
+        self._seen = (stats.texts, stats.batches)
+        return texts / batches if batches else None
+
+
+BATCH_SIZE_BUCKETS = tuple(2**i for i in range(9))  # 1 .. 256
 
 
 class BatcherCollector(Collector):

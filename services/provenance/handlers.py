@@ -278,19 +278,6 @@ def on_model_decomposed(f: FactSet, payload: ModelDecomposed, env: Envelope) -> 
         f.edge(Rel.CONTENT, node, content)
 
 
-def on_telemetry_recorded(f: FactSet, payload: TelemetryRecorded, env: Envelope) -> None:
-    """A metric sample stays on its Event node: samples are many, and the OODA observations
-    that summarise them are the nodes worth following."""
-    f.event_props.update(
-        service=payload.service,
-        metric=payload.metric,
-        kind=payload.kind,
-        value=payload.value,
-    )
-    if payload.unit is not None:
-        f.event_props["unit"] = payload.unit
-
-
 def generic_record(f: FactSet, label: Label, fields: Mapping[str, Any], env: Envelope) -> None:
     """An event of a topic in TOPIC_LABELS: one node with the payload's fields, and USED_INPUT
     edges to the atoms and model versions it names."""
@@ -324,6 +311,10 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+UNMAPPED = (TelemetryRecorded,)
+"""Events with no place in the graph: telemetry windows are many, and the OODA observations
+made of them are the nodes worth following (they name the windows they used by event id)."""
+
 Mapper = Callable[[FactSet, Any, Envelope], None]
 
 MAPPERS: Mapping[type[Payload], Mapper] = {
@@ -335,7 +326,6 @@ MAPPERS: Mapping[type[Payload], Mapper] = {
     SearchPerformed: on_search_performed,
     ConfigChanged: on_config_changed,
     ModelDecomposed: on_model_decomposed,
-    TelemetryRecorded: on_telemetry_recorded,
 }
 """Event type -> what its payload states, beyond the Event node every event becomes."""
 
@@ -370,6 +360,8 @@ def positions_after(records: Iterable[StoredRecord]) -> dict[Partition, int]:
 
 
 def _facts_of(event: Event[Payload]) -> Facts:
+    if isinstance(event.payload, UNMAPPED):
+        return Facts()
     env = event.envelope
     f = FactSet(origin_of(event))
     mapper = MAPPERS.get(type(event.payload))

@@ -21,6 +21,7 @@ from hartonomous.runtime.grpc_server import GrpcHost, GrpcRegistration
 from hartonomous.runtime.projection import ProjectionRunner
 from hartonomous.runtime.publisher import Publisher
 from hartonomous.runtime.service import Service, ServiceContext, Wiring
+from hartonomous.runtime.windows import TimingInterceptor
 from hartonomous.settings import Settings
 from tests.support.platform import free_port
 
@@ -147,7 +148,7 @@ async def start(
         pg_url,
         [service.name for service in services],
     )
-    host = GrpcHost("127.0.0.1", port)
+    host = GrpcHost("127.0.0.1", port, interceptors=[TimingInterceptor(ctx.telemetry)])
     wiring = Wiring(grpc=list(peers))
     started: list[Service] = []
     try:

@@ -14,7 +14,9 @@ from hartonomous.events import AvroCodec, Envelope, Event, decode_event, encode_
 from hartonomous.events.payloads import (
     AtomChunked,
     ConfigChanged,
+    GaugeSample,
     ModelDecomposed,
+    OperationWindow,
     Payload,
     TelemetryRecorded,
     TensorAtom,
@@ -67,25 +69,20 @@ def test_a_config_change_is_a_node_of_the_tenant_that_made_it() -> None:
     }
 
 
-def test_a_telemetry_sample_stays_on_its_event_node() -> None:
+def test_a_telemetry_window_is_no_node_of_the_graph() -> None:
     env = Envelope.new("TelemetryRecorded", "platform", "inference")
+    window = datetime.now(UTC)
     payload = TelemetryRecorded(
         service="inference",
-        metric="inference_batch_latency_seconds",
-        kind="sample",
-        value=0.012,
-        unit="seconds",
-        labels={"bucket": "128"},
-        observed_at=datetime.now(UTC),
+        instance="host-1-abc",
+        window_start=window,
+        window_end=window,
+        operations=[OperationWindow(operation="Embed", requests=3, errors=0, p95_ms=12.0)],
+        gauges=[GaugeSample(name="inference_queue_depth", value=2.0)],
+        tunables={"inference.batch.max_wait_ms": "5"},
     )
     facts = project(_decoded("telemetry", Event(env, payload)))
-    (event,) = facts.nodes
-    assert event.label is Label.EVENT
-    assert (event.props["metric"], event.props["value"]) == (
-        "inference_batch_latency_seconds",
-        0.012,
-    )
-    assert facts.edges == []
+    assert (facts.nodes, facts.edges) == ([], [])
 
 
 async def test_a_model_file_is_visible_with_its_tensors_to_its_holders(tmp_path: Path) -> None:

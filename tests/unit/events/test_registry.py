@@ -105,8 +105,10 @@ def test_contract_fields_other_services_rely_on() -> None:
     assert {"tenant_id", "operation", "unit", "resource_id"} <= set(usage)
 
     telemetry = _field_types("TelemetryRecorded")
-    assert telemetry["value"] == "double"
-    assert telemetry["labels"] == {"type": "map", "values": "string"}
+    assert {"service", "instance", "window_start", "window_end"} <= set(telemetry)
+    operation = telemetry["operations"]["items"]
+    assert {f["name"] for f in operation["fields"]} >= {"operation", "requests", "p95_ms"}
+    assert telemetry["tunables"] == {"type": "map", "values": "string"}
 
     config = _field_types("ConfigChanged")
     assert {"key", "old_value", "new_value", "reason", "actor"} <= set(config)
