@@ -180,6 +180,157 @@ class TelemetryRecorded(Payload):
     tunables: dict[str, str] = field(default_factory=dict)
 
 
+# --- the autonomous loop (ooda.*) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObservationMade(Payload):
+    observation_id: str
+    service: str
+    metric: str
+    metric_name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    direction: str
+    baseline: float
+    current: float
+    effect: float
+    baseline_samples: int
+    recent_samples: int
+    windows: list[str]
+    observed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guardrail(Payload):
+    metric: str
+    worse: str
+    max_effect: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hypothesis(Payload):
+    hypothesis_id: str
+    playbook: str
+    knob: str
+    current_value: str
+    proposed_value: str
+    risk: str
+    expect_metric: str
+    expect_direction: str
+    min_effect: float
+    guardrails: list[Guardrail] = field(default_factory=list)
+    evaluation_s: float
+    cooldown_s: float
+    prior_alpha: float
+    prior_beta: float
+    expected_value: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HypothesesProposed(Payload):
+    observation_id: str
+    metric: str
+    candidates: list[Hypothesis]
+    proposed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alternative(Payload):
+    hypothesis_id: str
+    playbook: str
+    drawn: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionMade(Payload):
+    decision_id: str
+    observation_id: str
+    hypothesis_id: str
+    playbook: str
+    knob: str
+    from_value: str
+    to_value: str
+    risk: str
+    status: str
+    reason: str
+    drawn: float
+    alternatives: list[Alternative] = field(default_factory=list)
+    expires_at: datetime | None = None
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionResolved(Payload):
+    decision_id: str
+    knob: str
+    status: str
+    actor: str
+    reason: str = ""
+    resolved_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionStarted(Payload):
+    action_id: str
+    decision_id: str
+    knob: str
+    old_value: str
+    new_value: str
+    actor: str
+    change_event_id: str
+    rollback_of: str | None = None
+    deadline: datetime
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionConfirmed(Payload):
+    action_id: str
+    knob: str
+    instances: list[str]
+    confirmed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionFailed(Payload):
+    action_id: str
+    knob: str
+    reason: str
+    missing: list[str] = field(default_factory=list)
+    failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutcomeEvaluated(Payload):
+    outcome_id: str
+    action_id: str
+    decision_id: str
+    playbook: str
+    knob: str
+    verdict: str
+    metric: str
+    before_median: float | None = None
+    after_median: float | None = None
+    effect: float | None = None
+    before_samples: int
+    after_samples: int
+    p_value: float | None = None
+    baseline: float | None = None
+    guardrail_breaches: list[str] = field(default_factory=list)
+    rolled_back: bool
+    evaluated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriorUpdated(Payload):
+    playbook: str
+    alpha: float
+    beta: float
+    outcome_id: str
+    suspended_until: datetime | None = None
+    updated_at: datetime
+
+
 EVENT_PAYLOADS: Mapping[str, type[Payload]] = {
     cls.__name__: cls
     for cls in (
@@ -193,6 +344,15 @@ EVENT_PAYLOADS: Mapping[str, type[Payload]] = {
         UsageRecorded,
         ConfigChanged,
         TelemetryRecorded,
+        ObservationMade,
+        HypothesesProposed,
+        DecisionMade,
+        DecisionResolved,
+        ActionStarted,
+        ActionConfirmed,
+        ActionFailed,
+        OutcomeEvaluated,
+        PriorUpdated,
     )
 }
 """Event type -> its payload class (nested records are not event types)."""

@@ -278,7 +278,9 @@ def test_invalid_payload_raises_clear_error(
 
 
 def test_unknown_event_type_on_encode(codec: AvroCodec) -> None:
-    with pytest.raises(EventEncodeError, match=r"unknown event type 'Nope' \(known: AtomChunked"):
+    with pytest.raises(
+        EventEncodeError, match=r"unknown event type 'Nope' \(known: ActionConfirmed, "
+    ):
         codec.encode("Nope", {})
 
 
