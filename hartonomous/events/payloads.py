@@ -197,6 +197,7 @@ class ObservationMade(Payload):
     baseline_samples: int
     recent_samples: int
     windows: list[str]
+    since: datetime
     observed_at: datetime
 
 

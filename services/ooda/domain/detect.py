@@ -2,8 +2,9 @@
 and a two-sided CUSUM of the standardised residuals.
 
 A sample moves the CUSUM by its distance from the baseline in robust standard deviations,
-less a slack `k`; a change is reported once a CUSUM passes `h` and the recent samples' median
-differs from the baseline by at least `min_effect` (relative). No baseline (fewer than
+less a slack `k`; a change is reported once a CUSUM passes `h`, at least `min_recent` samples
+follow the change's likeliest onset, and their median differs from the baseline by at least
+`min_effect` (relative). No baseline (fewer than
 `min_baseline` samples) means no verdict at all. Every sample joins the baseline after it was
 judged against it (holding some out would bias the baseline towards the others). After a
 change the detector learns a fresh baseline from the samples that follow, so one shift is one
@@ -31,7 +32,11 @@ class Tuning:
     slack: float = 1.3  # k, in robust standard deviations
     threshold: float = 1.8  # h
     min_effect: float = 0.15  # relative change of the recent median
+    min_recent: int = 3  # samples since the change began: the evidence an action is judged by
     floor: float = 0.02  # the smallest scale, relative to the baseline (a perfectly flat series)
+    refresh_samples: int = (
+        6  # the baseline's median and MAD are recomputed every 30 s, not per sample
+    )
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,45 @@ class Change:
     baseline_samples: int
     recent_samples: int
     sources: tuple[str, ...]  # the windows (event ids) the recent samples came from
+    since: datetime  # the first recent sample's window end: when the change began
     detected_at: datetime
+
+
+@dataclass
+class _Side:
+    """One side of the two-sided CUSUM, and the samples since it last stood at zero (the
+    change's onset, as far as the samples can tell)."""
+
+    sum: float = 0.0
+    since_zero: list[Sample] = field(default_factory=list)
+
+    def add(self, step: float, sample: Sample) -> None:
+        self.sum = max(0.0, self.sum + step)
+        if self.sum == 0.0:
+            self.since_zero.clear()
+        else:
+            self.since_zero.append(sample)
+
+    def reset(self) -> None:
+        self.sum = 0.0
+        self.since_zero.clear()
 
 
 @dataclass
 class _Series:
     baseline: deque[float]
-    up: float = 0.0
-    down: float = 0.0
-    recent: list[Sample] = field(default_factory=list)
+    up: _Side = field(default_factory=_Side)
+    down: _Side = field(default_factory=_Side)
+    median: float = 0.0
+    scale: float = 0.0
+    stale: int = 0  # samples since the median and scale were computed
+
+    def refresh(self, tuning: Tuning) -> None:
+        median = statistics.median(self.baseline)
+        mad = statistics.median(abs(v - median) for v in self.baseline)
+        self.median = median
+        self.scale = max(1.4826 * mad, tuning.floor * abs(median), 1e-9)
+        self.stale = 0
 
 
 class Detector:
@@ -69,26 +104,29 @@ class Detector:
             series = self._series[sample.metric] = _Series(deque(maxlen=t.baseline_samples))
         if len(series.baseline) < t.min_baseline:
             series.baseline.append(sample.value)
+            series.stale = t.refresh_samples
             return None
-        median = statistics.median(series.baseline)
-        mad = statistics.median(abs(v - median) for v in series.baseline)
-        scale = max(1.4826 * mad, t.floor * abs(median), 1e-9)
-        z = (sample.value - median) / scale
-        series.up = max(0.0, series.up + z - t.slack)
-        series.down = max(0.0, series.down - z - t.slack)
+        if series.stale >= t.refresh_samples:
+            series.refresh(t)
+        series.stale += 1
+        median = series.median
+        z = (sample.value - median) / series.scale
+        series.up.add(z - t.slack, sample)
+        series.down.add(-z - t.slack, sample)
         series.baseline.append(sample.value)
-        if series.up == 0.0 and series.down == 0.0:
-            series.recent.clear()
+        direction, side = (
+            ("up", series.up) if series.up.sum >= series.down.sum else ("down", series.down)
+        )
+        if side.sum <= t.threshold:
             return None
-        series.recent.append(sample)
-        if max(series.up, series.down) <= t.threshold:
+        # The samples since the side's last zero may begin with noise from before the change:
+        # the new level is measured from the likeliest onset, once enough samples follow it.
+        recent = side.since_zero[_onset(side.since_zero, median) :]
+        if len(recent) < t.min_recent:
             return None
-        direction = "up" if series.up > series.down else "down"
-        current = statistics.median(s.value for s in series.recent)
+        current = statistics.median(s.value for s in recent)
         effect = (current - median) / abs(median) if median else float("inf")
-        series.up = series.down = 0.0
-        if abs(effect) < t.min_effect:  # significant, but too small to act on: no change
-            series.recent.clear()
+        if abs(effect) < t.min_effect:  # significant, but too small to act on (yet)
             return None
         change = Change(
             sample.metric,
@@ -96,12 +134,27 @@ class Detector:
             median,
             current,
             effect,
-            len(series.baseline),
-            len(series.recent),
-            tuple(s.source for s in series.recent),
+            len(series.baseline) - 1,
+            len(recent),
+            tuple(s.source for s in recent),
+            recent[0].at,
             sample.at,
         )
         # The level has moved: a fresh baseline from the samples that follow.
         series.baseline.clear()
-        series.recent.clear()
+        series.up.reset()
+        series.down.reset()
         return change
+
+
+def _onset(samples: list[Sample], baseline: float) -> int:
+    """The likeliest start of a shift away from `baseline` in `samples`: the split that
+    maximises (samples after it) x (their mean's distance from the baseline)^2."""
+    best, best_score, tail = 0, -1.0, 0.0
+    n = len(samples)
+    for k in range(n - 1, -1, -1):
+        tail += samples[k].value
+        score = (n - k) * (tail / (n - k) - baseline) ** 2
+        if score > best_score:
+            best, best_score = k, score
+    return best

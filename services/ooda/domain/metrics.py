@@ -5,7 +5,6 @@ A value the window did not measure is no sample at all: missing data is never ev
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +28,18 @@ class Metric:
     def label(self, name: str) -> str | None:
         return dict(self.labels).get(name)
 
+    @classmethod
+    def parse(cls, text: str) -> Metric:
+        """The metric `str(metric)` wrote."""
+        name, _, rest = text.partition("{")
+        pairs = [p.split("=", 1) for p in rest.rstrip("}").split(",") if p]
+        return cls.of(name, **{k: v for k, v in pairs})
+
+    def covers(self, other: Metric) -> bool:
+        """`other` is this metric, with at least these labels (a sample of it)."""
+        theirs = dict(other.labels)
+        return self.name == other.name and all(theirs.get(k) == v for k, v in self.labels)
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -41,7 +52,7 @@ class Sample:
 
 def samples_of(window: TelemetryRecorded, event_id: str) -> list[Sample]:
     """Every number a window measured: per operation with requests its latency quantiles and
-    error rate, and every gauge."""
+    error rate, and every gauge; each labelled with the window's service."""
     found: list[Sample] = []
 
     def add(metric: Metric, value: float | None) -> None:
@@ -50,14 +61,10 @@ def samples_of(window: TelemetryRecorded, event_id: str) -> list[Sample]:
 
     for op in window.operations:
         if op.requests:
-            add(Metric.of("latency_p50_ms", operation=op.operation), op.p50_ms)
-            add(Metric.of("latency_p95_ms", operation=op.operation), op.p95_ms)
-            add(Metric.of("error_rate", operation=op.operation), op.errors / op.requests)
+            labels = {"service": window.service, "operation": op.operation}
+            add(Metric.of("latency_p50_ms", **labels), op.p50_ms)
+            add(Metric.of("latency_p95_ms", **labels), op.p95_ms)
+            add(Metric.of("error_rate", **labels), op.errors / op.requests)
     for gauge in window.gauges:
-        add(Metric.of(gauge.name, **gauge.labels), gauge.value)
+        add(Metric.of(gauge.name, **{"service": window.service, **gauge.labels}), gauge.value)
     return found
-
-
-def read_back(window: TelemetryRecorded) -> Mapping[str, str]:
-    """The effective tunable values the window's process reported."""
-    return window.tunables

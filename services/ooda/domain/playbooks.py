@@ -17,8 +17,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from hartonomous.tunables import Kind, Risk, Tunable, Value
+from services.ooda.domain.knobs import KnobChange
 from services.ooda.domain.metrics import Metric
 
 EMBED = "hartonomous.v1.Inference/Embed"
@@ -101,18 +103,8 @@ class Playbook:
         return self.knob.replace("{group}", metric.label("group") or "")
 
 
-@dataclass(frozen=True)
-class LastChange:
-    """A knob's most recent change (by anyone), as the control topic tells it."""
-
-    old_value: str | None
-    new_value: str
-    actor: str
-    at_s: float  # seconds since the epoch
-
-
 def propose(
-    playbook: Playbook, tunable: Tunable, current: Value, last: LastChange | None, now_s: float
+    playbook: Playbook, tunable: Tunable, current: Value, last: KnobChange | None, now: datetime
 ) -> str | None:
     """The value the playbook would set, as text; None when it has nothing to propose (the
     value would not change, or there is no recent change to restore)."""
@@ -120,7 +112,11 @@ def propose(
     if isinstance(rule, SetTo):
         proposed = tunable.text(tunable.parse(rule.value))
     elif isinstance(rule, Restore):
-        if last is None or last.old_value is None or now_s - last.at_s > rule.within_s:
+        if (
+            last is None
+            or last.old_value is None
+            or (now - last.at).total_seconds() > rule.within_s
+        ):
             return None
         proposed = tunable.text(tunable.parse(last.old_value))
     else:
