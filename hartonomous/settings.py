@@ -34,6 +34,8 @@ class Settings:
     # Prometheus exposition (/metrics) of every process; 0 turns it off.
     metrics_port: int = 9090
     log_level: str = "INFO"
+    # Playbooks the autonomous loop adds to its own: "module:attribute", a sequence of Playbook.
+    ooda_playbooks: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

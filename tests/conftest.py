@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.inference.models.minilm import MiniLM, load_minilm
 from tests.support.postgres import fresh_database
 
 
@@ -9,3 +10,9 @@ from tests.support.postgres import fresh_database
 async def pg_url() -> str:
     """A new, empty database on the suite's real Postgres server."""
     return await fresh_database()
+
+
+@pytest.fixture(scope="session")
+def model() -> MiniLM:
+    """The real model, loaded once for the session (weights and version hash take seconds)."""
+    return load_minilm()

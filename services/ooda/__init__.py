@@ -1,1 +1,6 @@
-"""ooda: observe, orient, decide, act, learn over telemetry (DESIGN.md §4). Not built yet."""
+"""ooda: the autonomous loop (DESIGN.md §4). Five stage services, each its own consumer group
+and entry point (`ooda-observe`, `ooda-orient`, `ooda-decide`, `ooda-act`, `ooda-learn`),
+linked only by the `ooda.*` topics; their logic is pure (`domain/`), their wiring shared
+(`stages.py`). ooda-decide also serves the loop's API and its read model of every cycle.
+
+Light on purpose: the entry points name modules inside the package."""

@@ -11,6 +11,7 @@ COOLDOWN_S = "ooda.cooldown_s"
 HOURLY_BUDGET = "ooda.hourly_budget"
 DECISION_TTL_S = "ooda.decision_ttl_s"
 READBACK_TIMEOUT_S = "ooda.readback_timeout_s"
+EVALUATION_S = "ooda.evaluation_s"
 
 
 def _setting(
@@ -83,5 +84,14 @@ TUNABLES = (
         "Seconds every live replica has to report a change's new value before it is reverted",
         minimum=5,
         maximum=3600,
+    ),
+    _setting(
+        EVALUATION_S,
+        Kind.FLOAT,
+        0.0,
+        "Seconds after a confirmed change before its outcome is judged, for every playbook"
+        " (0: each playbook's own evaluation window)",
+        minimum=0,
+        maximum=86400,
     ),
 )

@@ -23,6 +23,7 @@ from services.provenance.domain import (
     Node,
     NotFound,
     Origin,
+    Value,
     shows_origin,
 )
 from services.provenance.explain import Document, Embedding, Explanation, render
@@ -127,6 +128,13 @@ def _edge(edge: Edge, tenant: str) -> pb.GraphEdge:
     return out
 
 
+def _int(value: Value) -> int:
+    """An integer property (a property may be a list of strings; these never are)."""
+    if isinstance(value, list):
+        raise TypeError(f"expected an integer property, got the list {value!r}")
+    return int(value)
+
+
 def _document(doc: Document) -> pb.ExplainedDocument:
     held = doc.holding
     out = pb.ExplainedDocument(
@@ -142,16 +150,16 @@ def _document(doc: Document) -> pb.ExplainedDocument:
         p = doc.atom.props
         out.modality = str(p.get("modality", ""))
         out.mime_type = str(p.get("mime_type", ""))
-        out.size_bytes = int(p.get("size_bytes", 0))
+        out.size_bytes = _int(p.get("size_bytes", 0))
     if doc.chunk is not None:
         c = doc.chunk.props
         out.chunk.CopyFrom(
             pb.ChunkPosition(
-                index=int(c["index"]),
-                start_char=int(c["start_char"]),
-                end_char=int(c["end_char"]),
-                start_byte=int(c["start_byte"]),
-                end_byte=int(c["end_byte"]),
+                index=_int(c["index"]),
+                start_char=_int(c["start_char"]),
+                end_char=_int(c["end_char"]),
+                start_byte=_int(c["start_byte"]),
+                end_byte=_int(c["end_byte"]),
                 chunker=str(c["chunker"]),
             )
         )
@@ -164,7 +172,7 @@ def _embedding(emb: Embedding) -> pb.ExplainedEmbedding:
         id=emb.node.uid,
         model_id=str(p["model_id"]),
         model_version=str(p["model_version"]),
-        dim=int(p["dim"]),
+        dim=_int(p["dim"]),
     )
     if emb.event is not None:
         out.computed.CopyFrom(_source(emb.event.origin))

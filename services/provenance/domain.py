@@ -19,7 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 Scalar = str | int | float | bool
-Props = Mapping[str, Scalar]
+Value = Scalar | list[str]
+"""A fact's property: a scalar, or a list of strings (ids, such as the telemetry windows an
+observation rests on), which both engines store natively."""
+Props = Mapping[str, Value]
 
 Partition = tuple[str, int]
 """(topic, partition)."""
@@ -43,6 +46,7 @@ class Label(enum.StrEnum):
     DECISION = "Decision"
     ACTION = "Action"
     OUTCOME = "Outcome"
+    PRIOR = "Prior"
 
 
 class Rel(enum.StrEnum):
@@ -58,6 +62,14 @@ class Rel(enum.StrEnum):
     CAUSED_BY = "CAUSED_BY"  # Event -> the Event named by its causation id
     BILLED_AS = "BILLED_AS"  # Event -> the UsageRecord it caused
     RECORDED_BY = "RECORDED_BY"  # a fact node -> the Event that stated it
+    PROPOSED_FOR = "PROPOSED_FOR"  # Hypothesis -> the Observation it answers
+    CHOSE = "CHOSE"  # Decision -> the Hypothesis it chose
+    RESOLVED_BY = "RESOLVED_BY"  # Decision/Action -> the Event that settled it
+    EXECUTES = "EXECUTES"  # Action -> the Decision it carries out
+    CHANGED = "CHANGED"  # Action -> the ConfigChange it published
+    ROLLS_BACK = "ROLLS_BACK"  # Action -> the Action it reverts
+    EVALUATES = "EVALUATES"  # Outcome -> the Action it judged
+    LEARNED_FROM = "LEARNED_FROM"  # Prior -> the Outcome that moved it
 
 
 UPSTREAM_AT_TARGET = frozenset(
@@ -69,10 +81,17 @@ UPSTREAM_AT_TARGET = frozenset(
         Rel.USED_INPUT,
         Rel.CAUSED_BY,
         Rel.RECORDED_BY,
+        Rel.PROPOSED_FOR,
+        Rel.CHOSE,
+        Rel.RESOLVED_BY,
+        Rel.EXECUTES,
+        Rel.ROLLS_BACK,
+        Rel.EVALUATES,
+        Rel.LEARNED_FROM,
     }
 )
 """Edge types whose target is the cause or input of their source; for the others (OWNS,
-REFERENCED, CONTENT, EMBEDDED_AS, BILLED_AS) the source comes first. Upstream walks towards
+REFERENCED, CONTENT, EMBEDDED_AS, BILLED_AS, CHANGED) the source comes first. Upstream walks towards
 causes, downstream towards effects."""
 
 OCCURRENCES = (Rel.CHUNK_OF, Rel.TENSOR_OF)

@@ -4,6 +4,12 @@ Every event becomes an Event node (its envelope) linked to the event that caused
 functions below add what the payload states. Content (atoms, chunks, tensors, embeddings) is
 shared by content address and carries no tenant's data: what a tenant did with it (its upload's
 source and metadata, its requests, its usage) stays on the tenant's own nodes and edges.
+
+The autonomous loop's cycle is a chain keyed by the loop's own ids: Observation <-PROPOSED_FOR-
+Hypothesis <-CHOSE- Decision <-EXECUTES- Action -CHANGED-> ConfigChange, Outcome -EVALUATES->
+Action, Prior -LEARNED_FROM-> Outcome. A node keeps its first statement (domain's merge rule), so
+what a later event says about it (a decision's approval, an action's read-back) is a RESOLVED_BY
+edge to that event's own node, never a second statement of the node.
 """
 
 from __future__ import annotations
@@ -18,13 +24,22 @@ from typing import Any
 from hartonomous.eventlog.port import StoredRecord
 from hartonomous.events import Envelope, Event
 from hartonomous.events.payloads import (
+    ActionConfirmed,
+    ActionFailed,
+    ActionStarted,
     AtomChunked,
     AtomIngested,
     AtomReferenced,
     ConfigChanged,
+    DecisionMade,
+    DecisionResolved,
     EmbeddingComputed,
+    HypothesesProposed,
     ModelDecomposed,
+    ObservationMade,
+    OutcomeEvaluated,
     Payload,
+    PriorUpdated,
     SearchPerformed,
     TelemetryRecorded,
     UsageRecorded,
@@ -41,6 +56,7 @@ from services.provenance.domain import (
     Props,
     Rel,
     Scalar,
+    Value,
     advance,
 )
 
@@ -49,15 +65,10 @@ TEXT_MIME = "text/plain; charset=utf-8"
 TOPIC_LABELS: Mapping[str, Label] = {
     "inference": Label.INFERENCE,
     "search": Label.SEARCH_QUERY,
-    "ooda.observations": Label.OBSERVATION,
-    "ooda.hypotheses": Label.HYPOTHESIS,
-    "ooda.decisions": Label.DECISION,
-    "ooda.actions": Label.ACTION,
-    "ooda.outcomes": Label.OUTCOME,
 }
 """Topics whose events have no mapping of their own yet: each event becomes one node of the
-topic's label with its scalar fields, so the OODA loop and inference receipts are in the graph
-from their first event on."""
+topic's label with its scalar fields, so inference receipts are in the graph from their first
+event on."""
 
 INPUT_FIELDS: Mapping[str, Label] = {
     "atom_id": Label.ATOM,
@@ -278,6 +289,189 @@ def on_model_decomposed(f: FactSet, payload: ModelDecomposed, env: Envelope) -> 
         f.edge(Rel.CONTENT, node, content)
 
 
+# ---------------------------------------------------------------------------------------
+# The autonomous loop (ooda.*): one cycle, every event carrying its observation id as the
+# correlation id.
+
+
+def on_observation_made(f: FactSet, payload: ObservationMade, env: Envelope) -> None:
+    """The windows stay event ids in a list: telemetry windows never become nodes."""
+    props = _props(
+        observation_id=payload.observation_id,
+        service=payload.service,
+        metric=payload.metric,
+        metric_name=payload.metric_name,
+        labels_json=_json(payload.labels),
+        direction=payload.direction,
+        baseline=payload.baseline,
+        current=payload.current,
+        effect=payload.effect,
+        baseline_samples=payload.baseline_samples,
+        recent_samples=payload.recent_samples,
+        windows=payload.windows,
+        since=payload.since,
+        observed_at=payload.observed_at,
+    )
+    node = f.node(Label.OBSERVATION, payload.observation_id, tenant=env.tenant_id, props=props)
+    f.recorded(node, env.tenant_id)
+
+
+def on_hypotheses_proposed(f: FactSet, payload: HypothesesProposed, env: Envelope) -> None:
+    tenant = env.tenant_id
+    observation = f.mention(Label.OBSERVATION, payload.observation_id, tenant=tenant)
+    for candidate in payload.candidates:
+        props = _props(
+            hypothesis_id=candidate.hypothesis_id,
+            observation_id=payload.observation_id,
+            playbook=candidate.playbook,
+            knob=candidate.knob,
+            current_value=candidate.current_value,
+            proposed_value=candidate.proposed_value,
+            risk=candidate.risk,
+            expect_metric=candidate.expect_metric,
+            expect_direction=candidate.expect_direction,
+            min_effect=candidate.min_effect,
+            guardrails_json=_json([to_avro(g) for g in candidate.guardrails]),
+            evaluation_s=candidate.evaluation_s,
+            cooldown_s=candidate.cooldown_s,
+            prior_alpha=candidate.prior_alpha,
+            prior_beta=candidate.prior_beta,
+            expected_value=candidate.expected_value,
+            proposed_at=payload.proposed_at,
+        )
+        node = f.node(Label.HYPOTHESIS, candidate.hypothesis_id, tenant=tenant, props=props)
+        f.recorded(node, tenant)
+        f.edge(Rel.PROPOSED_FOR, node, observation, tenant=tenant)
+
+
+def on_decision_made(f: FactSet, payload: DecisionMade, env: Envelope) -> None:
+    tenant = env.tenant_id
+    props = _props(
+        decision_id=payload.decision_id,
+        observation_id=payload.observation_id,
+        hypothesis_id=payload.hypothesis_id,
+        playbook=payload.playbook,
+        knob=payload.knob,
+        from_value=payload.from_value,
+        to_value=payload.to_value,
+        risk=payload.risk,
+        status=payload.status,
+        reason=payload.reason,
+        drawn=payload.drawn,
+        alternatives_json=_json([to_avro(a) for a in payload.alternatives]),
+        expires_at=payload.expires_at,
+        decided_at=payload.decided_at,
+    )
+    decision = f.node(Label.DECISION, payload.decision_id, tenant=tenant, props=props)
+    f.recorded(decision, tenant)
+    chosen = f.mention(Label.HYPOTHESIS, payload.hypothesis_id, tenant=tenant)
+    f.edge(Rel.CHOSE, decision, chosen, tenant=tenant)
+
+
+def on_decision_resolved(f: FactSet, payload: DecisionResolved, env: Envelope) -> None:
+    """An admin's approval or rejection (actor user:<key id>), or the expiry (ooda:expiry)."""
+    tenant = env.tenant_id
+    decision = f.mention(Label.DECISION, payload.decision_id, tenant=tenant)
+    props = _props(
+        status=payload.status,
+        actor=payload.actor,
+        reason=payload.reason,
+        resolved_at=payload.resolved_at,
+    )
+    f.edge(Rel.RESOLVED_BY, decision, f.event_uid, tenant=tenant, props=props)
+
+
+def on_action_started(f: FactSet, payload: ActionStarted, env: Envelope) -> None:
+    tenant = env.tenant_id
+    props = _props(
+        action_id=payload.action_id,
+        decision_id=payload.decision_id,
+        knob=payload.knob,
+        old_value=payload.old_value,
+        new_value=payload.new_value,
+        actor=payload.actor,
+        change_event_id=payload.change_event_id,
+        rollback_of=payload.rollback_of,
+        deadline=payload.deadline,
+        started_at=payload.started_at,
+    )
+    action = f.node(Label.ACTION, payload.action_id, tenant=tenant, props=props)
+    f.recorded(action, tenant)
+    decision = f.mention(Label.DECISION, payload.decision_id, tenant=tenant)
+    f.edge(Rel.EXECUTES, action, decision, tenant=tenant)
+    change = f.mention(Label.CONFIG_CHANGE, payload.change_event_id, tenant=tenant)
+    f.edge(Rel.CHANGED, action, change, tenant=tenant)
+    if payload.rollback_of is not None:
+        reverted = f.mention(Label.ACTION, payload.rollback_of, tenant=tenant)
+        f.edge(Rel.ROLLS_BACK, action, reverted, tenant=tenant)
+
+
+def on_action_confirmed(f: FactSet, payload: ActionConfirmed, env: Envelope) -> None:
+    tenant = env.tenant_id
+    action = f.mention(Label.ACTION, payload.action_id, tenant=tenant)
+    props = _props(
+        status="confirmed", instances=payload.instances, confirmed_at=payload.confirmed_at
+    )
+    f.edge(Rel.RESOLVED_BY, action, f.event_uid, tenant=tenant, props=props)
+
+
+def on_action_failed(f: FactSet, payload: ActionFailed, env: Envelope) -> None:
+    tenant = env.tenant_id
+    action = f.mention(Label.ACTION, payload.action_id, tenant=tenant)
+    props = _props(
+        status="failed",
+        reason=payload.reason,
+        missing=payload.missing,
+        failed_at=payload.failed_at,
+    )
+    f.edge(Rel.RESOLVED_BY, action, f.event_uid, tenant=tenant, props=props)
+
+
+def on_outcome_evaluated(f: FactSet, payload: OutcomeEvaluated, env: Envelope) -> None:
+    tenant = env.tenant_id
+    props = _props(
+        outcome_id=payload.outcome_id,
+        action_id=payload.action_id,
+        decision_id=payload.decision_id,
+        playbook=payload.playbook,
+        knob=payload.knob,
+        verdict=payload.verdict,
+        metric=payload.metric,
+        before_median=payload.before_median,
+        after_median=payload.after_median,
+        effect=payload.effect,
+        before_samples=payload.before_samples,
+        after_samples=payload.after_samples,
+        p_value=payload.p_value,
+        baseline=payload.baseline,
+        guardrail_breaches=payload.guardrail_breaches,
+        rolled_back=payload.rolled_back,
+        evaluated_at=payload.evaluated_at,
+    )
+    outcome = f.node(Label.OUTCOME, payload.outcome_id, tenant=tenant, props=props)
+    f.recorded(outcome, tenant)
+    action = f.mention(Label.ACTION, payload.action_id, tenant=tenant)
+    f.edge(Rel.EVALUATES, outcome, action, tenant=tenant)
+
+
+def on_prior_updated(f: FactSet, payload: PriorUpdated, env: Envelope) -> None:
+    """A node per update (the playbook's prior as of this outcome): one node holding the current
+    prior would need a later statement to win over an earlier one, against the merge rule."""
+    tenant = env.tenant_id
+    props = _props(
+        playbook=payload.playbook,
+        alpha=payload.alpha,
+        beta=payload.beta,
+        outcome_id=payload.outcome_id,
+        suspended_until=payload.suspended_until,
+        updated_at=payload.updated_at,
+    )
+    prior = f.node(Label.PRIOR, env.event_id, tenant=tenant, props=props)
+    f.recorded(prior, tenant)
+    outcome = f.mention(Label.OUTCOME, payload.outcome_id, tenant=tenant)
+    f.edge(Rel.LEARNED_FROM, prior, outcome, tenant=tenant)
+
+
 def generic_record(f: FactSet, label: Label, fields: Mapping[str, Any], env: Envelope) -> None:
     """An event of a topic in TOPIC_LABELS: one node with the payload's fields, and USED_INPUT
     edges to the atoms and model versions it names."""
@@ -307,6 +501,17 @@ def _scalar(value: Any) -> Scalar:
     return _json(value)
 
 
+def _props(**values: Any) -> dict[str, Value]:
+    """A fact's properties: absent (None) values left out, a list of strings kept a list."""
+    return {name: _value(value) for name, value in values.items() if value is not None}
+
+
+def _value(value: Any) -> Value:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return _scalar(value)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -326,6 +531,15 @@ MAPPERS: Mapping[type[Payload], Mapper] = {
     SearchPerformed: on_search_performed,
     ConfigChanged: on_config_changed,
     ModelDecomposed: on_model_decomposed,
+    ObservationMade: on_observation_made,
+    HypothesesProposed: on_hypotheses_proposed,
+    DecisionMade: on_decision_made,
+    DecisionResolved: on_decision_resolved,
+    ActionStarted: on_action_started,
+    ActionConfirmed: on_action_confirmed,
+    ActionFailed: on_action_failed,
+    OutcomeEvaluated: on_outcome_evaluated,
+    PriorUpdated: on_prior_updated,
 }
 """Event type -> what its payload states, beyond the Event node every event becomes."""
 

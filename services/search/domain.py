@@ -311,6 +311,14 @@ class SearchQuery:
         return Filter(self.tenant_id, tuple(must))
 
 
+@dataclass(frozen=True)
+class QueryVector:
+    """A query's dense vector and the version of the model that made it."""
+
+    vector: Sequence[float]
+    model_version: str
+
+
 def parse_query(
     tenant_id: str,
     text: str,

@@ -1,15 +1,14 @@
 """Query embedding: the inference service's Embed over gRPC (services never import each other).
 
-The query's tokens are billed to the searching tenant by inference, like any Embed call."""
+The query's tokens are billed to the searching tenant by inference, like any Embed call; a query
+answered from the query cache (query_cache.py) never reaches inference, so it is not."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import grpc
 
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
+from services.search.domain import QueryVector
 
 EMBED_TIMEOUT_S = 10.0
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -17,12 +16,6 @@ _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 class EmbedderUnavailable(Exception):
     """The inference service cannot be reached (after the channel's retries)."""
-
-
-@dataclass(frozen=True)
-class QueryVector:
-    vector: Sequence[float]
-    model_version: str
 
 
 class Embedder:

@@ -1,6 +1,10 @@
 """Wiring: the Postgres join state (store.py), the vector store, the inference peer, and the projection
 and gRPC servicer built on them. A store that lost its points, or facts of another schema
-version, are rebuilt from the log (a replay of the projection) before the consumer starts."""
+version, are rebuilt from the log (a replay of the projection) before the consumer starts.
+
+Two tunables are applied live (tunables.py): the query cache's size and the embedded store's
+compaction threshold; each telemetry window reports the share of repeated queries, the cache's
+hit rate and the dead slots waiting for a compaction."""
 
 from __future__ import annotations
 
@@ -14,11 +18,13 @@ from hartonomous.runtime.peers import peer_channel
 from hartonomous.runtime.projection import replay
 from hartonomous.runtime.service import Service, ServiceContext, Wiring
 from hartonomous.v1 import search_pb2, search_pb2_grpc
+from services.search import tunables
 from services.search.api import SearchApi
 from services.search.embedder import Embedder
 from services.search.handlers import Deps, search_projection
 from services.search.metering import SearchMeter
 from services.search.queries import Searcher
+from services.search.query_cache import QueryCache, WindowShare
 from services.search.store import JoinStore
 from services.search.vectors import open_vector_store
 
@@ -38,9 +44,19 @@ class SearchService(Service):
         store = open_vector_store(ctx.settings)
         resources.push_async_callback(store.close)
         await store.ensure()
+        config = ctx.config
+        store.retune_compaction(int(config.value(tunables.COMPACTION_MIN_DEAD)))
+        config.watch(tunables.COMPACTION_MIN_DEAD, lambda v: store.retune_compaction(int(v)))
         channel = peer_channel(ctx.settings, "inference")
         resources.push_async_callback(channel.close)
-        searcher = Searcher(store, Embedder(channel), joins)
+        cache = QueryCache(int(config.value(tunables.QUERY_CACHE_SIZE)))
+        config.watch(tunables.QUERY_CACHE_SIZE, lambda v: cache.resize(int(v)))
+        searcher = Searcher(store, Embedder(channel), joins, cache)
+        repeats = searcher.repeats
+        gauge = ctx.telemetry.gauge
+        gauge("search_repeated_queries", WindowShare(lambda: (repeats.repeats, repeats.queries)))
+        gauge("search_query_cache_hit_rate", WindowShare(lambda: (cache.hits, cache.lookups)))
+        gauge("search_dead_slots", lambda: _level(store.dead_slots()))
         projection = search_projection(Deps(joins, store, open_blob_store(ctx.settings)))
         lost_points = await joins.has_indexed_points() and await store.count() == 0
         if stale_joins or lost_points:
@@ -58,6 +74,10 @@ class SearchService(Service):
                 )
             ],
         )
+
+
+def _level(count: int | None) -> float | None:
+    return None if count is None else float(count)
 
 
 service = SearchService()

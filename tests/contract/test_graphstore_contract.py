@@ -36,7 +36,15 @@ from services.provenance.domain import (
 from services.provenance.graph.embedded import EmbeddedGraphStore
 from services.provenance.graph.port import GraphStore
 from services.provenance.handlers import positions_after, project
-from tests.support.provenance_flow import MODEL_VERSION, Flow, ingest_flow, reference_flow, stored
+from tests.support.provenance_flow import (
+    KNOB,
+    MODEL_VERSION,
+    Flow,
+    ingest_flow,
+    ooda_cycle,
+    reference_flow,
+    stored,
+)
 
 CODEC = AvroCodec()
 
@@ -313,3 +321,85 @@ async def test_explain_names_the_document_the_chunk_and_the_model_version(
     assert emb.node.props["model_version"] == MODEL_VERSION
     assert emb.event is None  # computed for acme: its event is not globex's to see
     assert [e.props["event_type"] for e in theirs.chain] == ["AtomReferenced"]
+
+
+# ---------------------------------------------------------------------------------------
+# The autonomous loop: a cycle is a chain with its numbers on either engine, and the setting it
+# changed leads back to the observation that started it.
+
+
+async def test_an_ooda_cycle_is_a_chain_with_its_numbers_from_the_change_to_the_observation(
+    graph: GraphStore,
+) -> None:
+    cycle = ooda_cycle()
+    records = stored(CODEC, [*cycle.windows, *cycle.events])
+    expected = oracle(facts(records))
+    shuffled = records[:]
+    random.Random(11).shuffle(shuffled)
+    for i in range(0, len(shuffled), 4):  # small batches, out of order
+        await apply_records(graph, shuffled[i : i + 4])
+    await apply_records(graph, records)  # and a full replay on top
+    got = await graph.fingerprint()
+    assert (got.nodes, got.edges, got.digest) == (expected.nodes, expected.edges, expected.digest)
+
+    def uid(label: Label, key: str) -> str:
+        return node_uid(label, key)
+
+    observation, chosen, decision, action, change, outcome, prior, rollback = (
+        uid(Label.OBSERVATION, cycle.observation),
+        uid(Label.HYPOTHESIS, cycle.chosen),
+        uid(Label.DECISION, cycle.decision),
+        uid(Label.ACTION, cycle.action),
+        uid(Label.CONFIG_CHANGE, cycle.change),
+        uid(Label.OUTCOME, cycle.outcome),
+        uid(Label.PRIOR, cycle.prior),
+        uid(Label.ACTION, cycle.rollback),
+    )
+    nodes = await graph.nodes([observation, chosen, decision, action, change, outcome, prior])
+    p = {u: n.props for u, n in nodes.items()}
+    assert p[observation]["windows"] == [w.event.envelope.event_id for w in cycle.windows]
+    assert (p[observation]["baseline"], p[observation]["current"]) == (12.5, 20.0)
+    assert (p[chosen]["proposed_value"], p[chosen]["prior_alpha"]) == ("2", 3.0)
+    assert (p[decision]["status"], p[decision]["drawn"]) == ("pending", 0.71)
+    assert (p[action]["new_value"], p[action]["actor"]) == ("2", f"ooda:{cycle.decision}")
+    assert (p[change]["config_key"], p[change]["new_value"]) == (KNOB, "2")
+    assert (p[outcome]["verdict"], p[outcome]["p_value"]) == ("improved", 0.0031)
+    assert p[outcome]["guardrail_breaches"] == []
+    assert (p[prior]["alpha"], p[prior]["beta"]) == (4.0, 2.0)
+    assert {n.tenant_id for n in nodes.values()} == {"platform"}
+
+    def out(edges: list[Edge]) -> set[tuple[str, str, str]]:
+        return {e.ident for e in edges}
+
+    chain = {
+        (Rel.PROPOSED_FOR, chosen, observation),
+        (Rel.CHOSE, decision, chosen),
+        (Rel.EXECUTES, action, decision),
+        (Rel.CHANGED, action, change),
+        (Rel.EVALUATES, outcome, action),
+        (Rel.LEARNED_FROM, prior, outcome),
+        (Rel.ROLLS_BACK, rollback, action),
+        (Rel.CHANGED, rollback, uid(Label.CONFIG_CHANGE, cycle.rollback_change)),
+    }
+    sources = [chosen, decision, action, outcome, prior, rollback]
+    assert chain <= out(await graph.edges(sources, outgoing=True, types=list(Rel), limit=100))
+    resolved = await graph.edges(
+        [decision, rollback], outgoing=True, types=[Rel.RESOLVED_BY], limit=10
+    )
+    by_source = {e.source: e for e in resolved}
+    assert by_source[decision].target == uid(Label.EVENT, cycle.resolution)
+    assert by_source[decision].props == {
+        "status": "approved",
+        "actor": "user:k1",
+        "reason": "the queue is the bottleneck",
+        "resolved_at": "2026-03-01T12:05:00+00:00",
+    }
+    assert by_source[rollback].props["missing"] == ["host-2"]
+
+    why = await queries.lineage(graph, "platform", change, Direction.UPSTREAM, 4, 1000)
+    seen = {n.uid for n in why.nodes}
+    assert {action, decision, chosen, observation, uid(Label.EVENT, cycle.resolution)} <= seen
+    assert uid(Label.HYPOTHESIS, cycle.passed_over) not in seen  # not a cause of the change
+    assert not any(n.key in p[observation]["windows"] for n in why.nodes)
+    with pytest.raises(NotFound):
+        await queries.lineage(graph, "acme", change, Direction.UPSTREAM, 4, 1000)

@@ -1,25 +1,43 @@
-"""The events an ingest -> chunk -> embed flow appends, built through the kernel codec, as the
-provenance tests need them: as log records to append, or as stored records to project."""
+"""The events an ingest -> chunk -> embed flow, and one turn of the autonomous loop, append,
+built through the kernel codec, as the provenance tests need them: as log records to append, or
+as stored records to project."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hartonomous.eventlog.port import Record, StoredRecord
-from hartonomous.events import AvroCodec, Envelope, Event, encode_event
+from hartonomous.events import AvroCodec, Envelope, Event, encode_event, new_event_id
 from hartonomous.events.payloads import (
+    ActionConfirmed,
+    ActionFailed,
+    ActionStarted,
+    Alternative,
     AtomChunked,
     AtomIngested,
     AtomReferenced,
+    ConfigChanged,
+    DecisionMade,
+    DecisionResolved,
     EmbeddingComputed,
+    GaugeSample,
+    Guardrail,
+    HypothesesProposed,
+    Hypothesis,
+    ObservationMade,
+    OperationWindow,
+    OutcomeEvaluated,
     Payload,
+    PriorUpdated,
+    TelemetryRecorded,
     TextChunk,
     UsageRecorded,
 )
+from tests.support.events import CODEC
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_VERSION = hashlib.sha256(b"minilm weights, tokenizer and config").hexdigest()
@@ -144,6 +162,234 @@ def reference_flow(original: Flow, tenant: str, source_uri: str, request_id: str
     ]
     return replace(
         original, tenant=tenant, source_uri=source_uri, request_id=request_id, events=events
+    )
+
+
+KNOB = "inference.batch.max_wait_ms"
+PLAYBOOK = "shorter-batch-wait"
+
+
+@dataclass
+class Cycle:
+    """One turn of the loop on one knob, and a rollback of its action. Ids are the loop's own
+    (each the event id of the event that made it, as the stages derive them)."""
+
+    tenant: str
+    windows: list[Keyed]  # the TelemetryRecorded windows the observation rests on
+    observation: str
+    chosen: str  # the decision's hypothesis
+    passed_over: str  # the other candidate
+    decision: str
+    resolution: str  # the DecisionResolved's event id
+    action: str
+    change: str  # the event id of the action's ConfigChanged
+    outcome: str
+    prior: str  # the PriorUpdated's event id
+    rollback: str
+    rollback_change: str
+    events: list[Keyed] = field(default_factory=list)  # in the order the stages append them
+
+
+def _keyed(env: Envelope, payload: Payload) -> Keyed:
+    """On the topic, under the key, its schema declares."""
+    topic, key_field = CODEC.registry.route(env.event_type)
+    return Keyed(topic, getattr(payload, key_field), Event(env, payload))
+
+
+def _window(tenant: str, at: datetime, max_wait: str, p95_ms: float) -> Keyed:
+    env = Envelope.new("TelemetryRecorded", tenant, "inference")
+    window = TelemetryRecorded(
+        service="inference",
+        instance="host-1",
+        window_start=at - timedelta(seconds=10),
+        window_end=at,
+        operations=[OperationWindow(operation="Embed", requests=40, errors=0, p95_ms=p95_ms)],
+        gauges=[GaugeSample(name="inference_queue_depth", value=3.0)],
+        tunables={KNOB: max_wait},
+    )
+    return _keyed(env, window)
+
+
+def ooda_cycle(tenant: str = "platform") -> Cycle:
+    """observation -> two hypotheses -> a pending decision, approved by user:k1 -> the action
+    and its ConfigChanged -> confirmed -> improved -> the playbook's prior; then a rollback of
+    the action (its ConfigChanged, its read-back failing)."""
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    windows = [_window(tenant, at + timedelta(seconds=10 * i), "5", 20.0) for i in range(2)]
+    observed = Envelope.new("ObservationMade", tenant, "ooda.observe")
+    cycle_id = observed.event_id  # the observation id: every event of the cycle correlates to it
+    chosen, passed_over = new_event_id(), new_event_id()
+
+    observation = ObservationMade(
+        observation_id=cycle_id,
+        service="inference",
+        metric="latency_p95_ms{operation=Embed}",
+        metric_name="latency_p95_ms",
+        labels={"operation": "Embed"},
+        direction="up",
+        baseline=12.5,
+        current=20.0,
+        effect=0.6,
+        baseline_samples=30,
+        recent_samples=2,
+        windows=[w.event.envelope.event_id for w in windows],
+        since=at,
+        observed_at=at + timedelta(seconds=10),
+    )
+    proposed_env = observed.caused("HypothesesProposed", "ooda.orient")
+    guard = Guardrail(metric="error_rate{operation=Embed}", worse="up", max_effect=0.1)
+    proposed = HypothesesProposed(
+        observation_id=cycle_id,
+        metric=observation.metric,
+        candidates=[
+            Hypothesis(hypothesis_id=chosen, playbook=PLAYBOOK, knob=KNOB, current_value="5",
+                       proposed_value="2", risk="medium", expect_metric=observation.metric,
+                       expect_direction="down", min_effect=0.1, guardrails=[guard],
+                       evaluation_s=300.0, cooldown_s=3600.0, prior_alpha=3.0, prior_beta=2.0,
+                       expected_value=0.6),
+            Hypothesis(hypothesis_id=passed_over, playbook="smaller-batches",
+                       knob="inference.batch.max_size", current_value="32",
+                       proposed_value="16", risk="low", expect_metric=observation.metric,
+                       expect_direction="down", min_effect=0.1, evaluation_s=300.0,
+                       cooldown_s=3600.0, prior_alpha=1.0, prior_beta=1.0, expected_value=0.5),
+        ],
+        proposed_at=at + timedelta(seconds=11),
+    )  # fmt: skip
+    decided_env = proposed_env.caused("DecisionMade", "ooda.decide")
+    decision = DecisionMade(
+        decision_id=decided_env.event_id,
+        observation_id=cycle_id,
+        hypothesis_id=chosen,
+        playbook=PLAYBOOK,
+        knob=KNOB,
+        from_value="5",
+        to_value="2",
+        risk="medium",
+        status="pending",
+        reason="medium risk waits for an admin",
+        drawn=0.71,
+        alternatives=[
+            Alternative(hypothesis_id=passed_over, playbook="smaller-batches", drawn=0.42)
+        ],
+        expires_at=at + timedelta(hours=1),
+        decided_at=at + timedelta(seconds=12),
+    )
+    resolved_env = decided_env.caused("DecisionResolved", "ooda.decide")
+    resolved = DecisionResolved(
+        decision_id=decision.decision_id,
+        knob=KNOB,
+        status="approved",
+        actor="user:k1",
+        reason="the queue is the bottleneck",
+        resolved_at=at + timedelta(minutes=5),
+    )
+    started_env = resolved_env.caused("ActionStarted", "ooda.act")
+    change_env = started_env.caused("ConfigChanged", "ooda.act")
+    started = ActionStarted(
+        action_id=started_env.event_id,
+        decision_id=decision.decision_id,
+        knob=KNOB,
+        old_value="5",
+        new_value="2",
+        actor=f"ooda:{decision.decision_id}",
+        change_event_id=change_env.event_id,
+        deadline=at + timedelta(minutes=6),
+        started_at=at + timedelta(minutes=5),
+    )
+    change = ConfigChanged(
+        key=KNOB, old_value="5", new_value="2", reason=decision.reason, actor=started.actor
+    )
+    confirmed_env = started_env.caused("ActionConfirmed", "ooda.act")
+    confirmed = ActionConfirmed(
+        action_id=started.action_id,
+        knob=KNOB,
+        instances=["host-1", "host-2"],
+        confirmed_at=at + timedelta(minutes=5, seconds=20),
+    )
+    evaluated_env = confirmed_env.caused("OutcomeEvaluated", "ooda.learn")
+    outcome = OutcomeEvaluated(
+        outcome_id=evaluated_env.event_id,
+        action_id=started.action_id,
+        decision_id=decision.decision_id,
+        playbook=PLAYBOOK,
+        knob=KNOB,
+        verdict="improved",
+        metric=observation.metric,
+        before_median=20.0,
+        after_median=11.0,
+        effect=-0.45,
+        before_samples=12,
+        after_samples=12,
+        p_value=0.0031,
+        baseline=12.5,
+        rolled_back=False,
+        evaluated_at=at + timedelta(minutes=10, seconds=20),
+    )
+    learned_env = evaluated_env.caused("PriorUpdated", "ooda.learn")
+    prior = PriorUpdated(
+        playbook=PLAYBOOK,
+        alpha=4.0,
+        beta=2.0,
+        outcome_id=outcome.outcome_id,
+        updated_at=outcome.evaluated_at,
+    )
+    rollback_env = evaluated_env.caused("ActionStarted", "ooda.act")
+    rollback_change_env = rollback_env.caused("ConfigChanged", "ooda.act")
+    rollback = ActionStarted(
+        action_id=rollback_env.event_id,
+        decision_id=decision.decision_id,
+        knob=KNOB,
+        old_value="2",
+        new_value="5",
+        actor=f"ooda:rollback:{started.action_id}",
+        change_event_id=rollback_change_env.event_id,
+        rollback_of=started.action_id,
+        deadline=at + timedelta(minutes=12),
+        started_at=at + timedelta(minutes=11),
+    )
+    rollback_change = ConfigChanged(
+        key=KNOB,
+        old_value="2",
+        new_value="5",
+        reason=f"rolling back action {started.action_id}",
+        actor=rollback.actor,
+    )
+    rollback_failed = ActionFailed(
+        action_id=rollback.action_id,
+        knob=KNOB,
+        reason="no read-back from every live replica",
+        missing=["host-2"],
+        failed_at=at + timedelta(minutes=12),
+    )
+    events = [
+        _keyed(observed, observation),
+        _keyed(proposed_env, proposed),
+        _keyed(decided_env, decision),
+        _keyed(resolved_env, resolved),
+        _keyed(started_env, started),
+        _keyed(change_env, change),
+        _keyed(confirmed_env, confirmed),
+        _keyed(evaluated_env, outcome),
+        _keyed(learned_env, prior),
+        _keyed(rollback_env, rollback),
+        _keyed(rollback_change_env, rollback_change),
+        _keyed(rollback_env.caused("ActionFailed", "ooda.act"), rollback_failed),
+    ]
+    return Cycle(
+        tenant=tenant,
+        windows=windows,
+        observation=cycle_id,
+        chosen=chosen,
+        passed_over=passed_over,
+        decision=decision.decision_id,
+        resolution=resolved_env.event_id,
+        action=started.action_id,
+        change=change_env.event_id,
+        outcome=outcome.outcome_id,
+        prior=learned_env.event_id,
+        rollback=rollback.action_id,
+        rollback_change=rollback_change_env.event_id,
+        events=events,
     )
 
 

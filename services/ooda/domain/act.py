@@ -1,9 +1,10 @@
 """act: an approved decision → the ConfigChanged, then proof that it took effect.
 
 The action starts (ActionStarted, naming the ConfigChanged's id) and the change is published
-with the actor `ooda:<decision id>`. Every live replica of the knob's owning service (one that
-sent telemetry in the last LIVE_S) must then report the new value in a telemetry window; when
-all have, the action is confirmed. When the deadline (`ooda.readback_timeout_s`) passes first,
+with the actor `ooda:<decision id>`. Every live process that holds the knob (whose telemetry in
+the last LIVE_S lists it: each replica of its owning service, however the services are spread
+over processes) must then report the new value in a telemetry window; when all have, the
+action is confirmed. When the deadline (`ooda.readback_timeout_s`) passes first,
 the action fails and the old value is put back (actor `ooda:rollback:<action id>`): a change
 is never left half-applied. A harmful outcome (from learn) is rolled back the same way, as an
 action of its own. A knob someone else changed meanwhile is theirs: it is never reverted.
@@ -39,7 +40,6 @@ LIVE_S = 30.0  # a replica that sent no telemetry for this long is gone
 @dataclass
 class _Action:
     started: ActionStarted
-    owner: str
     cycle: str
     confirmed: set[str] = field(default_factory=set)
     done: bool = False
@@ -54,9 +54,8 @@ class Act(Stage):
         self.actions: dict[str, _Action] = {}
         self._decisions: dict[str, DecisionMade] = {}
         self._acted: set[str] = set()  # decision ids, and action ids rolled back
-        self._last_window: dict[
-            str, tuple[str, datetime]
-        ] = {}  # instance -> (service, last window end)
+        # instance -> (the knobs it holds, its last window's end)
+        self._last_window: dict[str, tuple[frozenset[str], datetime]] = {}
 
     def on(self, payload: Payload, event_id: str, at: datetime) -> list[Out]:
         if isinstance(payload, ConfigChanged):
@@ -74,9 +73,8 @@ class Act(Stage):
         elif isinstance(payload, ActionStarted):
             self._acted.add(payload.rollback_of or payload.decision_id)
             decision = self._decisions.get(payload.decision_id)
-            owner = self.knobs.tunables[payload.knob].owner
             cycle = decision.observation_id if decision is not None else payload.decision_id
-            self.actions[payload.action_id] = _Action(payload, owner, cycle)
+            self.actions[payload.action_id] = _Action(payload, cycle)
         elif isinstance(payload, ActionConfirmed | ActionFailed):
             action = self.actions.get(payload.action_id)
             if action is not None:
@@ -180,11 +178,11 @@ class Act(Stage):
     # -- read-back ------------------------------------------------------------------------------
 
     def _read_back(self, window: TelemetryRecorded, at: datetime) -> list[Out]:
-        self._last_window[window.instance] = (window.service, window.window_end)
+        self._last_window[window.instance] = (frozenset(window.tunables), window.window_end)
         found = []
         for action in self.actions.values():
             started = action.started
-            if action.done or not self._owns(action, window.service):
+            if action.done or started.knob not in window.tunables:
                 continue
             if (
                 window.window_end >= started.started_at
@@ -195,15 +193,13 @@ class Act(Stage):
                 found.append(self._confirmed(action, at))
         return found
 
-    def _owns(self, action: _Action, service: str) -> bool:
-        return action.owner in ("*", service)
-
     def _live(self, action: _Action, now: datetime) -> set[str]:
+        """The processes holding the action's knob that reported lately."""
         horizon = now - timedelta(seconds=LIVE_S)
         return {
             instance
-            for instance, (service, seen) in self._last_window.items()
-            if self._owns(action, service) and seen >= horizon
+            for instance, (held, seen) in self._last_window.items()
+            if action.started.knob in held and seen >= horizon
         }
 
     def _all_confirmed(self, action: _Action, now: datetime) -> bool:
@@ -228,8 +224,8 @@ class Act(Stage):
         failed = ActionFailed(
             action_id=started.action_id,
             knob=started.knob,
-            reason=f"no read-back of {started.knob}={started.new_value} from every live replica"
-            f" of {action.owner} by {started.deadline:%H:%M:%S}",
+            reason=f"no read-back of {started.knob}={started.new_value} from every live process"
+            f" holding it by {started.deadline:%H:%M:%S}",
             missing=missing,
             failed_at=at,
         )

@@ -13,6 +13,7 @@ observation.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ class Detector:
         if len(recent) < t.min_recent:
             return None
         current = statistics.median(s.value for s in recent)
-        effect = (current - median) / abs(median) if median else float("inf")
+        effect = _relative(current, median)
         if abs(effect) < t.min_effect:  # significant, but too small to act on (yet)
             return None
         change = Change(
@@ -158,3 +159,10 @@ def _onset(samples: list[Sample], baseline: float) -> int:
         if score > best_score:
             best, best_score = k, score
     return best
+
+
+def _relative(value: float, baseline: float) -> float:
+    """The relative change from `baseline`; from zero, any rise is an infinite one."""
+    if baseline:
+        return (value - baseline) / abs(baseline)
+    return 0.0 if value == baseline else math.copysign(math.inf, value - baseline)

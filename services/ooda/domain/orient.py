@@ -18,6 +18,7 @@ from hartonomous.events.payloads import (
     PriorUpdated,
 )
 from hartonomous.tunables import Tunable
+from services.ooda import tunables as settings
 from services.ooda.domain.knobs import Knobs
 from services.ooda.domain.metrics import Metric
 from services.ooda.domain.playbooks import PLAYBOOKS, Playbook, propose
@@ -101,7 +102,7 @@ class Orient(Stage):
                 )
                 for g in playbook.guardrails
             ],
-            evaluation_s=playbook.evaluation_s,
+            evaluation_s=float(self.knobs.value(settings.EVALUATION_S)) or playbook.evaluation_s,
             cooldown_s=playbook.cooldown_s,
             prior_alpha=alpha,
             prior_beta=beta,

@@ -98,6 +98,9 @@ class Playbook:
     cooldown_s: float = 300.0
     prior: tuple[float, float] = (1.0, 1.0)
     risk: Risk | None = None  # None: the knob's own risk class
+    quiet_s: float = 0.0
+    """Propose only when the knob has not changed for this long: a regression right after a
+    change is for restoring the last good value, not for tuning on top of it."""
 
     def knob_for(self, metric: Metric) -> str:
         return self.knob.replace("{group}", metric.label("group") or "")
@@ -107,7 +110,10 @@ def propose(
     playbook: Playbook, tunable: Tunable, current: Value, last: KnobChange | None, now: datetime
 ) -> str | None:
     """The value the playbook would set, as text; None when it has nothing to propose (the
-    value would not change, or there is no recent change to restore)."""
+    value would not change, there is no recent change to restore, or the knob changed less
+    than the playbook's `quiet_s` ago)."""
+    if last is not None and (now - last.at).total_seconds() < playbook.quiet_s:
+        return None
     rule = playbook.change
     if isinstance(rule, SetTo):
         proposed = tunable.text(tunable.parse(rule.value))
@@ -152,6 +158,7 @@ PLAYBOOKS: tuple[Playbook, ...] = (
         change=Scale(0.5),
         expect=Signal("latency_p95_ms", Direction.DOWN, {"operation": EMBED}),
         guardrails=(Signal("inference_queue_depth", Direction.UP, min_effect=1.0),),
+        quiet_s=900.0,
     ),
     Playbook(
         name="bigger-batches",

@@ -58,4 +58,14 @@ class VectorStore(abc.ABC):
         """Every point with its vectors (for audits: compare a rebuilt store with the live one)."""
 
     @abc.abstractmethod
+    def retune_compaction(self, min_dead: int) -> None:
+        """Compact a shard's dead slots once there are at least `min_dead` of them (and more
+        than live ones), from the next write on; an engine that compacts itself ignores it."""
+
+    @abc.abstractmethod
+    def dead_slots(self) -> int | None:
+        """Dead slots waiting for a compaction, over the open shards (None: the engine compacts
+        itself and does not say)."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...

@@ -424,6 +424,13 @@ class QdrantStore(VectorStore):
             vectors: Any = record.vector
             yield Point(str(record.id), list(vectors[DENSE]), _counts(record), record.payload or {})
 
+    def retune_compaction(self, min_dead: int) -> None:
+        """Ignored: Qdrant's optimizers vacuum deleted points themselves, by their own
+        thresholds (the collection's optimizer config), so there is nothing to retune here."""
+
+    def dead_slots(self) -> int | None:
+        return None  # Qdrant compacts itself and does not count what waits for it
+
     async def close(self) -> None:
         await self._call(self._client.close)
         self._executor.shutdown(wait=True)

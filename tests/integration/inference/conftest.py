@@ -8,16 +8,10 @@ import pytest
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.settings import Settings
 from hartonomous.v1 import inference_pb2_grpc
-from services.inference.models.minilm import MiniLM, load_minilm
+from services.inference.models.minilm import MiniLM
 from services.inference.service import InferenceService, WarmupPlan
 from tests.support import harness
 from tests.support.harness import Started
-
-
-@pytest.fixture(scope="session")
-def model() -> MiniLM:
-    """The real model, loaded once for the session (weights and version hash take seconds)."""
-    return load_minilm()
 
 
 class Running(Started[InferenceService]):

@@ -118,15 +118,15 @@ async def test_a_model_file_is_visible_with_its_tensors_to_its_holders(tmp_path:
         await store.close()
 
 
-def test_ooda_and_inference_topics_map_to_nodes_with_their_inputs() -> None:
-    origin = Origin("ooda.hypotheses", 1, 9, "ev-1", "platform", "2026-01-01T00:00:00+00:00")
+def test_an_unmapped_inference_event_maps_to_a_node_with_its_inputs() -> None:
+    origin = Origin("inference", 1, 9, "ev-1", "acme", "2026-01-01T00:00:00+00:00")
     f = FactSet(origin)
-    payload = {"hypothesis": "batch wait too long", "atom_ids": ["a" * 64], "key": "x", "n": None}
-    generic_record(f, TOPIC_LABELS["ooda.hypotheses"], payload, _envelope("platform", "ev-1"))
+    payload = {"prompt": "batch wait too long", "atom_ids": ["a" * 64], "key": "x", "n": None}
+    generic_record(f, TOPIC_LABELS["inference"], payload, _envelope("acme", "ev-1"))
     nodes = {n.uid: n for n in winning_nodes(f.facts.nodes)}
-    hypothesis = nodes[node_uid(Label.HYPOTHESIS, "ev-1")]
-    assert hypothesis.props == {
-        "hypothesis": "batch wait too long",
+    inference = nodes[node_uid(Label.INFERENCE, "ev-1")]
+    assert inference.props == {
+        "prompt": "batch wait too long",
         "atom_ids": f'["{"a" * 64}"]',
         "payload_key": "x",
     }
@@ -195,4 +195,4 @@ def _decoded(topic: str, event: Event[Payload]) -> Event[Payload]:
 
 
 def _envelope(tenant: str, event_id: str) -> Envelope:
-    return replace(Envelope.new("HypothesisProposed", tenant, "ooda.orient"), event_id=event_id)
+    return replace(Envelope.new("GenerationCompleted", tenant, "inference"), event_id=event_id)

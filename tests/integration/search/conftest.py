@@ -13,7 +13,7 @@ from hartonomous.blobs import open_blob_store
 from hartonomous.eventlog.port import Record
 from hartonomous.settings import Settings
 from hartonomous.v1 import search_pb2, search_pb2_grpc
-from services.inference.models.minilm import MiniLM, load_minilm
+from services.inference.models.minilm import MiniLM
 from services.inference.service import InferenceService, WarmupPlan
 from services.search.service import SearchService
 from tests.support.harness import running
@@ -32,12 +32,6 @@ from tests.support.search_projection import (
     referenced,
     store_blob,
 )
-
-
-@pytest.fixture(scope="session")
-def model() -> MiniLM:
-    """The real model, loaded once for the session (weights and version hash take seconds)."""
-    return load_minilm()
 
 
 @pytest.fixture(scope="session")

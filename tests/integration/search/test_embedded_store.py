@@ -169,3 +169,26 @@ async def test_dead_slots_are_compacted_away_and_nothing_else_changes(tmp_path: 
         assert vector_files(tmp_path) == files
     finally:
         await reopened.close()
+
+
+async def test_a_lower_threshold_compacts_a_shard_at_its_next_write(tmp_path: Path) -> None:
+    """Retuned live: each open shard holds its dead slots until a write of its own compacts
+    them."""
+    store = EmbeddedStore(tmp_path)
+    await store.ensure()
+    try:
+        await store.upsert(batch(0) + batch(1) + batch(2))
+        await store.delete("doc0")
+        await store.delete("doc1")  # per tenant: 2 dead slots per live one, under 10,000
+        per_tenant = len(batch(0)) // len(TENANTS)
+        assert store.dead_slots() == 2 * per_tenant * len(TENANTS)
+        store.retune_compaction(1)
+        assert store.dead_slots() == 2 * per_tenant * len(TENANTS)  # nothing written yet
+        await store.delete("doc2", tenant_id=TENANTS[0])
+        assert store.dead_slots() == 2 * per_tenant  # the other tenant's shard had no write
+        await store.delete("doc2")
+        assert store.dead_slots() == 0
+        with pytest.raises(ValueError):
+            store.retune_compaction(0)
+    finally:
+        await store.close()

@@ -61,19 +61,19 @@ def test_pick_bucket_takes_the_smallest_that_fits() -> None:
         pick_bucket(257, buckets)
 
 
-def test_length_buckets_must_cover_max_seq_length(minilm: MiniLM) -> None:
+def test_length_buckets_must_cover_max_seq_length(model: MiniLM) -> None:
     with pytest.raises(ValueError, match="max_seq_length"):
-        Batcher(minilm, length_buckets=(16, 128))
+        Batcher(model, length_buckets=(16, 128))
 
 
-async def test_concurrent_callers_are_coalesced(minilm: MiniLM) -> None:
-    async with Batcher(minilm, max_batch_size=8, max_wait_ms=20, length_buckets=LENGTHS) as b:
+async def test_concurrent_callers_are_coalesced(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=8, max_wait_ms=20, length_buckets=LENGTHS) as b:
         results = await asyncio.gather(*(b.embed([text]) for text in TEXTS))
         stats = b.stats()
 
-    expected = minilm.encode(TEXTS)
+    expected = model.encode(TEXTS)
     for text, got, want in zip(TEXTS, results, expected, strict=True):
-        assert got.shape == (1, minilm.dim)
+        assert got.shape == (1, model.dim)
         np.testing.assert_allclose(got[0], want, atol=1e-5, err_msg=text)
     assert stats.texts == 50
     assert stats.batches <= 10
@@ -82,18 +82,18 @@ async def test_concurrent_callers_are_coalesced(minilm: MiniLM) -> None:
     assert stats.queue_depth == 0
 
 
-async def test_a_request_larger_than_a_batch_keeps_its_order(minilm: MiniLM) -> None:
+async def test_a_request_larger_than_a_batch_keeps_its_order(model: MiniLM) -> None:
     texts = [*TEXTS[:10], LONG, *TEXTS[10:19]]
-    async with Batcher(minilm, max_batch_size=8, max_wait_ms=1, length_buckets=LENGTHS) as b:
+    async with Batcher(model, max_batch_size=8, max_wait_ms=1, length_buckets=LENGTHS) as b:
         got = await b.embed(texts)
         stats = b.stats()
-    np.testing.assert_allclose(got, minilm.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(got, model.encode(texts), atol=1e-5)
     assert stats.batches == 3
     assert stats.model_calls >= 3
 
 
-async def test_callers_arriving_within_max_wait_share_a_batch(minilm: MiniLM) -> None:
-    async with Batcher(minilm, max_batch_size=8, max_wait_ms=500, length_buckets=LENGTHS) as b:
+async def test_callers_arriving_within_max_wait_share_a_batch(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=8, max_wait_ms=500, length_buckets=LENGTHS) as b:
         first = asyncio.create_task(b.embed(["first"]))
         await asyncio.sleep(0.05)
         await asyncio.gather(first, b.embed(["second"]))
@@ -106,8 +106,8 @@ def test_compile_counter_sees_compilations() -> None:
     assert len(compiles) == 1
 
 
-async def test_stats_show_warm_up_progress(minilm: MiniLM) -> None:
-    async with Batcher(minilm, max_batch_size=4, length_buckets=LENGTHS) as b:
+async def test_stats_show_warm_up_progress(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=4, length_buckets=LENGTHS) as b:
         assert (b.stats().compiled_shapes, b.stats().shapes_to_compile) == (0, 0)
         warming = asyncio.create_task(b.warmup())
         await asyncio.sleep(0)  # the warm-up queued its shapes and the first one is compiling
@@ -118,8 +118,8 @@ async def test_stats_show_warm_up_progress(minilm: MiniLM) -> None:
         assert (b.stats().compiled_shapes, b.stats().shapes_to_compile) == (len(b.shapes), 0)
 
 
-async def test_a_cancelled_warm_up_leaves_no_shapes_queued(minilm: MiniLM) -> None:
-    async with Batcher(minilm, max_batch_size=4, length_buckets=LENGTHS) as b:
+async def test_a_cancelled_warm_up_leaves_no_shapes_queued(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=4, length_buckets=LENGTHS) as b:
         warming = asyncio.create_task(b.warmup())
         await asyncio.sleep(0)
         warming.cancel()
@@ -128,8 +128,8 @@ async def test_a_cancelled_warm_up_leaves_no_shapes_queued(minilm: MiniLM) -> No
         assert b.stats().shapes_to_compile == 0
 
 
-async def test_no_compilation_after_warmup(minilm: MiniLM) -> None:
-    async with Batcher(minilm, max_batch_size=8, max_wait_ms=5, length_buckets=LENGTHS) as b:
+async def test_no_compilation_after_warmup(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=8, max_wait_ms=5, length_buckets=LENGTHS) as b:
         await b.warmup()
         with count_compiles() as compiles:
             for n in (1, 3, 8, 13):
@@ -140,8 +140,8 @@ async def test_no_compilation_after_warmup(minilm: MiniLM) -> None:
         assert b.stats().model_calls >= 6
 
 
-async def test_update_retunes_at_run_time_without_compiling_on_requests(minilm: MiniLM) -> None:
-    async with Batcher(minilm, max_batch_size=4, max_wait_ms=200, length_buckets=LENGTHS) as b:
+async def test_update_retunes_at_run_time_without_compiling_on_requests(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=4, max_wait_ms=200, length_buckets=LENGTHS) as b:
         await b.warmup()
         await b.update(max_batch_size=8, max_wait_ms=300)
         assert (b.stats().max_batch_size, b.stats().max_wait_ms) == (8, 300)
@@ -163,18 +163,18 @@ async def test_update_retunes_at_run_time_without_compiling_on_requests(minilm: 
         assert (b.stats().max_batch_size, b.stats().max_wait_ms) == (2, 300)
 
 
-async def test_bad_input(minilm: MiniLM) -> None:
-    async with Batcher(minilm, length_buckets=LENGTHS) as b:
+async def test_bad_input(model: MiniLM) -> None:
+    async with Batcher(model, length_buckets=LENGTHS) as b:
         empty = await b.embed([])
-        assert empty.shape == (0, minilm.dim)
+        assert empty.shape == (0, model.dim)
         assert empty.dtype == np.float32
         with pytest.raises(TypeError):
             await b.embed(["ok", 3])  # type: ignore[list-item]
         assert b.stats().batches == 0
 
 
-async def test_close_fails_waiting_callers(minilm: MiniLM) -> None:
-    b = Batcher(minilm, max_batch_size=8, max_wait_ms=60_000, length_buckets=LENGTHS)
+async def test_close_fails_waiting_callers(model: MiniLM) -> None:
+    b = Batcher(model, max_batch_size=8, max_wait_ms=60_000, length_buckets=LENGTHS)
     waiting = asyncio.create_task(b.embed(["never batched"]))
     await asyncio.sleep(0.01)
     await b.aclose()
@@ -182,8 +182,8 @@ async def test_close_fails_waiting_callers(minilm: MiniLM) -> None:
         await waiting
 
 
-async def test_update_during_a_take_applies_to_the_next_batch(minilm: MiniLM) -> None:
-    async with Batcher(minilm, max_batch_size=8, max_wait_ms=200, length_buckets=LENGTHS) as b:
+async def test_update_during_a_take_applies_to_the_next_batch(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=8, max_wait_ms=200, length_buckets=LENGTHS) as b:
         calls = [asyncio.create_task(b.embed([t])) for t in TEXTS[:5]]
         await asyncio.sleep(0.02)  # the collector now holds 5 and waits for more
         await b.update(max_batch_size=2)
@@ -191,4 +191,4 @@ async def test_update_during_a_take_applies_to_the_next_batch(minilm: MiniLM) ->
         assert b.stats().last_batch_sizes == (5,)
         await asyncio.gather(*(b.embed([t]) for t in TEXTS[:4]))
         assert b.stats().last_batch_sizes == (5, 2, 2)
-    np.testing.assert_allclose(np.concatenate(results), minilm.encode(TEXTS[:5]), atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(results), model.encode(TEXTS[:5]), atol=1e-5)

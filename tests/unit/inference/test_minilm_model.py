@@ -20,26 +20,26 @@ from services.inference.models.tokenizer import pad_batch
 CLS, SEP = 101, 102
 
 
-def test_empty_text_still_gets_cls_and_sep(minilm: MiniLM) -> None:
-    assert minilm.tokenize([""]) == [[CLS, SEP]]
+def test_empty_text_still_gets_cls_and_sep(model: MiniLM) -> None:
+    assert model.tokenize([""]) == [[CLS, SEP]]
 
 
-def test_long_text_is_truncated_to_max_seq_length(minilm: MiniLM) -> None:
-    [ids] = minilm.tokenize(["word " * 1000])
-    assert minilm.max_seq_length == 256
+def test_long_text_is_truncated_to_max_seq_length(model: MiniLM) -> None:
+    [ids] = model.tokenize(["word " * 1000])
+    assert model.max_seq_length == 256
     assert len(ids) == 256
     assert (ids[0], ids[-1]) == (CLS, SEP)
 
 
-def test_texts_are_stripped_and_lowercased(minilm: MiniLM) -> None:
-    assert minilm.tokenize(["  Hello World \n"]) == minilm.tokenize(["hello world"])
+def test_texts_are_stripped_and_lowercased(model: MiniLM) -> None:
+    assert model.tokenize(["  Hello World \n"]) == model.tokenize(["hello world"])
 
 
-def test_non_str_input_is_a_type_error(minilm: MiniLM) -> None:
+def test_non_str_input_is_a_type_error(model: MiniLM) -> None:
     with pytest.raises(TypeError):
-        minilm.tokenize(["fine", b"bytes"])  # type: ignore[list-item]
+        model.tokenize(["fine", b"bytes"])  # type: ignore[list-item]
     with pytest.raises(TypeError):
-        minilm.encode([None])  # type: ignore[list-item]
+        model.encode([None])  # type: ignore[list-item]
 
 
 def test_pad_batch_pads_right_and_fills_spare_rows() -> None:
@@ -57,18 +57,18 @@ def test_pad_batch_rejects_what_does_not_fit() -> None:
         pad_batch([[1], [2]], seq_len=2, batch_size=1)
 
 
-def test_encode_returns_unit_float32_rows(minilm: MiniLM) -> None:
-    out = minilm.encode(["a short one", "and a somewhat longer sentence to embed here"])
-    assert out.shape == (2, minilm.dim) == (2, 384)
+def test_encode_returns_unit_float32_rows(model: MiniLM) -> None:
+    out = model.encode(["a short one", "and a somewhat longer sentence to embed here"])
+    assert out.shape == (2, model.dim) == (2, 384)
     assert out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
-    assert minilm.encode([]).shape == (0, 384)
+    assert model.encode([]).shape == (0, 384)
 
 
-def test_version_is_the_sha256_of_the_model_files(minilm: MiniLM) -> None:
-    assert len(minilm.version) == 64
-    int(minilm.version, 16)
-    assert model_version(default_model_dir()) == minilm.version
+def test_version_is_the_sha256_of_the_model_files(model: MiniLM) -> None:
+    assert len(model.version) == 64
+    int(model.version, 16)
+    assert model_version(default_model_dir()) == model.version
 
 
 def test_version_changes_when_any_file_changes(tmp_path: Path) -> None:

@@ -20,15 +20,15 @@ REFERENCE = (
 MIN_COSINE, MAX_ABS_DIFF = (0.99999, 1e-4) if jax.default_backend() == "cpu" else (0.999, 5e-3)
 
 
-def test_matches_sentence_transformers(minilm: MiniLM) -> None:
+def test_matches_sentence_transformers(model: MiniLM) -> None:
     if not REFERENCE.exists():
         pytest.skip(f"reference embeddings not found at {REFERENCE}")
     reference = json.loads(REFERENCE.read_text())
     texts = [case["text"] for case in reference["cases"]]
     expected = np.array([case["embedding"] for case in reference["cases"]], dtype=np.float32)
-    assert reference["dim"] == minilm.dim
+    assert reference["dim"] == model.dim
 
-    got = minilm.encode(texts)
+    got = model.encode(texts)
 
     assert got.dtype == np.float32
     assert got.shape == expected.shape

@@ -63,6 +63,9 @@ class EmbeddedStore(VectorStore):
         directory = self._root / _directory_name(tenant_id)
         if shard is None and (create or directory.exists()):
             shard = self._shards[tenant_id] = Shard(directory, tenant_id, self._compact_min_dead)
+        if shard is not None:
+            # A shard opened while `retune_compaction` ran may have been made with the old value.
+            shard.compact_min_dead = self._compact_min_dead
         return shard
 
     def _every_shard(self) -> list[Shard]:
@@ -155,6 +158,25 @@ class EmbeddedStore(VectorStore):
                 last = page[-1][0]
                 for _, point in page:
                     yield point
+
+    def retune_compaction(self, min_dead: int) -> None:
+        """Applies to every open shard and every shard opened later; a write checks it when it
+        ends, so the next write compacts a shard whose dead slots now qualify."""
+        if min_dead < 1:
+            raise ValueError(f"min_dead is 1 or more, not {min_dead}")
+        self._compact_min_dead = min_dead
+        for shard in self._open_shards():
+            shard.compact_min_dead = min_dead
+
+    def dead_slots(self) -> int:
+        """Over the open shards only: one not opened since the start has had no write here, and
+        compacts only in one (which opens it)."""
+        return sum(shard.dead_slots() for shard in self._open_shards())
+
+    def _open_shards(self) -> list[Shard]:
+        # Without the opening lock, which a write holds while a shard opens (seconds, when its
+        # keyword index is rebuilt): the copy is one step under the GIL, never half a dict.
+        return list(self._shards.values())
 
     async def close(self) -> None:
         self._readers.shutdown(wait=True)

@@ -157,7 +157,8 @@ class Shard:
         self._read_lock = threading.Lock()
         self._moving = threading.Lock()  # a compaction renumbers slots: scans wait for it
         self._directory = directory
-        self._compact_min_dead = compact_min_dead
+        self.compact_min_dead = compact_min_dead
+        """Retuned live (by the engine, between writes): the next write compacts by it."""
         self._vectors = self._open_vectors()
         self._keywords = KeywordIndex(directory / "keywords")
         # Rows are never reused (AUTOINCREMENT): a keyword document names its point by row.
@@ -351,9 +352,14 @@ class Shard:
         self._view = View(slots, generation, slot_row, dies_at, bitmaps, matrix)
         self._live += len(added) - len(dead)
 
+    def dead_slots(self) -> int:
+        """Slots no point holds, waiting for a compaction (read from any thread: during a write
+        it may be off by that write's own slots)."""
+        return max(0, self._view.slots - self._live)
+
     def _compact_if_worth_it(self) -> None:
         dead = self._view.slots - self._live
-        if dead >= self._compact_min_dead and dead > self._live:
+        if dead >= self.compact_min_dead and dead > self._live:
             self._compact()
 
     def _compact(self) -> None:

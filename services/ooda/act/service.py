@@ -1,0 +1,21 @@
+"""Wiring of the act stage."""
+
+from __future__ import annotations
+
+from hartonomous.runtime.service import ServiceContext
+from hartonomous.tunables import catalog
+from services.ooda.domain.act import Act
+from services.ooda.domain.stage import Stage
+from services.ooda.stages import StageService
+
+
+class ActService(StageService):
+    name = "ooda-act"
+    topics = ("ooda.actions", "control", "ooda.decisions", "ooda.outcomes", "telemetry")
+    own_topics = ("ooda.actions", "control")
+
+    def stage(self, ctx: ServiceContext) -> Stage:
+        return Act(catalog())
+
+
+service = ActService()

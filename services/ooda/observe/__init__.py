@@ -1,0 +1,1 @@
+"""ooda-observe: telemetry windows → observations of changed metrics (services/ooda/domain/observe.py)."""

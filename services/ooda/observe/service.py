@@ -1,0 +1,20 @@
+"""Wiring of the observe stage."""
+
+from __future__ import annotations
+
+from hartonomous.runtime.service import ServiceContext
+from services.ooda.domain.observe import Observe
+from services.ooda.domain.stage import Stage
+from services.ooda.stages import StageService
+
+
+class ObserveService(StageService):
+    name = "ooda-observe"
+    topics = ("ooda.observations", "telemetry")
+    own_topics = ("ooda.observations",)
+
+    def stage(self, ctx: ServiceContext) -> Stage:
+        return Observe()
+
+
+service = ObserveService()

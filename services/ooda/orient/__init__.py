@@ -1,0 +1,1 @@
+"""ooda-orient: observations → hypotheses from the playbooks (services/ooda/domain/orient.py)."""
