@@ -14,27 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import httpx
 
+from bench._platform import Platform, platform
 from bench.common import Metric, median, percentile, write
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc, search_pb2, search_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = Path(sys.executable).parent / "hartonomous"
 CLIENTS = (16, 64)
 SECONDS = 6.0
 WARMUP_SECONDS = 2.0
@@ -61,18 +55,7 @@ WORDS = [
     "event",
 ]
 
-# The inference warm-up's progress, from the platform's Prometheus endpoint.
-WARMING = re.compile(r"^hartonomous_inference_shapes_to_compile (\S+)$", re.MULTILINE)
-
 Send = Callable[[int], Awaitable[bool]]
-
-
-@dataclass(frozen=True)
-class Platform:
-    url: str
-    grpc_target: str
-    key: str
-    tenant_id: str
 
 
 @dataclass(frozen=True)
@@ -85,84 +68,6 @@ class Run:
     def error_rate(self) -> float:
         total = len(self.latencies_ms) + self.errors
         return 100.0 * self.errors / total if total else 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cli(data_dir: Path, *args: str) -> str:
-    done = subprocess.run(
-        [str(CLI), *args, "--data-dir", str(data_dir)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-@contextmanager
-def platform(data_dir: Path) -> Iterator[Platform]:
-    http_port, grpc_port, metrics_port = _free_port(), _free_port(), _free_port()
-    ports = ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
-    ports += ["--metrics-port", str(metrics_port)]
-    process = subprocess.Popen(
-        [str(CLI), "up", "--data-dir", str(data_dir), *ports],
-        cwd=REPO,
-        env={**os.environ, **ENV},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        _wait_until(lambda: _ready(url), process, timeout=180, waiting_for=f"GET {url}/readyz")
-        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        _wait_until(
-            lambda: _warm(metrics_url), process, timeout=900, waiting_for="inference warm-up"
-        )
-        tenant_id = _cli(data_dir, "tenants", "create", "bench")
-        key = _cli(data_dir, "keys", "create", "--tenant", "bench", "--role", "writer")
-        yield Platform(url, f"127.0.0.1:{grpc_port}", key, tenant_id)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def _wait_until(
-    done: Callable[[], bool],
-    process: subprocess.Popen[bytes],
-    *,
-    timeout: float,
-    waiting_for: str,
-) -> None:
-    """Poll `done` (an HTTP error counts as not yet) until it holds; fail if the platform
-    exits first or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(
-                f"the platform exited ({process.returncode}) waiting for {waiting_for}"
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if done():
-                return
-        time.sleep(0.5)
-    raise SystemExit(f"no {waiting_for} in {timeout} s")
-
-
-def _ready(url: str) -> bool:
-    return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-
-
-def _warm(metrics_url: str) -> bool:
-    """Inference has compiled its warm-up shapes: the platform serves meanwhile, but a
-    measurement would share the cores with the compiler (minutes on a fresh data dir)."""
-    match = WARMING.search(httpx.get(metrics_url, timeout=5).text)
-    return match is not None and float(match.group(1)) == 0
 
 
 async def _seed(http: httpx.AsyncClient) -> None:
@@ -308,7 +213,7 @@ def _metrics(label: str, runs: dict[str, list[Run]]) -> list[Metric]:
 def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="bench-gateway-") as scratch,
-        platform(Path(scratch) / "data") as target,
+        platform(Path(scratch) / "data", ENV) as target,
     ):
         metrics = asyncio.run(measure(target))
     print(f"wrote {write('gateway', metrics)}", file=sys.stderr)

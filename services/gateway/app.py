@@ -21,6 +21,7 @@ from services.gateway.routes import (
     config,
     embeddings,
     health,
+    ooda,
     provenance,
     search,
 )
@@ -44,8 +45,9 @@ def create_app(gateway: Gateway) -> FastAPI:
         telemetry=no_native_telemetry,
     )
     app.state.gateway = gateway
-    for module in (atoms, search, embeddings, provenance, billing, admin, config, health):
+    for module in (atoms, search, embeddings, provenance, billing, admin, config, ooda, health):
         app.include_router(module.router)
+    app.include_router(ooda.admin_router)
     problems.install(app)
     # Added innermost first: telemetry sees everything, the 500 fallback and the limits
     # included; CORS (off unless origins are configured) answers preflights before routing.

@@ -28,6 +28,7 @@ from hartonomous.v1 import (
     inference_pb2_grpc,
     ingest_pb2,
     ingest_pb2_grpc,
+    ooda_pb2_grpc,
     provenance_pb2,
     provenance_pb2_grpc,
     search_pb2,
@@ -43,9 +44,11 @@ _STUBS: dict[str, Any] = {
     "billing": billing_pb2_grpc.BillingStub,
     "provenance": provenance_pb2_grpc.ProvenanceStub,
     "control": control_pb2_grpc.ControlStub,
+    "ooda": ooda_pb2_grpc.OodaStub,
 }
 
-# What /readyz asks each peer's health service about.
+# What /readyz asks each peer's health service about. Not the loop (ooda): the public API
+# serves without it, and its routes say so (503) while it is away.
 HEALTH_NAMES = {
     "ingest": ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
     "inference": inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name,
@@ -81,6 +84,11 @@ EXPLAIN = Rpc("provenance", "Explain", 10.0)
 GET_CONFIG = Rpc("control", "GetConfig", 5.0)
 SET_CONFIG = Rpc("control", "SetConfig", 10.0)
 CONFIG_HISTORY = Rpc("control", "ConfigHistory", 5.0)
+LIST_DECISIONS = Rpc("ooda", "ListDecisions", 5.0)
+APPROVE = Rpc("ooda", "Approve", 10.0)
+REJECT = Rpc("ooda", "Reject", 10.0)
+LIST_CYCLES = Rpc("ooda", "ListCycles", 5.0)
+GET_CYCLE = Rpc("ooda", "GetCycle", 5.0)
 
 HEALTH_DEADLINE = 2.0
 # How long an aborted upload waits for the service to refuse the poison before cancelling.

@@ -20,6 +20,7 @@ _CLIENT_ERRORS: dict[grpc.StatusCode, tuple[int, str | None]] = {
     grpc.StatusCode.NOT_FOUND: (404, None),
     grpc.StatusCode.PERMISSION_DENIED: (403, "forbidden"),
     grpc.StatusCode.ALREADY_EXISTS: (409, None),
+    grpc.StatusCode.FAILED_PRECONDITION: (409, "conflict"),
 }
 
 RETRY_AFTER_UNAVAILABLE = "2"

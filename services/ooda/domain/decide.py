@@ -5,7 +5,8 @@ generator seeded by the hypotheses' event id, so deciding again draws the same n
 highest draw is chosen. Then the rules, in order:
 
 - `ooda.mode` off, a suspended playbook, an open decision on the knob's coupled group, the
-  knob's cooldown after the loop's last change, or its hourly budget spent → declined;
+  knob's cooldown after a change by the loop (unless someone changed it since), or its hourly
+  budget spent → declined;
 - the knob was changed by an operator less than `ooda.manual_hold_s` ago, `ooda.mode` is
   advise, or the change is not low-risk → pending, until an admin approves or rejects it or
   it expires after `ooda.decision_ttl_s`;
@@ -186,8 +187,9 @@ class Decide(Stage):
             )
         cooldown = max(chosen.cooldown_s, float(knobs.value(settings.COOLDOWN_S)))
         last_own = [c for c in knobs.changes_since(knob, at - timedelta(hours=1)) if c.by_loop]
-        if last_own and (at - last_own[-1].at).total_seconds() < cooldown:
-            ago = (at - last_own[-1].at).total_seconds()
+        last = knobs.last(knob)
+        if last is not None and last.by_loop and (at - last.at).total_seconds() < cooldown:
+            ago = (at - last.at).total_seconds()
             return Verdict(
                 DECLINED, f"the loop changed {knob} {ago:.0f} s ago (cooldown {cooldown:g} s)"
             )

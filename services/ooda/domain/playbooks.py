@@ -76,8 +76,8 @@ class SetTo:
 @dataclass(frozen=True)
 class Restore:
     """The value the knob had before its last change, if that change is at most `within_s`
-    old: the last good value, as SQL Server's automatic plan correction forces the last good
-    plan."""
+    old and was not the loop's own: the last good value, as SQL Server's automatic plan
+    correction forces the last good plan."""
 
     within_s: float = 900.0
 
@@ -121,6 +121,7 @@ def propose(
         if (
             last is None
             or last.old_value is None
+            or last.by_loop  # the loop's own change is judged by learn and rolled back there
             or (now - last.at).total_seconds() > rule.within_s
         ):
             return None

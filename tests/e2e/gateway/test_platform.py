@@ -383,6 +383,24 @@ def test_a_config_change_reaches_the_running_service_and_its_history(
     assert history[0]["actor"].startswith("user:cli-")
 
 
+def test_the_loop_answers_over_rest_and_the_cli(platform: Platform, admin_key: str) -> None:
+    """The five stages run in `hartonomous up`: the loop's cycles are listed (a young
+    platform may have none yet), and an unknown decision is a caller's mistake both ways."""
+    port = ("--grpc-port", str(platform.grpc_port))
+    assert isinstance(json.loads(platform.cli("ooda", "cycles", "--json", *port)), list)
+    assert platform.cli("ooda", "mode", "advise", "--reason", "e2e", *port) == "advise"
+    status = cli("ooda", "status", *port, data_dir=platform.data_dir)
+    assert status.returncode == 0 and "mode: advise (set by user:cli-" in status.stdout
+    assert platform.cli("ooda", "mode", "auto", "--reason", "e2e done", *port) == "auto"
+    unknown = "0190f0f0-0000-7000-8000-000000000000"
+    refused = cli("ooda", "approve", unknown, *port, data_dir=platform.data_dir)
+    assert refused.returncode == 2 and f"NOT_FOUND: no decision {unknown}" in refused.stderr
+    with platform.client(admin_key) as http:
+        assert http.get("/v1/ooda/decisions").status_code == 200
+        missing = http.post(f"/v1/admin/ooda/decisions/{unknown}/reject", json={"reason": "r"})
+    assert missing.status_code == 404 and unknown in missing.json()["detail"]
+
+
 def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:
     listed = json.loads(platform.cli("keys", "list", "--tenant", "acme", "--json"))
     assert {row["role"] for row in listed} >= {"reader", "writer"}

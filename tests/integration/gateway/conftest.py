@@ -17,6 +17,7 @@ from services.gateway.config import GatewayConfig
 from services.gateway.keys import Role
 from services.gateway.service import GatewayService
 from services.gateway.store import KeyStore
+from services.ooda.decide.service import DecideService
 from tests.integration.gateway.fakes import SERVICES, Peers, fake_peers
 from tests.support.harness import running
 from tests.support.postgres import fresh_database
@@ -55,11 +56,12 @@ async def running_gateway(config: GatewayConfig, data_dir: Path) -> AsyncIterato
     peers = fake_peers()
     service = GatewayService(config)
     settings = Settings(data_dir=data_dir, http_port=0)
-    # The real control service beside the stand-ins: its validation is what the config routes
-    # rely on, and it has no peers of its own.
+    # The real control service and the loop's decide stage beside the stand-ins: their
+    # validation is what the config and loop routes rely on, and they need no other peer.
     async with running(
         service,
         ControlService(),
+        DecideService(),
         pg_url=pg_url,
         settings=settings,
         partitions=1,

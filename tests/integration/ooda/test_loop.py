@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.topics import DOMAIN_TOPICS, dlq_topic
+from hartonomous.postgres import create_pool
 from hartonomous.runtime.windows import TelemetryEmitter
 from hartonomous.settings import Settings
-from hartonomous.v1 import control_pb2, control_pb2_grpc, ooda_pb2, ooda_pb2_grpc
 from services.control.service import ControlService
+from services.gateway.keys import Role
+from services.gateway.service import GatewayService
+from services.gateway.store import KeyStore
 from services.inference.models.minilm import MiniLM
 from services.inference.service import InferenceService, WarmupPlan
 from services.inference.tunables import MAX_WAIT_MS
@@ -36,10 +42,23 @@ async def dead_letters(event_log: EmbeddedEventLog) -> list[str]:
     ]
 
 
-async def story(ooda: ooda_pb2_grpc.OodaStub) -> str:
+async def story(http: httpx.AsyncClient) -> str:
     """Every cycle's explanation, oldest first: what a failed wait prints."""
-    reply = await ooda.ListCycles(ooda_pb2.ListCyclesRequest(limit=100))
-    return "\n".join(f"[{c.status}] {c.explanation}" for c in reversed(reply.cycles))
+    reply = await http.get("/v1/ooda/cycles", params={"limit": 100})
+    return "\n".join(f"[{c['status']}] {c['explanation']}" for c in reversed(reply.json()))
+
+
+async def admin_client(gateway: GatewayService, pg_url: str) -> tuple[httpx.AsyncClient, str]:
+    """An HTTP client with a fresh admin key for the gateway, and the key's id."""
+    pool = await create_pool(pg_url, max_size=1)
+    try:
+        store = KeyStore(pool)
+        issued = await store.issue_key(await store.create_tenant("ops"), Role.ADMIN)
+    finally:
+        await pool.close()
+    headers = {"Authorization": f"Bearer {issued.secret_key}"}
+    client = httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=30)
+    return client, issued.secret_key.split("_")[1]
 
 
 WARM_UP_S = 10
@@ -49,7 +68,8 @@ BASELINE_S = 75  # 60 one-second windows make the detector's first baseline, and
 async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
     model: MiniLM, pg_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", http_port=0)
+    gateway = GatewayService()
     platform = (
         InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False)),
         ControlService(),
@@ -57,66 +77,80 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
         OrientService(),
         DecideService(),
         ActService(),
+        gateway,
     )
     tunables = {"telemetry.interval_s": "1", "ooda.evaluation_s": "15"}
     async with harness.running(*platform, pg_url=pg_url, settings=settings, tunables=tunables) as h:
         learn = await harness.start(LearnService(), event_log=h.event_log, pg_url=pg_url)
+        http, key_id = await admin_client(gateway, pg_url)
+        operator = f"user:{key_id}"
         stop = asyncio.Event()
         load = asyncio.create_task(embed_load(h.channel, stop))
         await asyncio.sleep(WARM_UP_S)  # the model compiles its shapes before anything is timed
         h.ctx.telemetry.close(h.ctx.config.held())
         emitter = TelemetryEmitter(h.ctx.telemetry, h.ctx.publisher("telemetry"), h.ctx.config)
         emitting = asyncio.create_task(emitter.run())
-        control = control_pb2_grpc.ControlStub(h.channel)  # type: ignore[no-untyped-call]
-        ooda = ooda_pb2_grpc.OodaStub(h.channel)  # type: ignore[no-untyped-call]
         try:
             await asyncio.sleep(BASELINE_S)
-            await control.SetConfig(
-                control_pb2.SetConfigRequest(
-                    key=MAX_WAIT_MS, value="250", reason="try bigger batches", actor="user:k1"
-                )
+            changed = await http.put(
+                f"/v1/admin/config/{MAX_WAIT_MS}",
+                json={"value": 250, "reason": "try bigger batches"},
             )
+            assert changed.status_code == 200, changed.text
 
-            async def pending() -> ooda_pb2.Decision | None:
-                reply = await ooda.ListDecisions(ooda_pb2.ListDecisionsRequest(status="pending"))
-                return next((d for d in reply.decisions if d.knob == MAX_WAIT_MS), None)
+            async def pending() -> dict[str, Any] | None:
+                reply = await http.get("/v1/ooda/decisions", params={"status": "pending"})
+                return next((d for d in reply.json() if d["knob"] == MAX_WAIT_MS), None)
 
             try:
                 decision = await until(pending, timeout=60)
             finally:
                 assert await dead_letters(h.event_log) == []
-                print(await story(ooda))
-            assert (decision.playbook, decision.from_value, decision.to_value) == (
+                print(await story(http))
+            assert (decision["playbook"], decision["from_value"], decision["to_value"]) == (
                 "restore-batching",
                 "250",
                 "5",
             )
-            assert "user:k1" in decision.reason and "latency_p95_ms" in decision.evidence
-            approved = await ooda.Approve(
-                ooda_pb2.ResolveRequest(
-                    decision_id=decision.decision_id, actor="user:k1", reason="go back"
-                )
+            assert operator in decision["reason"] and "latency_p95_ms" in decision["evidence"]
+            approve = f"/v1/admin/ooda/decisions/{decision['decision_id']}/approve"
+            approved = await http.post(approve, json={"reason": "go back"})
+            assert approved.status_code == 200, approved.text
+            assert (approved.json()["status"], approved.json()["resolved_by"]) == (
+                "approved",
+                operator,
             )
-            assert approved.status == "approved"
+            again = await http.post(approve, json={"reason": "twice"})
+            assert again.status_code == 409, again.text
+            assert "approved" in again.json()["detail"]
 
-            async def cycle_in(*statuses: str) -> ooda_pb2.Cycle | None:
-                found = await ooda.GetCycle(ooda_pb2.GetCycleRequest(cycle_id=decision.cycle_id))
-                return found if found.status in statuses else None
+            async def cycle_in(*statuses: str) -> dict[str, Any] | None:
+                found = (await http.get(f"/v1/ooda/cycles/{decision['cycle_id']}")).json()
+                return found if found["status"] in statuses else None
 
             await until(lambda: cycle_in("evaluating"), timeout=30)
             # Kill learn while it judges; a new one, rebuilt from the log, finishes the cycle.
             await learn.stop()
             learn = await harness.start(LearnService(), event_log=h.event_log, pg_url=pg_url)
             done = await until(lambda: cycle_in("improved", "no change", "harmful"), 60)
+            explained = (await http.get(f"/v1/ooda/cycles/{done['cycle_id']}/explain")).json()
+            [setting] = [
+                s for s in (await http.get("/v1/admin/config")).json() if s["key"] == MAX_WAIT_MS
+            ]
         finally:
             stop.set()
             await load
             emitting.cancel()
             await learn.stop()
-        assert done.status == "improved", done.explanation
-        assert "approved by user:k1" in done.explanation
-        assert "prior of playbook restore-batching is now Beta(4,1)" in done.explanation
-        [setting] = (
-            await control.GetConfig(control_pb2.GetConfigRequest(key=MAX_WAIT_MS))
-        ).settings
-        assert setting.value == "5" and setting.actor == f"ooda:{decision.decision_id}"
+            await http.aclose()
+        assert done["status"] == "improved", done["explanation"]
+        assert [e["type"] for e in done["events"]][:4] == [
+            "ObservationMade",
+            "HypothesesProposed",
+            "DecisionMade",
+            "DecisionResolved",
+        ]
+        assert explained["explanation"] == done["explanation"]
+        assert f"approved by {operator}" in done["explanation"]
+        assert "prior of playbook restore-batching is now Beta(4,1)" in done["explanation"]
+        assert setting["value"] == "5" and setting["actor"] == f"ooda:{decision['decision_id']}"
