@@ -51,18 +51,21 @@ def _cli(data_dir: Path, *args: str) -> str:
 
 
 @contextmanager
-def platform(data_dir: Path, env: Mapping[str, str], role: str = "writer") -> Iterator[Platform]:
+def platform(
+    data_dir: Path, env: Mapping[str, str], role: str = "writer", log: Path | None = None
+) -> Iterator[Platform]:
     """`hartonomous up` on `data_dir` with `env` added, ready and warm, with a tenant and a
-    key of `role`; stopped afterwards."""
+    key of `role`; stopped afterwards. Its log goes to `log` (JSON lines), or nowhere."""
     http_port, grpc_port, metrics_port = _free_port(), _free_port(), _free_port()
     ports = ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     ports += ["--metrics-port", str(metrics_port)]
+    sink = log.open("wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
         [str(CLI), "up", "--data-dir", str(data_dir), *ports],
         cwd=REPO,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=sink,
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
@@ -77,6 +80,8 @@ def platform(data_dir: Path, env: Mapping[str, str], role: str = "writer") -> It
     finally:
         process.terminate()
         process.wait(timeout=60)
+        if not isinstance(sink, int):
+            sink.close()
 
 
 def _wait_until(

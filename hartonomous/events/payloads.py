@@ -91,6 +91,7 @@ class TensorAtom(Payload):
     dtype: str
     shape: list[int]
     size_bytes: int
+    first_stored: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +101,11 @@ class ModelDecomposed(Payload):
     format: str
     tensors: list[TensorAtom]
     metadata_json: str = "{}"
+    name: str = ""
+    version: str = ""
+    source_sha256: str = ""
+    size_bytes: int = 0
+    architecture: str | None = None
 
 
 # --- search and usage -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from hartonomous.eventlog.port import Consumer, EventLog, Position, Record, StoredRecord
@@ -299,16 +300,24 @@ async def replay(
     projection: Projection[Tx],
     *,
     progress_every: float = 5.0,
+    since: Mapping[str, datetime] | None = None,
 ) -> Replayed:
     """Project every record of the projection's topics, from the start up to their current
     ends, exactly as the live runner does (same batches, handlers, claims and fallback): the
-    recovery path of a store that lost its data or changed its layout."""
+    recovery path of a store that lost its data or changed its layout. `since` starts some
+    topics at a time instead (a projection that needs only their recent past)."""
     runner = ProjectionRunner(event_log, codec, projection, dead_letters=False)
     done = Replayed()
     started = reported = time.monotonic()
     for topic in projection.topics:
         batch: list[StoredRecord] = []
-        async for record in event_log.replay(topic, from_offset=0):
+        start = (since or {}).get(topic)
+        records = (
+            event_log.replay(topic, from_offset=0)
+            if start is None
+            else event_log.replay(topic, from_time=start)
+        )
+        async for record in records:
             batch.append(record)
             if len(batch) >= projection.max_batch:
                 await runner.apply(batch)

@@ -12,9 +12,10 @@ from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.tenants import parse_tenant_id
 from hartonomous.v1 import ingest_pb2
-from services.ingest import handlers
+from services.ingest import handlers, models
 from services.ingest.domain import errors, header
-from services.ingest.domain.results import AtomView, IngestResult
+from services.ingest.domain.models.version import parse_model_header
+from services.ingest.domain.results import AtomView, IngestResult, ModelVersionView
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -25,6 +26,8 @@ _ERRORS = GrpcErrors(
         errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
         errors.ContentTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
         errors.AtomNotFound: grpc.StatusCode.NOT_FOUND,
+        errors.ModelVersionNotFound: grpc.StatusCode.NOT_FOUND,
+        errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
         BlobNotFoundError: grpc.StatusCode.DATA_LOSS,
     },
     withheld={BlobNotFoundError: "the atom's bytes are lost"},
@@ -62,28 +65,67 @@ class IngestApi:
             async for data in self._deps.blobs.read(atom_id):
                 yield ingest_pb2.AtomData(data=data)
 
+    async def IngestModel(
+        self, requests: AsyncIterator[ingest_pb2.IngestModelRequest], context: Context
+    ) -> ingest_pb2.ModelVersion:
+        async with _ERRORS.scope(context, "IngestModel"):
+            h = await _first_header(requests)
+            model_header = parse_model_header(
+                name=h.name, version=h.version, **_request_fields(h, context)
+            )
+            view = await models.ingest_model(self._deps, model_header, _data(requests))
+            return _model_version(view)
+
+    async def GetModelVersion(
+        self, request: ingest_pb2.GetModelVersionRequest, context: Context
+    ) -> ingest_pb2.ModelVersion:
+        async with _ERRORS.scope(context, "GetModelVersion"):
+            tenant_id = parse_tenant_id(request.tenant_id)
+            view = await self._deps.catalog.model_version(tenant_id, request.name, request.version)
+            if view is None:
+                raise errors.ModelVersionNotFound(tenant_id, request.name, request.version)
+            return _model_version(view)
+
 
 async def _header(
     requests: AsyncIterator[ingest_pb2.IngestRequest], context: Context
 ) -> header.IngestHeader:
-    first = await anext(requests, None)
-    if first is None or first.WhichOneof("part") != "header":
-        raise errors.InvalidArgument("the first message must carry the header")
-    h = first.header
+    h = await _first_header(requests)
     return header.parse_header(
-        tenant_id=h.tenant_id,
         mime_type=h.mime_type,
         modality=h.modality,
         metadata_json=h.metadata_json,
-        source_uri=h.source_uri,
         expected_sha256=h.expected_sha256,
-        traceparent=h.traceparent or metadata_value(context, "traceparent") or "",
-        request_id=h.request_id,
-        api_key_id=h.api_key_id,
+        **_request_fields(h, context),
     )
 
 
-async def _data(requests: AsyncIterator[ingest_pb2.IngestRequest]) -> AsyncIterator[bytes]:
+def _request_fields(h: Any, context: Context) -> dict[str, str]:
+    """What every upload's header says about the request: tenant, source, trace, ids."""
+    return {
+        "tenant_id": h.tenant_id,
+        "source_uri": h.source_uri,
+        "traceparent": h.traceparent or metadata_value(context, "traceparent") or "",
+        "request_id": h.request_id,
+        "api_key_id": h.api_key_id,
+    }
+
+
+async def _first_header(
+    requests: AsyncIterator[ingest_pb2.IngestRequest]
+    | AsyncIterator[ingest_pb2.IngestModelRequest],
+) -> Any:
+    """The header the first message must carry (an IngestHeader or a ModelHeader)."""
+    first = await anext(requests, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise errors.InvalidArgument("the first message must carry the header")
+    return first.header
+
+
+async def _data(
+    requests: AsyncIterator[ingest_pb2.IngestRequest]
+    | AsyncIterator[ingest_pb2.IngestModelRequest],
+) -> AsyncIterator[bytes]:
     async for request in requests:
         if request.WhichOneof("part") == "header":
             raise errors.InvalidArgument("only the first message may carry a header")
@@ -130,3 +172,27 @@ def _atom(view: AtomView) -> ingest_pb2.Atom:
     )
     atom.created_at.FromDatetime(view.created_at)
     return atom
+
+
+def _model_version(view: ModelVersionView) -> ingest_pb2.ModelVersion:
+    reply = ingest_pb2.ModelVersion(
+        name=view.name,
+        version=view.version,
+        manifest_atom_id=view.manifest_atom_id,
+        format=view.format,
+        architecture=view.architecture or "",
+        source_sha256=view.source_sha256,
+        size_bytes=view.size_bytes,
+        tensors=view.tensors,
+        new_tensors=view.new_tensors,
+        new_bytes=view.new_bytes,
+        shared_with=[
+            ingest_pb2.SharedTensors(
+                name=s.name, version=s.version, tensors=s.tensors, bytes=s.bytes
+            )
+            for s in view.shared_with
+        ],
+        request_id=view.request_id,
+    )
+    reply.ingested_at.FromDatetime(view.ingested_at)
+    return reply

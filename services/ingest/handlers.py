@@ -18,10 +18,17 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from hartonomous.blobs import BlobHashMismatchError, BlobStore
 from hartonomous.events import Event, new_event_id
-from hartonomous.events.payloads import AtomChunked, AtomIngested, AtomReferenced, Payload
+from hartonomous.events.payloads import (
+    AtomChunked,
+    AtomIngested,
+    AtomReferenced,
+    ModelDecomposed,
+    Payload,
+)
 from hartonomous.runtime.projection import Handler, Projection
 from hartonomous.runtime.publisher import Publisher
 from services.ingest.chunking import TextChunker
@@ -36,6 +43,9 @@ from services.ingest.tunables import CATALOG_BATCH, CATALOG_GROUP
 logger = logging.getLogger(__name__)
 
 
+MAX_MODEL_BYTES = 64 * 1024**3
+"""The largest model file IngestModel takes, by default (it is spooled to disk, not held)."""
+
 CHUNK_WRITES = 8
 """Chunk blobs written at once: each is small and waits mostly on its fsync."""
 
@@ -47,6 +57,7 @@ class Deps:
     publisher: Publisher
     chunker: TextChunker
     max_content_bytes: int = content.MAX_CONTENT_BYTES
+    max_model_bytes: int = MAX_MODEL_BYTES
 
 
 # ---------------------------------------------------------------------------------------
@@ -79,7 +90,7 @@ async def ingest_atom(deps: Deps, header: IngestHeader, data: AsyncIterator[byte
             request_id,
         )
     else:
-        events = [_new(deps, payloads.referenced_payload(atom_id, header), header, request_id)]
+        events = [new_event(deps, payloads.referenced_payload(atom_id, header), header, request_id)]
         result = IngestResult(
             atom_id,
             True,
@@ -93,7 +104,7 @@ async def ingest_atom(deps: Deps, header: IngestHeader, data: AsyncIterator[byte
         header, atom_id, content.size, result.deduplicated, datetime.now(UTC)
     )
     await deps.publisher.publish(*events, deps.publisher.caused(events[0], usage))
-    await _read_your_writes(deps.catalog, events)
+    await read_your_writes(deps.catalog, events)
     return result
 
 
@@ -116,13 +127,13 @@ async def _chunk(deps: Deps, atom_id: str, content: Content) -> list[Chunk]:
 
     async def store(span: Span) -> None:
         async with limit:
-            await deps.blobs.put(_single(text[span.start_char : span.end_char].encode()))
+            await deps.blobs.put(single(text[span.start_char : span.end_char].encode()))
 
     await asyncio.gather(*(store(span) for span in spans.values()))
     return chunks
 
 
-async def _single(data: bytes) -> AsyncIterator[bytes]:
+async def single(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
@@ -134,7 +145,9 @@ def _ingested(
     chunks: Sequence[Chunk],
     request_id: str,
 ) -> list[Event[Payload]]:
-    ingested = _new(deps, payloads.ingested_payload(atom_id, header, content), header, request_id)
+    ingested = new_event(
+        deps, payloads.ingested_payload(atom_id, header, content), header, request_id
+    )
     if not chunks:
         return [ingested]
     policy = deps.chunker.policy
@@ -142,7 +155,16 @@ def _ingested(
     return [ingested, deps.publisher.caused(ingested, chunked)]
 
 
-def _new(deps: Deps, payload: Payload, header: IngestHeader, request_id: str) -> Event[Payload]:
+class _Traced(Protocol):
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def traceparent(self) -> str | None: ...
+
+
+def new_event(deps: Deps, payload: Payload, header: _Traced, request_id: str) -> Event[Payload]:
+    """An event of one request: the caller's tenant, its trace, one correlation id."""
     return deps.publisher.new(
         payload,
         tenant_id=header.tenant_id,
@@ -151,7 +173,7 @@ def _new(deps: Deps, payload: Payload, header: IngestHeader, request_id: str) ->
     )
 
 
-async def _read_your_writes(catalog: Catalog, events: Sequence[Event[Payload]]) -> None:
+async def read_your_writes(catalog: Catalog, events: Sequence[Event[Payload]]) -> None:
     """Apply what this request appended, so a GetAtom right after sees it. The append already
     decided the outcome: if this fails, the consumer applies the events instead."""
     try:
@@ -206,18 +228,27 @@ async def _upsert_ref(
     )
 
 
+async def on_model_decomposed(tx: CatalogWriter, event: Event[ModelDecomposed]) -> None:
+    envelope = event.envelope
+    await tx.put_model_version(
+        event.payload, envelope.occurred_at, envelope.correlation_id or "", envelope.event_id
+    )
+
+
 HANDLERS: Mapping[type[Payload], Handler[CatalogWriter]] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
     AtomChunked: on_atom_chunked,
+    ModelDecomposed: on_model_decomposed,
 }
 
 
 def catalog_projection(catalog: Catalog) -> Projection[CatalogWriter]:
-    """The `atoms` topic into the catalog: a batch per transaction, claimed in the inbox."""
+    """The `atoms` and `models` topics into the catalog: a batch per transaction, claimed in
+    the inbox."""
     return Projection(
         CATALOG_GROUP,
-        ["atoms"],
+        ["atoms", "models"],
         HANDLERS,
         catalog.transaction,
         claim=CatalogWriter.claim,

@@ -24,9 +24,10 @@ from typing import TypeAlias, cast
 import asyncpg
 
 from hartonomous.eventlog.port import Position, StoredRecord
+from hartonomous.events.payloads import ModelDecomposed
 from hartonomous.runtime.inbox import Inbox
 from services.ingest.domain.chunks import Chunk, Span
-from services.ingest.domain.results import AtomView
+from services.ingest.domain.results import AtomView, ModelVersionView, SharedTensors
 from services.ingest.domain.storage import Holding
 
 SCHEMA = "ingest"
@@ -66,6 +67,30 @@ create table if not exists {SCHEMA}.chunks (
     end_byte bigint not null,
     primary key (parent_atom_id, chunk_index));
 create index if not exists chunks_by_atom on {SCHEMA}.chunks (atom_id);
+create table if not exists {SCHEMA}.model_versions (
+    tenant_id text not null,
+    name text not null,
+    version text not null,
+    manifest_atom_id text not null,
+    format text not null,
+    architecture text,
+    source_sha256 text not null,
+    size_bytes bigint not null,
+    ingested_at timestamptz not null,
+    request_id text not null,
+    event_id uuid not null,
+    primary key (tenant_id, name, version));
+create table if not exists {SCHEMA}.model_tensors (
+    tenant_id text not null,
+    name text not null,
+    version text not null,
+    tensor_index int not null,
+    tensor_name text not null,
+    atom_id text not null,
+    size_bytes bigint not null,
+    first_stored boolean not null,
+    primary key (tenant_id, name, version, tensor_index));
+create index if not exists model_tensors_by_atom on {SCHEMA}.model_tensors (tenant_id, atom_id);
 create table if not exists {SCHEMA}.storage_metering (
     singleton boolean primary key default true check (singleton),
     metered_until timestamptz not null);
@@ -102,6 +127,45 @@ insert into {SCHEMA}.chunk_sets as c values ($1, $2, $3)
 on conflict (parent_atom_id) do update set chunker = excluded.chunker, event_id = excluded.event_id
 where excluded.event_id < c.event_id
 returning true
+"""
+
+# The earliest ModelDecomposed of a tenant's name and version is that version; returns a row
+# when this one won.
+_CLAIM_MODEL_VERSION = f"""
+insert into {SCHEMA}.model_versions as v values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+on conflict (tenant_id, name, version) do update set
+    manifest_atom_id = excluded.manifest_atom_id, format = excluded.format,
+    architecture = excluded.architecture, source_sha256 = excluded.source_sha256,
+    size_bytes = excluded.size_bytes, ingested_at = excluded.ingested_at,
+    request_id = excluded.request_id, event_id = excluded.event_id
+where excluded.event_id < v.event_id
+returning true
+"""
+
+_INSERT_MODEL_TENSORS = f"""
+insert into {SCHEMA}.model_tensors
+select $1::text, $2::text, $3::text, * from unnest($4::int[], $5::text[], $6::text[],
+                                                 $7::bigint[], $8::boolean[])
+"""
+
+_MODEL_VERSION = f"""
+select v.*, count(t.*) as tensors, count(t.*) filter (where t.first_stored) as new_tensors,
+       coalesce(sum(t.size_bytes) filter (where t.first_stored), 0)::bigint as new_bytes
+from {SCHEMA}.model_versions v
+left join {SCHEMA}.model_tensors t using (tenant_id, name, version)
+where v.tenant_id = $1 and v.name = $2 and v.version = $3
+group by v.tenant_id, v.name, v.version
+"""
+
+# Per other version of the tenant: how many of this version's tensors it holds too.
+_SHARED_WITH = f"""
+select o.name, o.version, count(*) as tensors, sum(t.size_bytes)::bigint as bytes
+from {SCHEMA}.model_tensors t
+join (select distinct tenant_id, name, version, atom_id from {SCHEMA}.model_tensors) o
+  on o.tenant_id = t.tenant_id and o.atom_id = t.atom_id
+     and (o.name, o.version) <> (t.name, t.version)
+where t.tenant_id = $1 and t.name = $2 and t.version = $3
+group by o.name, o.version order by o.name, o.version
 """
 
 _INSERT_CHUNKS = f"""
@@ -200,6 +264,41 @@ class CatalogWriter:
             [s.end_byte for s in spans],
         )
 
+    async def put_model_version(
+        self, version: ModelDecomposed, at: datetime, request_id: str, event_id: str
+    ) -> None:
+        claimed = await self._conn.fetchval(
+            _CLAIM_MODEL_VERSION,
+            version.tenant_id,
+            version.name,
+            version.version,
+            version.model_atom_id,
+            version.format,
+            version.architecture,
+            version.source_sha256,
+            version.size_bytes,
+            at,
+            request_id,
+            event_id,
+        )
+        if not claimed:
+            return
+        key = (version.tenant_id, version.name, version.version)
+        await self._conn.execute(
+            f"delete from {SCHEMA}.model_tensors where (tenant_id, name, version) = ($1, $2, $3)",
+            *key,
+        )
+        tensors = version.tensors
+        await self._conn.execute(
+            _INSERT_MODEL_TENSORS,
+            *key,
+            list(range(len(tensors))),
+            [t.name for t in tensors],
+            [t.atom_id for t in tensors],
+            [t.size_bytes for t in tensors],
+            [t.first_stored for t in tensors],
+        )
+
 
 class Catalog:
     def __init__(self, pool: asyncpg.Pool, consumer_group: str) -> None:
@@ -258,6 +357,32 @@ class Catalog:
             created_at=row["created_at"],
             chunker=row["chunker"],
             chunks=chunks,
+        )
+
+    async def model_version(
+        self, tenant_id: str, name: str, version: str
+    ) -> ModelVersionView | None:
+        row = await self._pool.fetchrow(_MODEL_VERSION, tenant_id, name, version)
+        if row is None:
+            return None
+        shared = await self._pool.fetch(_SHARED_WITH, tenant_id, name, version)
+        return ModelVersionView(
+            tenant_id=tenant_id,
+            name=name,
+            version=version,
+            manifest_atom_id=row["manifest_atom_id"],
+            format=row["format"],
+            architecture=row["architecture"],
+            source_sha256=row["source_sha256"],
+            size_bytes=row["size_bytes"],
+            tensors=row["tensors"],
+            new_tensors=row["new_tensors"],
+            new_bytes=row["new_bytes"],
+            shared_with=[
+                SharedTensors(r["name"], r["version"], r["tensors"], r["bytes"]) for r in shared
+            ],
+            ingested_at=row["ingested_at"],
+            request_id=row["request_id"],
         )
 
     async def known(self, atom_ids: Sequence[str]) -> set[str]:

@@ -4,8 +4,10 @@ kernel's projection runner, a clock ticks it every second, and what it emits is 
 A stage's state lives in memory and is rebuilt at start from the log, as DESIGN.md §2 asks of
 every projection: first the ids of the events the stage already published are recalled, then
 its topics are replayed through the same handler, so a restarted stage resumes what a crash cut
-short (publishing only what never reached the log) and never repeats what is done. The stages
-run one replica each (their state is the whole of their topics, not a partition of it).
+short (publishing only what never reached the log) and never repeats what is done. Telemetry
+is replayed only as far back as the stage looks (`telemetry_horizon_s`): it grows with every process and
+every window, and no stage judges with windows older than hours. The stages run one replica
+each (their state is the whole of their topics, not a partition of it).
 
 What a stage emits waits in an outbox until the log has it: a failed append is retried before
 anything else, in the same order, and the stage's state (which already counts those events as
@@ -18,7 +20,7 @@ import importlib
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from hartonomous.events import Event
@@ -80,6 +82,8 @@ class StageService(Service):
 
     topics: ClassVar[Sequence[str]]
     own_topics: ClassVar[Sequence[str]]
+    # How many seconds of telemetry a rebuild replays (None: all of it).
+    telemetry_horizon_s: ClassVar[float | None] = None
 
     def stage(self, ctx: ServiceContext) -> Stage:
         raise NotImplementedError
@@ -109,7 +113,11 @@ class StageService(Service):
                 event_id = record.headers.get("event_id")
                 if event_id is not None:
                     runner.stage.recall([event_id])
-        await replay(ctx.event_log, ctx.codec, projection, progress_every=30.0)
+        now = datetime.now(UTC)
+        await runner.emit(runner.stage.tick(now))  # the stage knows the time before the past
+        horizon = self.telemetry_horizon_s
+        since = {} if horizon is None else {"telemetry": now - timedelta(seconds=horizon)}
+        await replay(ctx.event_log, ctx.codec, projection, progress_every=30.0, since=since)
 
 
 def playbooks(settings: Settings) -> tuple[Playbook, ...]:

@@ -39,6 +39,30 @@ JITTER = 0.15
 P = TypeVar("P", bound=Payload)
 
 
+def embed_window(
+    instance: str, end: datetime, p95: float, queue: float, tunables: dict[str, str]
+) -> TelemetryRecorded:
+    """An inference process's telemetry window: its Embed latencies and its queue depth."""
+    return TelemetryRecorded(
+        service="inference",
+        instance=instance,
+        window_start=end - timedelta(seconds=INTERVAL_S),
+        window_end=end,
+        operations=[
+            OperationWindow(
+                operation=EMBED,
+                requests=200,
+                errors=0,
+                p50_ms=p95 * 0.6,
+                p95_ms=p95,
+                p99_ms=p95 * 1.3,
+            )
+        ],
+        gauges=[GaugeSample(name="inference_queue_depth", value=queue)],
+        tunables=tunables,
+    )
+
+
 @dataclass(frozen=True)
 class Logged:
     payload: Payload
@@ -189,21 +213,4 @@ class Simulation:
         if self.blackout(t):
             p95 = float("nan")  # the window measured nothing usable
         queue = 2.0 * self.queue_factor * (1 + self.rng.uniform(-JITTER, JITTER))
-        return TelemetryRecorded(
-            service="inference",
-            instance=replica.instance,
-            window_start=self.now - timedelta(seconds=INTERVAL_S),
-            window_end=self.now,
-            operations=[
-                OperationWindow(
-                    operation=EMBED,
-                    requests=200,
-                    errors=0,
-                    p50_ms=p95 * 0.6,
-                    p95_ms=p95,
-                    p99_ms=p95 * 1.3,
-                )
-            ],
-            gauges=[GaugeSample(name="inference_queue_depth", value=queue)],
-            tunables=dict(replica.knobs),
-        )
+        return embed_window(replica.instance, self.now, p95, queue, dict(replica.knobs))

@@ -39,8 +39,9 @@ class CycleSummary(BaseModel):
     metric: str = Field(examples=["latency_p95_ms{operation=Embed,service=inference}"])
     direction: str = Field(description="up or down")
     status: str = Field(
-        description="observed, no playbook, pending, approved, declined, rejected, expired, "
-        "acting, evaluating, improved, no change, harmful, inconclusive, rolled back or failed"
+        description="observed (no playbook applied), pending, approved, declined, rejected, expired, "
+        "acting, evaluating, improved, no change, harmful, inconclusive, rolling back, rolled back"
+        " or failed"
     )
     observed_at: datetime | None
     playbook: str | None = Field(description="None until a playbook is chosen")

@@ -15,9 +15,18 @@ class ContentTooLarge(IngestError):
     pass
 
 
+class AlreadyExists(IngestError):
+    pass
+
+
 class AtomNotFound(IngestError):
     """The same answer whether the atom does not exist or is another tenant's: ids reveal
     nothing across tenants."""
 
     def __init__(self, tenant_id: str, atom_id: str) -> None:
         super().__init__(f"tenant {tenant_id} holds no atom {atom_id}")
+
+
+class ModelVersionNotFound(IngestError):
+    def __init__(self, tenant_id: str, name: str, version: str) -> None:
+        super().__init__(f"tenant {tenant_id} has no version {version!r} of model {name!r}")

@@ -32,3 +32,31 @@ class AtomView:
     created_at: datetime
     chunker: str | None
     chunks: list[Chunk]
+
+
+@dataclass(frozen=True)
+class SharedTensors:
+    """Another version of the tenant's holding some of the same tensor atoms."""
+
+    name: str
+    version: str
+    tensors: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ModelVersionView:
+    tenant_id: str
+    name: str
+    version: str
+    manifest_atom_id: str
+    format: str
+    architecture: str | None
+    source_sha256: str
+    size_bytes: int
+    tensors: int
+    new_tensors: int  # that no version held before this one
+    new_bytes: int
+    shared_with: list[SharedTensors]
+    ingested_at: datetime
+    request_id: str

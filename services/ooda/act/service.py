@@ -13,6 +13,7 @@ class ActService(StageService):
     name = "ooda-act"
     topics = ("ooda.actions", "control", "ooda.decisions", "ooda.outcomes", "telemetry")
     own_topics = ("ooda.actions", "control")
+    telemetry_horizon_s = 3600.0  # read-backs and liveness: the last minutes
 
     def stage(self, ctx: ServiceContext) -> Stage:
         return Act(catalog())

@@ -89,9 +89,15 @@ class Cycle:
     @property
     def status(self) -> str:
         """Where the cycle stands: observed (no playbook applies), declined, pending, rejected,
-        expired, acting, evaluating, failed, or the outcome's verdict (rolled back when it was)."""
+        expired, acting, evaluating, failed, or the outcome's verdict; when the verdict was a
+        rollback, rolling back until every replica has read it back, then rolled back."""
+        if self.outcome is not None and self.outcome.rolled_back:
+            rollback = self.actions[-1].action_id if len(self.actions) > 1 else None
+            if rollback in self.failed:
+                return "failed"
+            return "rolled back" if rollback in self.confirmed else "rolling back"
         if self.outcome is not None:
-            return "rolled back" if self.outcome.rolled_back else self.outcome.verdict
+            return self.outcome.verdict
         if any(a.action_id in self.failed for a in self.actions) or (
             self.failed and not self.actions
         ):

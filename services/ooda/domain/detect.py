@@ -7,8 +7,10 @@ follow the change's likeliest onset, and their median differs from the baseline 
 `min_effect` (relative). No baseline (fewer than
 `min_baseline` samples) means no verdict at all. Every sample joins the baseline after it was
 judged against it (holding some out would bias the baseline towards the others). After a
-change the detector learns a fresh baseline from the samples that follow, so one shift is one
-observation.
+change the detector starts a fresh baseline from the samples of the new level, so one shift is
+one observation; while that baseline is young (under `min_baseline` samples) it keeps judging,
+with the noise it learned before scaled to the new level and a larger minimum effect, so a
+second change soon after the first is seen too rather than learnt as normal.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class Tuning:
     slack: float = 1.3  # k, in robust standard deviations
     threshold: float = 1.8  # h
     min_effect: float = 0.15  # relative change of the recent median
+    # ... while the baseline is young after a change: a level judged from a few samples
+    # wobbles, and a swing is no second change
+    young_min_effect: float = 0.3
     min_recent: int = 3  # samples since the change began: the evidence an action is judged by
     floor: float = 0.02  # the smallest scale, relative to the baseline (a perfectly flat series)
     refresh_samples: int = (
@@ -84,12 +89,20 @@ class _Series:
     median: float = 0.0
     scale: float = 0.0
     stale: int = 0  # samples since the median and scale were computed
+    # The noise, relative to the level, of the last full baseline: what a young baseline after
+    # a change is judged with (None: the metric never had one).
+    relative_noise: float | None = None
 
     def refresh(self, tuning: Tuning) -> None:
         median = statistics.median(self.baseline)
-        mad = statistics.median(abs(v - median) for v in self.baseline)
+        if len(self.baseline) >= tuning.min_baseline:
+            mad = statistics.median(abs(v - median) for v in self.baseline)
+            scale = 1.4826 * mad
+            self.relative_noise = scale / abs(median) if median else None
+        else:  # young, after a change: the old noise at the new level
+            scale = (self.relative_noise or 0.0) * abs(median)
         self.median = median
-        self.scale = max(1.4826 * mad, tuning.floor * abs(median), 1e-9)
+        self.scale = max(scale, tuning.floor * abs(median), 1e-9)
         self.stale = 0
 
 
@@ -103,11 +116,12 @@ class Detector:
         series = self._series.get(sample.metric)
         if series is None:
             series = self._series[sample.metric] = _Series(deque(maxlen=t.baseline_samples))
-        if len(series.baseline) < t.min_baseline:
+        young = len(series.baseline) < t.min_baseline
+        if young and series.relative_noise is None:  # no history at all: no verdict
             series.baseline.append(sample.value)
             series.stale = t.refresh_samples
             return None
-        if series.stale >= t.refresh_samples:
+        if series.stale >= t.refresh_samples or young:
             series.refresh(t)
         series.stale += 1
         median = series.median
@@ -127,7 +141,8 @@ class Detector:
             return None
         current = statistics.median(s.value for s in recent)
         effect = _relative(current, median)
-        if abs(effect) < t.min_effect:  # significant, but too small to act on (yet)
+        least = t.young_min_effect if len(series.baseline) <= t.min_baseline else t.min_effect
+        if abs(effect) < least:  # significant, but too small to act on (yet)
             return None
         change = Change(
             sample.metric,
@@ -141,10 +156,12 @@ class Detector:
             recent[0].at,
             sample.at,
         )
-        # The level has moved: a fresh baseline from the samples that follow.
+        # The level has moved: a fresh baseline from the samples of the new level.
         series.baseline.clear()
+        series.baseline.extend(s.value for s in recent)
         series.up.reset()
         series.down.reset()
+        series.stale = t.refresh_samples
         return change
 
 

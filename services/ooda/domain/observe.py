@@ -1,16 +1,23 @@
 """observe: telemetry windows → observations. Every number of every window feeds a change
 detector; a detected change becomes an ObservationMade with its evidence (baseline, current,
-effect, sample counts, the windows it rests on)."""
+effect, sample counts, the windows it rests on).
+
+A change found in windows older than STALE_S by the clock is history, not news: it is not
+published. That happens when observe falls behind, and when a rebuild replays the recent past
+from a horizon rather than from the start (the detector may then see a change the first run
+did not, from a shorter baseline)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hartonomous.events.ids import derived_event_id
 from hartonomous.events.payloads import ObservationMade, Payload, TelemetryRecorded
 from services.ooda.domain.detect import Detector, Tuning
 from services.ooda.domain.metrics import samples_of
 from services.ooda.domain.stage import Out, Stage
+
+STALE_S = 300.0
 
 
 class Observe(Stage):
@@ -19,6 +26,11 @@ class Observe(Stage):
     def __init__(self, tuning: Tuning | None = None) -> None:
         super().__init__()
         self.detector = Detector(tuning)
+        self._oldest_news: datetime | None = None  # the clock, less STALE_S
+
+    def due(self, now: datetime) -> list[Out]:
+        self._oldest_news = now - timedelta(seconds=STALE_S)
+        return []
 
     def on(self, payload: Payload, event_id: str, at: datetime) -> list[Out]:
         if not isinstance(payload, TelemetryRecorded):
@@ -26,7 +38,7 @@ class Observe(Stage):
         found = []
         for sample in samples_of(payload, event_id):
             change = self.detector.feed(sample)
-            if change is None:
+            if change is None or (self._oldest_news and change.detected_at < self._oldest_news):
                 continue
             observation_id = derived_event_id(event_id, f"observation:{change.metric}")
             observation = ObservationMade(

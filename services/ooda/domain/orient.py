@@ -75,6 +75,7 @@ class Orient(Stage):
             not trigger.matches(metric)
             or observation.direction != trigger.direction
             or abs(observation.effect) < trigger.min_effect
+            or observation.current < trigger.at_least
         ):
             return None
         knob = playbook.knob_for(metric)

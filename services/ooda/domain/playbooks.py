@@ -44,6 +44,9 @@ class Signal:
     direction: Direction
     labels: Mapping[str, str] = field(default_factory=dict)
     min_effect: float = 0.15  # the smallest relative change that counts
+    # The level the metric must have reached, in its own unit: a rise from nothing to a
+    # handful (a lag of 3 records: +inf%) is no problem to solve.
+    at_least: float = 0.0
 
     def matches(self, metric: Metric) -> bool:
         """The metric is this one, with every label given ("*": any value, but present)."""
@@ -59,6 +62,9 @@ class Signal:
         """This signal's metric, its "*" labels taken from `to` (what triggered the play)."""
         labels = {k: (to.label(k) or "") if v == "*" else v for k, v in self.labels.items()}
         return Metric.of(self.metric, **labels)
+
+
+LAG_WORTH_A_PLAY = 1000.0  # records behind: less is a projection catching up within a poll
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,9 @@ PLAYBOOKS: tuple[Playbook, ...] = (
     Playbook(
         name="bigger-consumer-batches",
         description="A projection falls behind the log: apply twice as many records per batch",
-        trigger=Signal("consumer_lag", Direction.UP, {"group": "*"}, min_effect=1.0),
+        trigger=Signal(
+            "consumer_lag", Direction.UP, {"group": "*"}, min_effect=1.0, at_least=LAG_WORTH_A_PLAY
+        ),
         knob="{group}.consumer.max_batch",
         change=Scale(2.0),
         expect=Signal("consumer_lag", Direction.DOWN, {"group": "*"}, min_effect=0.3),

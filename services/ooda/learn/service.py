@@ -19,6 +19,7 @@ class LearnService(StageService):
         "telemetry",
     )
     own_topics = ("ooda.outcomes",)
+    telemetry_horizon_s = 3 * 3600.0  # it judges with the last KEEP_S (2 h)
 
     def stage(self, ctx: ServiceContext) -> Stage:
         return Learn(playbooks(ctx.settings))

@@ -12,6 +12,7 @@ class ObserveService(StageService):
     name = "ooda-observe"
     topics = ("ooda.observations", "telemetry")
     own_topics = ("ooda.observations",)
+    telemetry_horizon_s = 6 * 3600.0  # baselines are the last 180 windows: at most hours
 
     def stage(self, ctx: ServiceContext) -> Stage:
         return Observe()

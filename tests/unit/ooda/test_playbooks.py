@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hartonomous.events.payloads import HypothesesProposed, ObservationMade
 from hartonomous.tunables import Kind, catalog
 from services.ooda.domain.knobs import KnobChange
 from services.ooda.domain.metrics import Metric
+from services.ooda.domain.orient import Orient
 from services.ooda.domain.playbooks import PLAYBOOKS, Playbook, Restore, propose
 
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
@@ -65,3 +67,33 @@ def test_restore_puts_back_an_operator_s_value_but_never_the_loop_s_own() -> Non
     assert propose(restore, tunable, 250.0, by_hand, soon) == "5"
     assert propose(restore, tunable, 5.0, by_loop, soon) is None
     assert propose(restore, tunable, 250.0, by_hand, NOW + timedelta(hours=1)) is None
+
+
+@pytest.mark.parametrize(("lag", "proposed"), [(6.0, False), (5000.0, True)])
+def test_a_lag_of_a_handful_of_records_is_no_problem_to_solve(lag: float, proposed: bool) -> None:
+    orient = Orient(catalog())
+    metric = Metric.of("consumer_lag", group="provenance", service="provenance")
+    observation = ObservationMade(
+        observation_id="o1",
+        service="provenance",
+        metric=str(metric),
+        metric_name=metric.name,
+        labels=dict(metric.labels),
+        direction="up",
+        baseline=0.0,
+        current=lag,
+        effect=float("inf"),
+        baseline_samples=60,
+        recent_samples=3,
+        windows=["w1"],
+        since=NOW,
+        observed_at=NOW,
+    )
+    outs = orient.receive(observation, "o1", NOW)
+    playbooks = [
+        h.playbook
+        for o in outs
+        if isinstance(o.payload, HypothesesProposed)
+        for h in o.payload.candidates
+    ]
+    assert ("bigger-consumer-batches" in playbooks) is proposed

@@ -58,6 +58,24 @@ def test_a_25_percent_step_in_p95_is_detected_within_seconds() -> None:
     assert p95 <= 30
 
 
+def test_a_second_step_soon_after_a_first_is_detected_too() -> None:
+    """A shift 60 s after another (while the baseline is young) is news, not the new normal."""
+    delays = []
+    for seed in SEEDS:
+        sim = Simulation(seed, stages=("observe",))
+        sim.disturbance = lambda t: 1.0 if t <= WARM_S else 1.3 if t <= WARM_S + 60 else 2.0
+        sim.run(WARM_S + 300)
+        found = [
+            (o.observed_at - START).total_seconds() - WARM_S - 60
+            for o in sim.events(ObservationMade)
+            if o.metric_name == P95 and o.direction == "up"
+        ]
+        assert len(found) >= 2 and found[0] < 0 < found[1], f"seed {seed}: {found}"
+        delays.append(found[1])
+    print(f"second step: median {statistics.median(delays):.1f} s to detect, 0 misses")
+    assert statistics.median(delays) <= 15
+
+
 def test_a_hundred_hours_of_noise_lead_to_at_most_one_action() -> None:
     actions = 0
     hours = 0.0

@@ -35,7 +35,7 @@ def manifest(layout: FileLayout, parts: Sequence[StoredPart], source_sha256: str
         "format": layout.format,
         "source": {"sha256": source_sha256, "size": layout.size},
         "architecture": architecture(layout),
-        "metadata": _plain(layout.metadata),
+        "metadata": plain(layout.metadata),
         "tensors": [
             {
                 "name": t.name,
@@ -60,14 +60,14 @@ def architecture(layout: FileLayout) -> str | None:
     return str(found) if found is not None else None
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Metadata as JSON allows it: non-finite floats as text (a header may hold them)."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise InvalidArgument(f"the header holds a value JSON cannot carry: {value!r}")

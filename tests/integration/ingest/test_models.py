@@ -1,0 +1,129 @@
+"""IngestModel / GetModelVersion over a real gRPC server, log, Postgres and blob directory:
+SmolLM2's GGUF as a first version, then a second that differs in one tensor (only that tensor
+and the manifest are stored again); both reassemble byte for byte from their atoms; a file
+that lies about itself leaves no version, no event and no reference behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from hartonomous.events.payloads import AtomIngested, AtomReferenced, ModelDecomposed
+from hartonomous.modelfiles import smollm2_gguf
+from hartonomous.v1 import ingest_pb2
+from services.ingest.domain.models.tensors import tensor_bytes
+from tests.integration.ingest.conftest import Platform
+
+NAME = "smollm2-135m-instruct"
+PIECE = 1 << 20
+
+
+def model_requests(
+    data: bytes, name: str = NAME, version: str = "v1", tenant_id: str = "acme"
+) -> Iterator[ingest_pb2.IngestModelRequest]:
+    header = ingest_pb2.ModelHeader(tenant_id=tenant_id, name=name, version=version)
+    yield ingest_pb2.IngestModelRequest(header=header)
+    for start in range(0, len(data), PIECE):
+        yield ingest_pb2.IngestModelRequest(data=data[start : start + PIECE])
+
+
+async def ingest(
+    platform: Platform, data: bytes, version: str, **kw: str
+) -> ingest_pb2.ModelVersion:
+    reply: ingest_pb2.ModelVersion = await platform.stub.IngestModel(
+        model_requests(data, version=version, **kw)
+    )
+    return reply
+
+
+async def reassembled(platform: Platform, manifest_atom_id: str) -> bytes:
+    document = json.loads(await platform.blobs.get(manifest_atom_id))
+    pieces = []
+    for part in document["parts"]:
+        atom = await platform.blobs.get(part["atom"])
+        pieces.append(tensor_bytes(atom) if part["kind"] == "tensor" else atom)
+    return b"".join(pieces)
+
+
+def one_tensor_changed(data: bytes, offset: int) -> bytes:
+    changed = bytearray(data)
+    changed[offset] ^= 0xFF
+    return bytes(changed)
+
+
+async def test_a_second_version_stores_only_what_changed_and_both_reassemble(
+    platform: Platform,
+) -> None:
+    v1_bytes = smollm2_gguf().read_bytes()
+    v1 = await ingest(platform, v1_bytes, "v1")
+    assert (v1.format, v1.architecture, v1.tensors) == ("gguf", "llama", 272)
+    assert (v1.new_tensors, v1.source_sha256) == (272, hashlib.sha256(v1_bytes).hexdigest())
+    first_blobs = set(platform.blob_files())
+
+    decomposed = [e.payload for e in await platform.events("models")]
+    assert isinstance(decomposed[0], ModelDecomposed)
+    q4 = next(t for t in decomposed[0].tensors if t.dtype == "Q4_1")
+    document = json.loads(await platform.blobs.get(v1.manifest_atom_id))
+    offset = next(
+        sum(p["length"] for p in document["parts"][:i])
+        for i, p in enumerate(document["parts"])
+        if p["atom"] == q4.atom_id
+    )
+    v2_bytes = one_tensor_changed(v1_bytes, offset)
+    v2 = await ingest(platform, v2_bytes, "v2")
+
+    assert (v2.tensors, v2.new_tensors, v2.new_bytes) == (272, 1, q4.size_bytes)
+    [shared] = v2.shared_with
+    assert (shared.name, shared.version, shared.tensors) == (NAME, "v1", 271)
+    decomposed2 = [e.payload for e in await platform.events("models")][-1]
+    assert isinstance(decomposed2, ModelDecomposed)
+    changed = next(t.atom_id for t in decomposed2.tensors if t.first_stored)
+    new_blobs = set(platform.blob_files()) - first_blobs
+    assert {p.name for p in new_blobs} == {changed, v2.manifest_atom_id}
+    again = await platform.stub.GetModelVersion(
+        ingest_pb2.GetModelVersionRequest(tenant_id="acme", name=NAME, version="v1")
+    )
+    assert [(s.version, s.tensors) for s in again.shared_with] == [("v2", 271)]
+
+    assert await reassembled(platform, v1.manifest_atom_id) == v1_bytes
+    assert await reassembled(platform, v2.manifest_atom_id) == v2_bytes
+    events = await platform.events("atoms")
+    v2_events = [e.payload for e in events if e.envelope.correlation_id == v2.request_id]
+    ingested = [p for p in v2_events if isinstance(p, AtomIngested)]
+    assert {p.mime_type for p in ingested} == {
+        "application/vnd.hartonomous.tensor",
+        "application/vnd.hartonomous.model-manifest+json",
+    }
+    assert all(isinstance(p, AtomIngested | AtomReferenced) for p in v2_events)
+
+
+async def test_the_same_version_twice_is_refused(platform: Platform) -> None:
+    data = smollm2_gguf().read_bytes()
+    await ingest(platform, data, "v1")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await ingest(platform, data, "v1")
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+@pytest.mark.parametrize(
+    ("cut", "version", "reason"),
+    [
+        (40, "v1", "past the end of the file"),
+        (None, "bad version!", "is not 1 to 64 letters"),
+    ],
+)
+async def test_a_broken_file_or_header_leaves_nothing_behind(
+    platform: Platform, cut: int | None, version: str, reason: str
+) -> None:
+    data = smollm2_gguf().read_bytes()[:cut] if cut else b"GGUF"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await ingest(platform, data, version)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason in (refused.value.details() or "")
+    assert await platform.events("models") == [] and await platform.events("atoms") == []
+    rows = await platform.catalog_rows()
+    assert rows["model_versions"] == [] and rows["refs"] == []
