@@ -111,10 +111,7 @@ def _request_fields(h: Any, context: Context) -> dict[str, str]:
     }
 
 
-async def _first_header(
-    requests: AsyncIterator[ingest_pb2.IngestRequest]
-    | AsyncIterator[ingest_pb2.IngestModelRequest],
-) -> Any:
+async def _first_header(requests: AsyncIterator[Any]) -> Any:
     """The header the first message must carry (an IngestHeader or a ModelHeader)."""
     first = await anext(requests, None)
     if first is None or first.WhichOneof("part") != "header":
