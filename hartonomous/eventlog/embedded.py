@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -31,6 +33,8 @@ from hartonomous.eventlog.port import (
     UnknownTopicError,
 )
 from hartonomous.postgres import create_pool
+
+logger = logging.getLogger(__name__)
 
 CHANNEL = "hartonomous_log"
 GROUP_PREFIX = "group:"
@@ -69,6 +73,8 @@ create table if not exists log.group_members (
     heartbeat timestamptz not null,
     primary key (group_id, member_id));
 """
+
+SLOW_APPEND_S = 1.0  # an append (insert to commit) slower than this is logged
 
 _INSERT = """
 insert into log.records (topic, partition, "offset", key, value, headers)
@@ -200,31 +206,23 @@ class EmbeddedEventLog(EventLog):
         for index, record in enumerate(records):
             partition = partition_for(record.key, await self.partitions(record.topic))
             slots[(record.topic, partition)].append(index)
-        offsets = [0] * len(records)
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Lock heads in sorted order so concurrent multi-partition appends cannot deadlock.
-            for (topic, partition), indexes in sorted(slots.items()):
-                first = await conn.fetchval(
-                    "update log.heads set next_offset = next_offset + $3"
-                    " where topic = $1 and partition = $2 returning next_offset - $3",
-                    topic,
-                    partition,
-                    len(indexes),
-                )
-                for n, index in enumerate(indexes):
-                    offsets[index] = first + n
-            placed = [(t, p, i) for (t, p), indexes in slots.items() for i in indexes]
-            await conn.execute(
-                _INSERT,
-                [t for t, _, _ in placed],
-                [p for _, p, _ in placed],
-                [offsets[i] for _, _, i in placed],
-                [records[i].key for _, _, i in placed],
-                [records[i].value for _, _, i in placed],
-                [json.dumps(dict(records[i].headers)) for _, _, i in placed],
+        marks = [time.monotonic()]
+        async with self.pool.acquire() as conn:
+            marks.append(time.monotonic())
+            async with conn.transaction():
+                offsets = await self._write(conn, records, slots)
+                marks.append(time.monotonic())
+            marks.append(time.monotonic())  # committed
+        if marks[-1] - marks[0] > SLOW_APPEND_S:  # consumers see nothing until the commit
+            acquire, write, commit = (round(b - a, 3) for a, b in itertools.pairwise(marks))
+            logger.warning(
+                "a slow append: %.1f s (connection %.1f s, write %.1f s, commit %.1f s)",
+                marks[-1] - marks[0],
+                acquire,
+                write,
+                commit,
+                extra={"topics": sorted({t for t, _ in slots})},
             )
-            for topic in sorted({t for t, _ in slots}):
-                await conn.execute("select pg_notify($1, $2)", CHANNEL, topic)
         return [
             Position(
                 record.topic,
@@ -233,6 +231,40 @@ class EmbeddedEventLog(EventLog):
             )
             for record, off in zip(records, offsets, strict=True)
         ]
+
+    @staticmethod
+    async def _write(
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        records: Sequence[Record],
+        slots: dict[tuple[str, int], list[int]],
+    ) -> list[int]:
+        """Reserve the offsets, insert the records and notify the consumers (one transaction,
+        the caller's)."""
+        offsets = [0] * len(records)
+        # Lock heads in sorted order so concurrent multi-partition appends cannot deadlock.
+        for (topic, partition), indexes in sorted(slots.items()):
+            first = await conn.fetchval(
+                "update log.heads set next_offset = next_offset + $3"
+                " where topic = $1 and partition = $2 returning next_offset - $3",
+                topic,
+                partition,
+                len(indexes),
+            )
+            for n, index in enumerate(indexes):
+                offsets[index] = first + n
+        placed = [(t, p, i) for (t, p), indexes in slots.items() for i in indexes]
+        await conn.execute(
+            _INSERT,
+            [t for t, _, _ in placed],
+            [p for _, p, _ in placed],
+            [offsets[i] for _, _, i in placed],
+            [records[i].key for _, _, i in placed],
+            [records[i].value for _, _, i in placed],
+            [json.dumps(dict(records[i].headers)) for _, _, i in placed],
+        )
+        for topic in sorted({t for t, _ in slots}):
+            await conn.execute("select pg_notify($1, $2)", CHANNEL, topic)
+        return offsets
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         await self.partitions(topic)
