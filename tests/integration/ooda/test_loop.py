@@ -79,7 +79,9 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
         ActService(),
         gateway,
     )
-    tunables = {"telemetry.interval_s": "1", "ooda.evaluation_s": "15"}
+    # The loop only watches while the load warms up and its baselines form (a wobble then is
+    # no change of the operator's), and is switched to auto over REST before the slowdown.
+    tunables = {"telemetry.interval_s": "1", "ooda.evaluation_s": "15", "ooda.mode": "off"}
     async with harness.running(*platform, pg_url=pg_url, settings=settings, tunables=tunables) as h:
         learn = await harness.start(LearnService(), event_log=h.event_log, pg_url=pg_url)
         http, key_id = await admin_client(gateway, pg_url)
@@ -92,6 +94,8 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
         emitting = asyncio.create_task(emitter.run())
         try:
             await asyncio.sleep(BASELINE_S)
+            auto = await http.put("/v1/admin/ooda/mode", json={"mode": "auto", "reason": "go"})
+            assert auto.status_code == 200, auto.text
             changed = await http.put(
                 f"/v1/admin/config/{MAX_WAIT_MS}",
                 json={"value": 250, "reason": "try bigger batches"},
