@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from services.inference.models.minilm import MiniLM, load_minilm
+from tests.support.local_server import stop_started
 from tests.support.postgres import fresh_database
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Kafka and Neo4j, when this run started them, stop with it."""
+    stop_started()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """A real Kafka broker for the suite: KAFKA_BOOTSTRAP_SERVERS when set, else the local single-node
-broker that deploy/local/kafka.sh runs from Maven Central jars (started once and left running, so
-later runs reuse it). Kafka tests are required: when no broker can be had they fail, never skip."""
+broker that deploy/local/kafka.sh runs from Maven Central jars (started once per run, and
+stopped with it unless HARTONOMOUS_KEEP_SERVERS is set). Kafka tests are required: when no
+broker can be had they fail, never skip."""
 
 from __future__ import annotations
 

@@ -1,9 +1,13 @@
 """Start a real server with one of the deploy/local scripts, once per test process.
 
-The servers are required by the suite: when one cannot be had the tests fail, never skip."""
+The servers are required by the suite: when one cannot be had the tests fail, never skip. What
+a test run started it stops again at the end (`stop_started`, from tests/conftest.py); a server
+that was running before is left as it was. HARTONOMOUS_KEEP_SERVERS=1 keeps them running, so a
+developer's next run starts in seconds."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -14,6 +18,8 @@ START_TIMEOUT_S = 900
 
 _lock = threading.Lock()
 _addresses: dict[str, str] = {}
+_started: list[Path] = []  # by this process, in order
+KEEP = "HARTONOMOUS_KEEP_SERVERS"
 
 
 def local_server(script: str, what: str) -> str:
@@ -24,7 +30,17 @@ def local_server(script: str, what: str) -> str:
         return _addresses[script]
 
 
+def stop_started() -> None:
+    """Stop, newest first, the servers this process started (unless KEEP is set)."""
+    if os.environ.get(KEEP):
+        return
+    while _started:
+        path = _started.pop()
+        subprocess.run([str(path), "down"], capture_output=True, timeout=180, check=False)
+
+
 def _up(path: Path, what: str) -> str:
+    running = subprocess.run([str(path), "status"], capture_output=True, timeout=60, check=False)
     try:
         done = subprocess.run(
             [str(path), "up"], capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False
@@ -37,4 +53,6 @@ def _up(path: Path, what: str) -> str:
             f"{what} could not be started: {path} up exited {done.returncode}\n"
             f"{done.stderr[-4000:]}"
         )
+    if running.returncode != 0:
+        _started.append(path)
     return lines[-1]

@@ -1,6 +1,7 @@
 """A real Neo4j server for the suite: NEO4J_URI when set, else the local Community server that
-deploy/local/neo4j.sh runs from Maven Central jars (started once and left running, so later runs
-reuse it). Neo4j tests are required: when no server can be had they fail, never skip."""
+deploy/local/neo4j.sh runs from Maven Central jars (started once per run, and stopped
+with it unless HARTONOMOUS_KEEP_SERVERS is set). Neo4j tests are required: when no server can
+be had they fail, never skip."""
 
 from __future__ import annotations
 
