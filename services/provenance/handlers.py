@@ -14,6 +14,7 @@ edge to that event's own node, never a second statement of the node.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -296,22 +297,7 @@ def on_model_decomposed(f: FactSet, payload: ModelDecomposed, env: Envelope) -> 
 
 def on_observation_made(f: FactSet, payload: ObservationMade, env: Envelope) -> None:
     """The windows stay event ids in a list: telemetry windows never become nodes."""
-    props = _props(
-        observation_id=payload.observation_id,
-        service=payload.service,
-        metric=payload.metric,
-        metric_name=payload.metric_name,
-        labels_json=_json(payload.labels),
-        direction=payload.direction,
-        baseline=payload.baseline,
-        current=payload.current,
-        effect=payload.effect,
-        baseline_samples=payload.baseline_samples,
-        recent_samples=payload.recent_samples,
-        windows=payload.windows,
-        since=payload.since,
-        observed_at=payload.observed_at,
-    )
+    props = _record_props(payload)
     node = f.node(Label.OBSERVATION, payload.observation_id, tenant=env.tenant_id, props=props)
     f.recorded(node, env.tenant_id)
 
@@ -320,24 +306,8 @@ def on_hypotheses_proposed(f: FactSet, payload: HypothesesProposed, env: Envelop
     tenant = env.tenant_id
     observation = f.mention(Label.OBSERVATION, payload.observation_id, tenant=tenant)
     for candidate in payload.candidates:
-        props = _props(
-            hypothesis_id=candidate.hypothesis_id,
-            observation_id=payload.observation_id,
-            playbook=candidate.playbook,
-            knob=candidate.knob,
-            current_value=candidate.current_value,
-            proposed_value=candidate.proposed_value,
-            risk=candidate.risk,
-            expect_metric=candidate.expect_metric,
-            expect_direction=candidate.expect_direction,
-            min_effect=candidate.min_effect,
-            guardrails_json=_json([to_avro(g) for g in candidate.guardrails]),
-            evaluation_s=candidate.evaluation_s,
-            cooldown_s=candidate.cooldown_s,
-            prior_alpha=candidate.prior_alpha,
-            prior_beta=candidate.prior_beta,
-            expected_value=candidate.expected_value,
-            proposed_at=payload.proposed_at,
+        props = _record_props(
+            candidate, observation_id=payload.observation_id, proposed_at=payload.proposed_at
         )
         node = f.node(Label.HYPOTHESIS, candidate.hypothesis_id, tenant=tenant, props=props)
         f.recorded(node, tenant)
@@ -346,22 +316,7 @@ def on_hypotheses_proposed(f: FactSet, payload: HypothesesProposed, env: Envelop
 
 def on_decision_made(f: FactSet, payload: DecisionMade, env: Envelope) -> None:
     tenant = env.tenant_id
-    props = _props(
-        decision_id=payload.decision_id,
-        observation_id=payload.observation_id,
-        hypothesis_id=payload.hypothesis_id,
-        playbook=payload.playbook,
-        knob=payload.knob,
-        from_value=payload.from_value,
-        to_value=payload.to_value,
-        risk=payload.risk,
-        status=payload.status,
-        reason=payload.reason,
-        drawn=payload.drawn,
-        alternatives_json=_json([to_avro(a) for a in payload.alternatives]),
-        expires_at=payload.expires_at,
-        decided_at=payload.decided_at,
-    )
+    props = _record_props(payload)
     decision = f.node(Label.DECISION, payload.decision_id, tenant=tenant, props=props)
     f.recorded(decision, tenant)
     chosen = f.mention(Label.HYPOTHESIS, payload.hypothesis_id, tenant=tenant)
@@ -383,18 +338,7 @@ def on_decision_resolved(f: FactSet, payload: DecisionResolved, env: Envelope) -
 
 def on_action_started(f: FactSet, payload: ActionStarted, env: Envelope) -> None:
     tenant = env.tenant_id
-    props = _props(
-        action_id=payload.action_id,
-        decision_id=payload.decision_id,
-        knob=payload.knob,
-        old_value=payload.old_value,
-        new_value=payload.new_value,
-        actor=payload.actor,
-        change_event_id=payload.change_event_id,
-        rollback_of=payload.rollback_of,
-        deadline=payload.deadline,
-        started_at=payload.started_at,
-    )
+    props = _record_props(payload)
     action = f.node(Label.ACTION, payload.action_id, tenant=tenant, props=props)
     f.recorded(action, tenant)
     decision = f.mention(Label.DECISION, payload.decision_id, tenant=tenant)
@@ -429,25 +373,7 @@ def on_action_failed(f: FactSet, payload: ActionFailed, env: Envelope) -> None:
 
 def on_outcome_evaluated(f: FactSet, payload: OutcomeEvaluated, env: Envelope) -> None:
     tenant = env.tenant_id
-    props = _props(
-        outcome_id=payload.outcome_id,
-        action_id=payload.action_id,
-        decision_id=payload.decision_id,
-        playbook=payload.playbook,
-        knob=payload.knob,
-        verdict=payload.verdict,
-        metric=payload.metric,
-        before_median=payload.before_median,
-        after_median=payload.after_median,
-        effect=payload.effect,
-        before_samples=payload.before_samples,
-        after_samples=payload.after_samples,
-        p_value=payload.p_value,
-        baseline=payload.baseline,
-        guardrail_breaches=payload.guardrail_breaches,
-        rolled_back=payload.rolled_back,
-        evaluated_at=payload.evaluated_at,
-    )
+    props = _record_props(payload)
     outcome = f.node(Label.OUTCOME, payload.outcome_id, tenant=tenant, props=props)
     f.recorded(outcome, tenant)
     action = f.mention(Label.ACTION, payload.action_id, tenant=tenant)
@@ -458,14 +384,7 @@ def on_prior_updated(f: FactSet, payload: PriorUpdated, env: Envelope) -> None:
     """A node per update (the playbook's prior as of this outcome): one node holding the current
     prior would need a later statement to win over an earlier one, against the merge rule."""
     tenant = env.tenant_id
-    props = _props(
-        playbook=payload.playbook,
-        alpha=payload.alpha,
-        beta=payload.beta,
-        outcome_id=payload.outcome_id,
-        suspended_until=payload.suspended_until,
-        updated_at=payload.updated_at,
-    )
+    props = _record_props(payload)
     prior = f.node(Label.PRIOR, env.event_id, tenant=tenant, props=props)
     f.recorded(prior, tenant)
     outcome = f.mention(Label.OUTCOME, payload.outcome_id, tenant=tenant)
@@ -504,6 +423,21 @@ def _scalar(value: Any) -> Scalar:
 def _props(**values: Any) -> dict[str, Value]:
     """A fact's properties: absent (None) values left out, a list of strings kept a list."""
     return {name: _value(value) for name, value in values.items() if value is not None}
+
+
+def _record_props(record: Any, **extra: Any) -> dict[str, Value]:
+    """Every field of a payload (or of a record in one) as a property, then `extra`. A mapping
+    or a list of records, which a property cannot hold, is JSON text under `<name>_json`."""
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(record):
+        value = getattr(record, spec.name)
+        if isinstance(value, Mapping):
+            values[f"{spec.name}_json"] = _json(value)
+        elif isinstance(value, list) and spec.type != "list[str]":
+            values[f"{spec.name}_json"] = _json([to_avro(item) for item in value])
+        else:
+            values[spec.name] = value
+    return _props(**values, **extra)
 
 
 def _value(value: Any) -> Value:
