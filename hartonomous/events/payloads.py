@@ -106,6 +106,17 @@ class ModelDecomposed(Payload):
     source_sha256: str = ""
     size_bytes: int = 0
     architecture: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelVersionPromoted(Payload):
+    tenant_id: str
+    name: str
+    version: str
+    model_atom_id: str
+    previous_version: str | None = None
+    reason: str | None = None
 
 
 # --- search and usage -------------------------------------------------------------------------
@@ -347,6 +358,7 @@ EVENT_PAYLOADS: Mapping[str, type[Payload]] = {
         StorageMeasured,
         EmbeddingComputed,
         ModelDecomposed,
+        ModelVersionPromoted,
         SearchPerformed,
         UsageRecorded,
         ConfigChanged,

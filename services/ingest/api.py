@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC
 from typing import Any, TypeAlias
 
 import grpc
@@ -12,10 +13,16 @@ from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.tenants import parse_tenant_id
 from hartonomous.v1 import ingest_pb2
-from services.ingest import handlers, models
+from services.ingest import handlers, model_files, model_history, models
 from services.ingest.domain import errors, header
 from services.ingest.domain.models.version import parse_model_header
-from services.ingest.domain.results import AtomView, IngestResult, ModelVersionView
+from services.ingest.domain.results import (
+    AtomView,
+    IngestResult,
+    ModelVersionView,
+    ModelView,
+    TensorPair,
+)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -27,6 +34,8 @@ _ERRORS = GrpcErrors(
         errors.ContentTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
         errors.AtomNotFound: grpc.StatusCode.NOT_FOUND,
         errors.ModelVersionNotFound: grpc.StatusCode.NOT_FOUND,
+        errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
+        errors.ModelFileDamaged: grpc.StatusCode.DATA_LOSS,
         errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
         BlobNotFoundError: grpc.StatusCode.DATA_LOSS,
     },
@@ -70,8 +79,16 @@ class IngestApi:
     ) -> ingest_pb2.ModelVersion:
         async with _ERRORS.scope(context, "IngestModel"):
             h = await _first_header(requests)
+            fields = _request_fields(h, context)
             model_header = parse_model_header(
-                name=h.name, version=h.version, **_request_fields(h, context)
+                name=h.name,
+                version=h.version,
+                files=dict(h.files),
+                tenant_id=fields["tenant_id"],
+                source_uri=fields["source_uri"],
+                traceparent=fields["traceparent"],
+                request_id=fields["request_id"],
+                api_key_id=fields["api_key_id"],
             )
             view = await models.ingest_model(self._deps, model_header, _data(requests))
             return _model_version(view)
@@ -85,6 +102,58 @@ class IngestApi:
             if view is None:
                 raise errors.ModelVersionNotFound(tenant_id, request.name, request.version)
             return _model_version(view)
+
+    async def PromoteModelVersion(
+        self, request: ingest_pb2.PromoteModelVersionRequest, context: Context
+    ) -> ingest_pb2.Model:
+        async with _ERRORS.scope(context, "PromoteModelVersion"):
+            promotion = model_history.PromoteRequest(
+                tenant_id=parse_tenant_id(request.tenant_id),
+                name=request.name,
+                version=request.version,
+                reason=request.reason.strip() or None,
+                traceparent=request.traceparent or metadata_value(context, "traceparent"),
+                request_id=request.request_id or None,
+            )
+            return _model(await model_history.promote(self._deps, promotion))
+
+    async def GetModel(
+        self, request: ingest_pb2.GetModelRequest, context: Context
+    ) -> ingest_pb2.Model:
+        async with _ERRORS.scope(context, "GetModel"):
+            as_of = request.as_of.ToDatetime(UTC) if request.HasField("as_of") else None
+            view = await model_history.model_as_of(
+                self._deps.catalog,
+                self._deps.blobs,
+                parse_tenant_id(request.tenant_id),
+                request.name,
+                as_of,
+            )
+            return _model(view)
+
+    async def ReadModelFile(
+        self, request: ingest_pb2.GetModelVersionRequest, context: Context
+    ) -> AsyncIterator[ingest_pb2.AtomData]:
+        async with _ERRORS.scope(context, "ReadModelFile"):
+            tenant_id = parse_tenant_id(request.tenant_id)
+            found = await model_history.version_of(
+                self._deps.catalog, tenant_id, request.name, request.version
+            )
+            async for data in model_files.read_file(self._deps.blobs, found.manifest_atom_id):
+                yield ingest_pb2.AtomData(data=data)
+
+    async def DiffModelVersions(
+        self, request: ingest_pb2.DiffModelVersionsRequest, context: Context
+    ) -> ingest_pb2.ModelDiff:
+        async with _ERRORS.scope(context, "DiffModelVersions"):
+            pairs = await model_history.diff(
+                self._deps.catalog,
+                parse_tenant_id(request.tenant_id),
+                request.name,
+                request.from_version,
+                request.to_version,
+            )
+            return _diff(request, pairs)
 
 
 async def _header(
@@ -192,4 +261,59 @@ def _model_version(view: ModelVersionView) -> ingest_pb2.ModelVersion:
         request_id=view.request_id,
     )
     reply.ingested_at.FromDatetime(view.ingested_at)
+    return reply
+
+
+def _model(view: ModelView) -> ingest_pb2.Model:
+    reply = ingest_pb2.Model(
+        name=view.name,
+        live_version=view.live.version if view.live is not None else "",
+        manifest_json=view.manifest_json,
+        versions=[_model_version(v) for v in view.versions],
+        promotions=[
+            ingest_pb2.Promotion(
+                version=p.version,
+                manifest_atom_id=p.manifest_atom_id,
+                previous_version=p.previous_version or "",
+                reason=p.reason or "",
+            )
+            for p in view.promotions
+        ],
+    )
+    if view.live is not None:
+        reply.live.CopyFrom(_model_version(view.live))
+    reply.as_of.FromDatetime(view.as_of)
+    for message, promotion in zip(reply.promotions, view.promotions, strict=True):
+        message.promoted_at.FromDatetime(promotion.promoted_at)
+    return reply
+
+
+def _diff(
+    request: ingest_pb2.DiffModelVersionsRequest, pairs: Sequence[TensorPair]
+) -> ingest_pb2.ModelDiff:
+    """Each tensor name lands in one list: only in `to` (added), only in `from` (removed), in
+    both with different atoms (changed), or in both alike (counted)."""
+    reply = ingest_pb2.ModelDiff(
+        name=request.name, from_version=request.from_version, to_version=request.to_version
+    )
+    for p in pairs:
+        if p.from_atom_id == p.to_atom_id:
+            reply.unchanged_tensors += 1
+            reply.unchanged_bytes += p.to_bytes or 0
+            continue
+        change = ingest_pb2.TensorChange(
+            tensor=p.tensor,
+            from_atom_id=p.from_atom_id or "",
+            to_atom_id=p.to_atom_id or "",
+            from_bytes=p.from_bytes or 0,
+            to_bytes=p.to_bytes or 0,
+        )
+        side = (
+            reply.added
+            if p.from_atom_id is None
+            else reply.removed
+            if p.to_atom_id is None
+            else reply.changed
+        )
+        side.append(change)
     return reply

@@ -27,6 +27,7 @@ from hartonomous.events.payloads import (
     AtomIngested,
     AtomReferenced,
     ModelDecomposed,
+    ModelVersionPromoted,
     Payload,
 )
 from hartonomous.runtime.projection import Handler, Projection
@@ -235,11 +236,16 @@ async def on_model_decomposed(tx: CatalogWriter, event: Event[ModelDecomposed]) 
     )
 
 
+async def on_model_version_promoted(tx: CatalogWriter, event: Event[ModelVersionPromoted]) -> None:
+    await tx.put_promotion(event.payload, event.envelope.occurred_at, event.envelope.event_id)
+
+
 HANDLERS: Mapping[type[Payload], Handler[CatalogWriter]] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
     AtomChunked: on_atom_chunked,
     ModelDecomposed: on_model_decomposed,
+    ModelVersionPromoted: on_model_version_promoted,
 }
 
 

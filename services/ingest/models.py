@@ -8,7 +8,8 @@ harmless (as for IngestAtom, handlers.py):
    anything refers to them, so a crash or a refusal leaves at worst orphan blobs, which the
    blob GC removes;
 4. one atomic publish: an AtomIngested for each atom no one held, an AtomReferenced for the
-   rest, and the ModelDecomposed that names the version;
+   rest, the ModelDecomposed that names the version, and the UsageRecorded that meters the
+   file's bytes (storage is metered per tenant and atom, so a shared tensor counts once);
 5. the request applies its own events to the catalog (read-your-writes)."""
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from hartonomous.events import new_event_id
 from services.ingest import handlers
-from services.ingest.domain import errors
+from services.ingest.domain import errors, payloads
 from services.ingest.domain.models import gguf, safetensors
 from services.ingest.domain.models.layout import FileLayout, Part, atom_prefix
 from services.ingest.domain.models.manifest import StoredPart, address, manifest
@@ -50,6 +52,11 @@ async def ingest_model(
     deps: handlers.Deps, header: ModelHeader, data: AsyncIterator[bytes]
 ) -> ModelVersionView:
     """Raises errors.IngestError for what the caller has to fix; nothing is appended then."""
+    for path, atom_id in header.files.items():
+        if not await deps.catalog.holds(header.tenant_id, atom_id):
+            raise errors.InvalidArgument(
+                f"companion file {path!r}: tenant {header.tenant_id} holds no atom {atom_id}"
+            )
     with _spool_dir() as scratch:
         # The whole upload is read before any refusal: a gRPC client still sending when the
         # call ends sees a transport error, not the reason.
@@ -60,7 +67,7 @@ async def ingest_model(
             )
         layout = await asyncio.to_thread(_layout, spooled.path, spooled.size)
         parts = [await _store(deps, spooled.path, part) for part in layout.parts()]
-    document = manifest(layout, parts, spooled.sha256)
+    document = manifest(layout, parts, spooled.sha256, header.files)
     manifest_id = (await deps.blobs.put(handlers.single(document))).sha256
     assert manifest_id == address(document)
     stored = [
@@ -74,8 +81,12 @@ async def ingest_model(
         for p in atom_payloads(header, stored, known)
     ]
     decomposed = decomposed_payload(header, layout, parts, manifest_id, spooled.sha256, known)
+    new_bytes = sum(t.size_bytes for t in decomposed.tensors if t.first_stored)
+    usage = payloads.usage_payload(
+        header, manifest_id, spooled.size, new_bytes == 0, datetime.now(UTC)
+    )
     events = [*atoms, deps.publisher.caused(atoms[-1], decomposed)]
-    await deps.publisher.publish(*events)
+    await deps.publisher.publish(*events, deps.publisher.caused(events[-1], usage))
     await handlers.read_your_writes(deps.catalog, events)
     view = await deps.catalog.model_version(header.tenant_id, header.name, header.version)
     if view is None:  # the catalog update failed; the consumer will apply it

@@ -24,10 +24,16 @@ from typing import TypeAlias, cast
 import asyncpg
 
 from hartonomous.eventlog.port import Position, StoredRecord
-from hartonomous.events.payloads import ModelDecomposed
+from hartonomous.events.payloads import ModelDecomposed, ModelVersionPromoted
 from hartonomous.runtime.inbox import Inbox
 from services.ingest.domain.chunks import Chunk, Span
-from services.ingest.domain.results import AtomView, ModelVersionView, SharedTensors
+from services.ingest.domain.results import (
+    AtomView,
+    ModelVersionView,
+    Promotion,
+    SharedTensors,
+    TensorPair,
+)
 from services.ingest.domain.storage import Holding
 
 SCHEMA = "ingest"
@@ -91,6 +97,17 @@ create table if not exists {SCHEMA}.model_tensors (
     first_stored boolean not null,
     primary key (tenant_id, name, version, tensor_index));
 create index if not exists model_tensors_by_atom on {SCHEMA}.model_tensors (tenant_id, atom_id);
+create table if not exists {SCHEMA}.model_promotions (
+    event_id uuid primary key,
+    tenant_id text not null,
+    name text not null,
+    version text not null,
+    manifest_atom_id text not null,
+    promoted_at timestamptz not null,
+    previous_version text,
+    reason text);
+create index if not exists model_promotions_by_name
+    on {SCHEMA}.model_promotions (tenant_id, name, promoted_at);
 create table if not exists {SCHEMA}.storage_metering (
     singleton boolean primary key default true check (singleton),
     metered_until timestamptz not null);
@@ -166,6 +183,30 @@ join (select distinct tenant_id, name, version, atom_id from {SCHEMA}.model_tens
      and (o.name, o.version) <> (t.name, t.version)
 where t.tenant_id = $1 and t.name = $2 and t.version = $3
 group by o.name, o.version order by o.name, o.version
+"""
+
+_MODEL_VERSIONS = f"""
+select version from {SCHEMA}.model_versions where tenant_id = $1 and name = $2
+order by ingested_at, version
+"""
+
+# Promotions up to a moment, in the order they happened (event ids are time-ordered and
+# break a tie of timestamps).
+_PROMOTIONS = f"""
+select * from {SCHEMA}.model_promotions
+where tenant_id = $1 and name = $2 and promoted_at <= $3
+order by promoted_at, event_id
+"""
+
+# Tensor by tensor name: each version's atom and size (null where the version lacks it).
+_DIFF = f"""
+select coalesce(a.tensor_name, b.tensor_name) as tensor,
+       a.atom_id as from_atom, b.atom_id as to_atom,
+       a.size_bytes as from_bytes, b.size_bytes as to_bytes
+from (select * from {SCHEMA}.model_tensors where (tenant_id, name, version) = ($1, $2, $3)) a
+full join (select * from {SCHEMA}.model_tensors where (tenant_id, name, version) = ($1, $2, $4)) b
+  using (tensor_name)
+order by coalesce(a.tensor_index, b.tensor_index), tensor
 """
 
 _INSERT_CHUNKS = f"""
@@ -299,6 +340,22 @@ class CatalogWriter:
             [t.first_stored for t in tensors],
         )
 
+    async def put_promotion(
+        self, promoted: ModelVersionPromoted, at: datetime, event_id: str
+    ) -> None:
+        await self._conn.execute(
+            f"insert into {SCHEMA}.model_promotions values ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " on conflict (event_id) do nothing",
+            event_id,
+            promoted.tenant_id,
+            promoted.name,
+            promoted.version,
+            promoted.model_atom_id,
+            at,
+            promoted.previous_version,
+            promoted.reason,
+        )
+
 
 class Catalog:
     def __init__(self, pool: asyncpg.Pool, consumer_group: str) -> None:
@@ -384,6 +441,39 @@ class Catalog:
             ingested_at=row["ingested_at"],
             request_id=row["request_id"],
         )
+
+    async def model_versions(self, tenant_id: str, name: str) -> list[ModelVersionView]:
+        """Every version of a name, oldest first."""
+        found = []
+        for row in await self._pool.fetch(_MODEL_VERSIONS, tenant_id, name):
+            view = await self.model_version(tenant_id, name, row["version"])
+            if view is not None:
+                found.append(view)
+        return found
+
+    async def promotions(self, tenant_id: str, name: str, until: datetime) -> list[Promotion]:
+        """A name's promotions up to `until`, oldest first: the last is the live version."""
+        rows = await self._pool.fetch(_PROMOTIONS, tenant_id, name, until)
+        return [
+            Promotion(
+                r["version"],
+                r["manifest_atom_id"],
+                r["promoted_at"],
+                r["previous_version"],
+                r["reason"],
+            )
+            for r in rows
+        ]
+
+    async def tensor_pairs(
+        self, tenant_id: str, name: str, from_version: str, to_version: str
+    ) -> list[TensorPair]:
+        """Both versions' tensors matched by name, in the order the files list them."""
+        rows = await self._pool.fetch(_DIFF, tenant_id, name, from_version, to_version)
+        return [
+            TensorPair(r["tensor"], r["from_atom"], r["to_atom"], r["from_bytes"], r["to_bytes"])
+            for r in rows
+        ]
 
     async def known(self, atom_ids: Sequence[str]) -> set[str]:
         """Which of these ids the catalog holds as atoms (their blobs are live)."""

@@ -30,3 +30,12 @@ class AtomNotFound(IngestError):
 class ModelVersionNotFound(IngestError):
     def __init__(self, tenant_id: str, name: str, version: str) -> None:
         super().__init__(f"tenant {tenant_id} has no version {version!r} of model {name!r}")
+
+
+class ModelNotFound(IngestError):
+    def __init__(self, tenant_id: str, name: str) -> None:
+        super().__init__(f"tenant {tenant_id} has no model {name!r}")
+
+
+class ModelFileDamaged(IngestError):
+    """A version's rebuilt file does not match what was ingested (the details are logged)."""

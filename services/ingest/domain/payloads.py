@@ -16,6 +16,7 @@ from hartonomous.events.payloads import (
 from services.ingest.domain.chunks import Chunk
 from services.ingest.domain.content import Content
 from services.ingest.domain.header import IngestHeader
+from services.ingest.domain.models.version import ModelHeader
 
 
 def ingested_payload(atom_id: str, header: IngestHeader, content: Content) -> AtomIngested:
@@ -62,7 +63,11 @@ def chunked_payload(
 
 
 def usage_payload(
-    header: IngestHeader, atom_id: str, size: int, deduplicated: bool, used_at: datetime
+    header: IngestHeader | ModelHeader,
+    atom_id: str,
+    size: int,
+    deduplicated: bool,
+    used_at: datetime,
 ) -> UsageRecorded:
     """Ingest is metered in bytes received; a dedup hit is marked so rate cards can price it."""
     return UsageRecorded(

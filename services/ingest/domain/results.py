@@ -60,3 +60,35 @@ class ModelVersionView:
     shared_with: list[SharedTensors]
     ingested_at: datetime
     request_id: str
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: str
+    manifest_atom_id: str
+    promoted_at: datetime
+    previous_version: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class TensorPair:
+    """One tensor name in two versions; None on the side that lacks it."""
+
+    tensor: str
+    from_atom_id: str | None
+    to_atom_id: str | None
+    from_bytes: int | None
+    to_bytes: int | None
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """A name as of a moment: its versions, the promotions so far, the live version."""
+
+    name: str
+    as_of: datetime
+    versions: list[ModelVersionView]
+    promotions: list[Promotion]
+    live: ModelVersionView | None
+    manifest_json: str

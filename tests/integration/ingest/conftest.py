@@ -20,7 +20,15 @@ from tests.support.harness import Started, running
 LIMIT = 1 << 20
 """The service under test takes at most 1 MiB, so "too big" is cheap to send."""
 
-CATALOG_TABLES = ("atoms", "refs", "chunk_sets", "chunks", "model_versions", "model_tensors")
+CATALOG_TABLES = (
+    "atoms",
+    "refs",
+    "chunk_sets",
+    "chunks",
+    "model_versions",
+    "model_tensors",
+    "model_promotions",
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 

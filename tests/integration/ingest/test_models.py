@@ -5,17 +5,20 @@ that lies about itself leaves no version, no event and no reference behind."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import asyncpg
 import grpc
 import pytest
 
 from hartonomous.events.payloads import AtomIngested, AtomReferenced, ModelDecomposed
 from hartonomous.modelfiles import smollm2_gguf
+from hartonomous.tensor_atoms import tensor_bytes
 from hartonomous.v1 import ingest_pb2
-from services.ingest.domain.models.tensors import tensor_bytes
 from tests.integration.ingest.conftest import Platform
 
 NAME = "smollm2-135m-instruct"
@@ -127,3 +130,103 @@ async def test_a_broken_file_or_header_leaves_nothing_behind(
     assert await platform.events("models") == [] and await platform.events("atoms") == []
     rows = await platform.catalog_rows()
     assert rows["model_versions"] == [] and rows["refs"] == []
+
+
+async def read_file(platform: Platform, version: str) -> bytes:
+    request = ingest_pb2.GetModelVersionRequest(tenant_id="acme", name=NAME, version=version)
+    return b"".join([m.data async for m in platform.stub.ReadModelFile(request)])
+
+
+async def promote(platform: Platform, version: str) -> ingest_pb2.Model:
+    request = ingest_pb2.PromoteModelVersionRequest(
+        tenant_id="acme", name=NAME, version=version, reason=f"ship {version}"
+    )
+    reply: ingest_pb2.Model = await platform.stub.PromoteModelVersion(request)
+    return reply
+
+
+async def live_at(platform: Platform, moment: datetime | None = None) -> ingest_pb2.Model:
+    request = ingest_pb2.GetModelRequest(tenant_id="acme", name=NAME)
+    if moment is not None:
+        request.as_of.FromDatetime(moment)
+    reply: ingest_pb2.Model = await platform.stub.GetModel(request)
+    return reply
+
+
+async def test_versions_in_time_are_rebuilt_from_the_log_and_files_come_back_byte_exact(
+    platform: Platform,
+) -> None:
+    v1_bytes = smollm2_gguf().read_bytes()
+    v1 = await ingest(platform, v1_bytes, "v1")
+    document = json.loads(await platform.blobs.get(v1.manifest_atom_id))
+    tensor = document["tensors"][5]
+    at = next(i for i, p in enumerate(document["parts"]) if p["atom"] == tensor["atom"])
+    offset = sum(p["length"] for p in document["parts"][:at])
+    v2_bytes = one_tensor_changed(v1_bytes, offset)
+    v2 = await ingest(platform, v2_bytes, "v2")
+    assert (await live_at(platform)).live_version == ""
+
+    assert (await promote(platform, "v1")).live_version == "v1"
+    between = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    assert (await promote(platform, "v2")).live_version == "v2"
+    after = datetime.now(UTC)
+    await promote(platform, "v2")  # already live: nothing appended
+    assert len(await platform.events("models")) == 2 + 2
+
+    async def answers() -> list[tuple[str, str]]:
+        found = [await live_at(platform, moment) for moment in (between, after, None)]
+        for model in found:
+            assert hashlib.sha256(model.manifest_json.encode()).hexdigest() == (
+                model.live.manifest_atom_id
+            )
+        return [(m.live_version, m.live.manifest_atom_id) for m in found]
+
+    live = await answers()
+    assert live == [
+        ("v1", v1.manifest_atom_id),
+        ("v2", v2.manifest_atom_id),
+        ("v2", v2.manifest_atom_id),
+    ]
+    rollback = await promote(platform, "v1")
+    assert [(p.version, p.previous_version) for p in rollback.promotions] == [
+        ("v1", ""),
+        ("v2", "v1"),
+        ("v1", "v2"),
+    ]
+    live[-1] = ("v1", v1.manifest_atom_id)
+
+    records = [r async for r in platform.event_log.replay("models", from_offset=0)]
+    records += [r async for r in platform.event_log.replay("atoms", from_offset=0)]
+    conn = await asyncpg.connect(platform.pg_url)
+    try:
+        await conn.execute("drop schema ingest cascade")
+    finally:
+        await conn.close()
+    await platform.deps.catalog.setup()
+    [consumer] = platform.harness.consumers
+    await consumer.apply(records)
+    assert await answers() == live
+
+    diff = await platform.stub.DiffModelVersions(
+        ingest_pb2.DiffModelVersionsRequest(
+            tenant_id="acme", name=NAME, from_version="v1", to_version="v2"
+        )
+    )
+    assert [c.tensor for c in diff.changed] == [tensor["name"]]
+    assert (len(diff.added), len(diff.removed), diff.unchanged_tensors) == (0, 0, 271)
+
+    assert await read_file(platform, "v1") == v1_bytes
+    assert await read_file(platform, "v2") == v2_bytes
+
+
+async def test_unknown_names_and_versions_are_not_found(platform: Platform) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await live_at(platform)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await promote(platform, "v9")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await read_file(platform, "v9")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

@@ -16,11 +16,11 @@ import pytest
 from safetensors.numpy import save
 
 from hartonomous.modelfiles import minilm_model_dir, smollm2_gguf
+from hartonomous.tensor_atoms import canonical_prefix, tensor_address, tensor_bytes
 from services.ingest.domain.errors import InvalidArgument
 from services.ingest.domain.models import gguf, safetensors
 from services.ingest.domain.models.layout import FileLayout, atom_prefix
 from services.ingest.domain.models.manifest import StoredPart, address, manifest
-from services.ingest.domain.models.tensors import canonical_prefix, tensor_address, tensor_bytes
 from tests.support.gguf_files import ARRAY, STRING, U32, Tensor, gguf_bytes
 
 Q4_1, F32 = 3, 0

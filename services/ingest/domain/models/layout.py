@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hartonomous.tensor_atoms import canonical_prefix
 from services.ingest.domain.errors import InvalidArgument
-from services.ingest.domain.models.tensors import TensorSpan, canonical_prefix
+from services.ingest.domain.models.tensors import TensorSpan
 
 Format = Literal["safetensors", "gguf"]
 

@@ -1,7 +1,7 @@
 """A model version's manifest: what the file was (format, size, SHA-256), what the header says
-(metadata), every tensor (name, encoding, shape, atom) in the file's listing order, and the
-parts whose concatenation is the file. Its canonical JSON (sorted keys, no spaces, ASCII) is
-itself an atom, and that atom's address is the model version's identity."""
+(metadata), every tensor (name, encoding, shape, atom) in the file's listing order, the parts
+whose concatenation is the file, and the companion files (config, tokenizer) by path. Its
+canonical JSON (sorted keys, no spaces, ASCII) is itself an atom, and that atom's address is the model version's identity."""
 
 from __future__ import annotations
 
@@ -27,8 +27,13 @@ class StoredPart:
     atom_id: str
 
 
-def manifest(layout: FileLayout, parts: Sequence[StoredPart], source_sha256: str) -> bytes:
-    """The manifest's canonical bytes."""
+def manifest(
+    layout: FileLayout,
+    parts: Sequence[StoredPart],
+    source_sha256: str,
+    files: Mapping[str, str],
+) -> bytes:
+    """The manifest's canonical bytes; `files` are the companion files' atoms by path."""
     atoms = {p.part.tensor.name: p.atom_id for p in parts if p.part.tensor is not None}
     document = {
         "manifest": VERSION,
@@ -47,6 +52,7 @@ def manifest(layout: FileLayout, parts: Sequence[StoredPart], source_sha256: str
             for t in layout.tensors
         ],
         "parts": [{"kind": p.part.kind, "length": p.part.length, "atom": p.atom_id} for p in parts],
+        "files": dict(files),
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 

@@ -1,29 +1,13 @@
-"""Tensor encodings and the canonical encoding a tensor atom's address is the SHA-256 of.
-
-The canonical encoding (version 1), for another implementation to reproduce an address:
-
-    b"hartonomous-tensor-v1\\n"
-    + encoding.encode("ascii") + b"\\n"      e.g. F32, BF16, Q4_1 (the file's own name for it)
-    + b",".join(str(d).encode() for d in shape) + b"\\n"   the dimensions as the file lists
-                                                         them (safetensors: outermost first;
-                                                         GGUF: innermost first); empty for a
-                                                         scalar
-    + str(len(data)).encode() + b"\\n"
-    + data                                    the tensor's bytes exactly as stored in the file
-
-The atom's bytes are that encoding itself, so its address is the SHA-256 of what the blob
-store holds, as for every other atom; reassembly drops the four header lines. A quantized
-tensor is kept in its stored encoding (blocks and all)."""
+"""Tensor encodings: what each safetensors dtype and GGML type takes per element or block,
+so a header's claims can be checked against the file. The canonical encoding of a tensor atom
+is the kernel's (hartonomous/tensor_atoms.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 from services.ingest.domain.errors import InvalidArgument
-
-CANONICAL_PREFIX = b"hartonomous-tensor-v1\n"
 
 # safetensors dtype -> bytes per element.
 SAFETENSORS_DTYPES = {
@@ -112,23 +96,3 @@ def ggml_nbytes(name: str, type_id: int, shape: tuple[int, ...]) -> tuple[str, i
             f" of {kind.block_size}"
         )
     return kind.name, elements // kind.block_size * kind.type_size
-
-
-def canonical_prefix(encoding: str, shape: tuple[int, ...], nbytes: int) -> bytes:
-    """What a tensor atom holds before the tensor's bytes."""
-    dims = ",".join(str(d) for d in shape)
-    return CANONICAL_PREFIX + f"{encoding}\n{dims}\n{nbytes}\n".encode("ascii")
-
-
-def tensor_address(encoding: str, shape: tuple[int, ...], data: bytes) -> str:
-    return hashlib.sha256(canonical_prefix(encoding, shape, len(data)) + data).hexdigest()
-
-
-def tensor_bytes(atom: bytes) -> bytes:
-    """The tensor's bytes in a tensor atom (its canonical encoding)."""
-    if not atom.startswith(CANONICAL_PREFIX):
-        raise ValueError("not a tensor atom")
-    at = len(CANONICAL_PREFIX)
-    for _ in range(3):
-        at = atom.index(b"\n", at) + 1
-    return atom[at:]

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from hartonomous.events.payloads import AtomIngested, AtomReferenced, ModelDecomposed, TensorAtom
 from hartonomous.tenants import parse_tenant_id
 from services.ingest.domain.errors import InvalidArgument
+from services.ingest.domain.header import parse_atom_id
 from services.ingest.domain.models.layout import FileLayout
 from services.ingest.domain.models.manifest import StoredPart, architecture, plain
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_FILE_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")
+MAX_FILES = 64
 TENSOR_MIME = "application/vnd.hartonomous.tensor"
 MANIFEST_MIME = "application/vnd.hartonomous.model-manifest+json"
 PART_MIME = "application/octet-stream"
@@ -31,6 +35,8 @@ class ModelHeader:
     traceparent: str | None
     request_id: str | None
     api_key_id: str | None
+    # Companion files (config, tokenizer): a path relative to the model's folder -> atom id.
+    files: Mapping[str, str] = field(default_factory=dict)
 
 
 def parse_model_header(
@@ -42,6 +48,7 @@ def parse_model_header(
     traceparent: str = "",
     request_id: str = "",
     api_key_id: str = "",
+    files: Mapping[str, str] | None = None,
 ) -> ModelHeader:
     if not _NAME.fullmatch(name):
         raise InvalidArgument(f"name {name!r} is not 1 to 128 letters, digits, '.', '_' or '-'")
@@ -57,7 +64,25 @@ def parse_model_header(
         traceparent=traceparent.strip() or None,
         request_id=request_id.strip() or None,
         api_key_id=api_key_id.strip() or None,
+        files=parse_files(files or {}),
     )
+
+
+def parse_files(files: Mapping[str, str]) -> dict[str, str]:
+    """Companion paths must stay inside the model's folder: parts of letters, digits, '.',
+    '_' and '-', joined by '/', none of them '.' or '..'."""
+    if len(files) > MAX_FILES:
+        raise InvalidArgument(f"at most {MAX_FILES} companion files, not {len(files)}")
+    parsed = {}
+    for path, atom_id in sorted(files.items()):
+        parts = path.split("/")
+        if any(p in (".", "..") or not _FILE_PART.fullmatch(p) for p in parts):
+            raise InvalidArgument(
+                f"companion file {path!r} is not a relative path of letters, digits, '.', '_'"
+                " and '-' parts"
+            )
+        parsed[str(PurePosixPath(path))] = parse_atom_id(atom_id, f"the atom of {path!r}")
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -135,4 +160,5 @@ def decomposed_payload(
         source_sha256=source_sha256,
         size_bytes=layout.size,
         architecture=architecture(layout),
+        files=dict(header.files),
     )
