@@ -43,7 +43,7 @@ def decompose(data: bytes) -> tuple[bytes, dict[str, bytes]]:
         atom_id = hashlib.sha256(atom).hexdigest()
         atoms[atom_id] = atom
         stored.append(StoredPart(part, atom_id))
-    document = manifest(layout, stored, hashlib.sha256(data).hexdigest())
+    document = manifest(layout, stored, hashlib.sha256(data).hexdigest(), {})
     return document, atoms
 
 
