@@ -37,12 +37,13 @@ from bench.common import Metric, median, percentile, write
 from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.topics import platform_topics
 from hartonomous.events import AvroCodec
+from hartonomous.modelfiles import minilm_model_dir
 from hartonomous.postgres import embedded_postgres_url
 from hartonomous.runtime.grpc_server import GrpcHost
 from hartonomous.runtime.service import ServiceContext
 from hartonomous.settings import Settings
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
-from services.inference.models.minilm import MiniLM, default_model_dir, load_minilm
+from services.inference.models.minilm import MiniLM, load_minilm
 from services.inference.service import InferenceService, WarmupPlan
 
 TEXTS = 2_000
@@ -77,7 +78,7 @@ print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(
 
 def bench_texts() -> list[str]:
     """2,000 texts of 8-40 words drawn (fixed seed) from the model card's own prose."""
-    card = (default_model_dir() / "README.md").read_text()
+    card = (minilm_model_dir() / "README.md").read_text()
     words = re.findall(r"[A-Za-z][A-Za-z'-]*", card.split("---", 2)[-1])
     rng = random.Random(SEED)
     return [" ".join(rng.choices(words, k=rng.randint(*WORDS_PER_TEXT))) for _ in range(TEXTS)]
@@ -105,7 +106,7 @@ class PeerProcess:
                 sys.executable,
                 "-c",
                 PEER_PROCESS,
-                str(default_model_dir()),
+                str(minilm_model_dir()),
                 str(PEER_BATCH_SIZE),
                 PEER_DEVICE,
             ],

@@ -16,6 +16,7 @@ _ERRORS = GrpcErrors(
     {
         domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
         domain.UnknownModel: grpc.StatusCode.NOT_FOUND,
+        domain.ModelLoading: grpc.StatusCode.UNAVAILABLE,
     },
 )
 
@@ -30,7 +31,7 @@ class InferenceApi:
         async with _ERRORS.scope(context, "Embed"):
             traceparent = metadata_value(context, "traceparent")
             texts = list(request.texts)
-            embedded = await handlers.embed(
+            embedded, model = await handlers.embed(
                 self._deps, texts, request.tenant_id, request.model, traceparent
             )
             return inference_pb2.EmbedResponse(
@@ -40,7 +41,7 @@ class InferenceApi:
                         zip(embedded.vectors.tolist(), embedded.tokens.tolist(), strict=True)
                     )
                 ],
-                model_id=self._deps.model.model_id,
-                model_version=self._deps.model.version,
+                model_id=model.model_id,
+                model_version=model.version,
                 total_tokens=int(embedded.tokens.sum()),
             )

@@ -41,6 +41,10 @@ class UnknownModel(RequestError):
     pass
 
 
+class ModelLoading(RuntimeError):
+    """The model is not loaded (yet): the caller should retry later."""
+
+
 class BadAtom(ValueError):
     """An atom whose content can never be embedded (its event goes to the dead-letter topic)."""
 

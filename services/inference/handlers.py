@@ -29,8 +29,9 @@ from hartonomous.events.payloads import (
 from hartonomous.runtime.projection import Handler, Projection
 from hartonomous.runtime.publisher import Publisher
 from services.inference import domain
-from services.inference.batching import Batcher, Embedded
+from services.inference.batching import Embedded
 from services.inference.domain import AtomText, ModelInfo
+from services.inference.slot import ModelSlot
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,9 @@ instead of behind a whole large document."""
 
 @dataclass(frozen=True)
 class Deps:
-    batcher: Batcher
+    model: ModelSlot
     blobs: BlobStore
     publisher: Publisher
-    model: ModelInfo
 
 
 # ---------------------------------------------------------------------------------------
@@ -55,17 +55,19 @@ class Deps:
 
 async def embed(
     deps: Deps, texts: Sequence[str], tenant_id: str, model: str, traceparent: str | None
-) -> Embedded:
-    """Raises domain.RequestError for what the caller has to fix."""
+) -> tuple[Embedded, ModelInfo]:
+    """The vectors and the model that computed them. Raises domain.RequestError for what the
+    caller has to fix, domain.ModelLoading while the model is not loaded."""
     domain.validate_embed_request(texts, tenant_id, model)
-    embedded = await deps.batcher.embed_counted(texts)
+    loaded = await deps.model.get()
+    embedded = await loaded.batcher.embed_counted(texts)
     usage = domain.usage_payload(
-        tenant_id, "tokens", int(embedded.tokens.sum()), deps.model, datetime.now(UTC)
+        tenant_id, "tokens", int(embedded.tokens.sum()), loaded.info, datetime.now(UTC)
     )
     await deps.publisher.publish(
         deps.publisher.new(usage, tenant_id=tenant_id, traceparent=traceparent)
     )
-    return embedded
+    return embedded, loaded.info
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,21 +111,22 @@ async def _embed_and_publish(
 ) -> None:
     if not atoms:
         return
+    loaded = await deps.model.get()
     events: list[Event[Payload]] = []
     tokens = 0
     for start in range(0, len(atoms), EMBED_SLICE):
         part = atoms[start : start + EMBED_SLICE]
-        embedded = await deps.batcher.embed_counted([atom.text for atom in part])
+        embedded = await loaded.batcher.embed_counted([atom.text for atom in part])
         tokens += int(embedded.tokens.sum())
         for atom, vector in zip(part, embedded.vectors.tolist(), strict=True):
-            payload = domain.embedding_payload(atom.atom_id, tenant_id, deps.model, vector)
+            payload = domain.embedding_payload(atom.atom_id, tenant_id, loaded.info, vector)
             events.append(_caused(deps, cause, payload, tenant_id, atom.atom_id))
     now = datetime.now(UTC)
     for unit, quantity, subject in (
         ("tokens", tokens, tenant_id),  # the subject every tokens event id was derived from
         ("chunks", len(atoms), f"{tenant_id}/chunks"),
     ):
-        usage = domain.usage_payload(tenant_id, unit, quantity, deps.model, now)
+        usage = domain.usage_payload(tenant_id, unit, quantity, loaded.info, now)
         events.append(_caused(deps, cause, usage, tenant_id, subject))
     await deps.publisher.publish(*events)
 

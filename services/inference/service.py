@@ -21,19 +21,25 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from hartonomous.blobs import open_blob_store
+from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.runtime.grpc_server import GrpcRegistration
+from hartonomous.runtime.peers import peer_channel
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, in_background
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
 from services.inference import domain, tunables
 from services.inference.api import InferenceApi
 from services.inference.batching import Batcher
 from services.inference.handlers import Deps, inference_projection
-from services.inference.models.minilm import MiniLM, load_minilm
+from services.inference.models.atoms import live_minilm, load_from_atoms
+from services.inference.models.minilm import MiniLM
 from services.inference.planning import CALL_SIZES, Shape
+from services.inference.slot import Loaded, ModelSlot
 
 logger = logging.getLogger(__name__)
 GRPC_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
+INGEST_WAIT_S = 600.0
+"""How long the first start waits for ingest to hold the bundled MiniLM as atoms (it stores
+it on its own first start; in Kubernetes the ingest pods may come up later)."""
 
 
 @dataclass(frozen=True)
@@ -75,24 +81,63 @@ class InferenceService(Service):
     name = "inference"
 
     def __init__(self, *, warmup: WarmupPlan | None = None, model: MiniLM | None = None) -> None:
-        """`model`: an already loaded model to share (default: loaded by the first start).
-        The batcher's size and wait are tunables (tunables.py), retuned live."""
+        """`model`: an already loaded model to share (default: the live system MiniLM, loaded
+        from its tensor atoms by the first start). The batcher's size and wait are tunables
+        (tunables.py), retuned live."""
         self._warmup = WarmupPlan() if warmup is None else warmup
         self._model = model
-        self._batcher: Batcher | None = None
+        self._slot: ModelSlot | None = None
 
     @property
     def batcher(self) -> Batcher:
-        if self._batcher is None:
-            raise RuntimeError("the inference service is not started")
-        return self._batcher
+        loaded = self._slot.now if self._slot is not None else None
+        if loaded is None:
+            raise RuntimeError("the inference service has no model loaded")
+        return loaded.batcher
 
     async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
-        if self._model is None:  # weights stay loaded across restarts of this object
-            self._model = await asyncio.to_thread(load_minilm)
-        model = self._model
         if self._warmup.cache:
             keep_compiled_shapes(ctx.settings.data_dir / "inference" / "xla-cache")
+        blobs = open_blob_store(ctx.settings)
+        slot = self._slot = ModelSlot()
+        if self._model is not None:  # weights stay loaded across restarts of this object
+            slot.fill(await self._serve(self._model, ctx, resources))
+        else:
+            work = self._load_and_serve(ctx, resources, blobs, slot)
+            in_background(resources, work, "inference-model-load")
+        deps = Deps(slot, blobs, ctx.publisher(self.name))
+        return Wiring(
+            consumers=[ctx.runner(inference_projection(deps))],
+            grpc=[
+                GrpcRegistration(
+                    InferenceApi(deps),
+                    inference_pb2_grpc.add_InferenceServicer_to_server,
+                    GRPC_SERVICE,
+                )
+            ],
+        )
+
+    async def _load_and_serve(
+        self, ctx: ServiceContext, resources: AsyncExitStack, blobs: BlobStore, slot: ModelSlot
+    ) -> None:
+        try:
+            async with peer_channel(ctx.settings, "ingest") as channel:
+                manifest = await live_minilm(channel, INGEST_WAIT_S)
+            started = time.perf_counter()
+            self._model = await load_from_atoms(blobs, manifest)
+            seconds = round(time.perf_counter() - started, 2)
+            logger.info(
+                "MiniLM loaded from its tensor atoms",
+                extra={"manifest": manifest, "seconds": seconds},
+            )
+            slot.fill(await self._serve(self._model, ctx, resources))
+        except Exception as exc:
+            logger.exception("the model could not be loaded from its atoms")
+            slot.fail(exc)
+
+    async def _serve(self, model: MiniLM, ctx: ServiceContext, resources: AsyncExitStack) -> Loaded:
+        """The batcher over `model`, retuned live, warmed (first, with `WarmupPlan.wait`) and
+        measured."""
         config = ctx.config
         batcher = Batcher(
             model,
@@ -102,7 +147,6 @@ class InferenceService(Service):
         resources.push_async_callback(batcher.aclose)
         config.watch(tunables.MAX_BATCH_SIZE, lambda v: batcher.update(max_batch_size=int(v)))
         config.watch(tunables.MAX_WAIT_MS, lambda v: batcher.update(max_wait_ms=float(v)))
-        self._batcher = batcher
         warm = _timed_warmup(batcher, self._warmup.select(batcher.shapes))
         if self._warmup.wait:
             await warm
@@ -114,17 +158,7 @@ class InferenceService(Service):
         REGISTRY.register(collector)
         resources.callback(REGISTRY.unregister, collector)
         info = domain.ModelInfo(domain.MODEL_ID, model.version, model.dim, jax.default_backend())
-        deps = Deps(batcher, open_blob_store(ctx.settings), ctx.publisher(self.name), info)
-        return Wiring(
-            consumers=[ctx.runner(inference_projection(deps))],
-            grpc=[
-                GrpcRegistration(
-                    InferenceApi(deps),
-                    inference_pb2_grpc.add_InferenceServicer_to_server,
-                    GRPC_SERVICE,
-                )
-            ],
-        )
+        return Loaded(batcher, info)
 
 
 async def _timed_warmup(batcher: Batcher, shapes: Sequence[Shape]) -> None:

