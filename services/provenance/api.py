@@ -79,6 +79,24 @@ class ProvenanceApi:
             found = await queries.explain(self._store, request.tenant_id, request.node_id)
             return _explanation(found)
 
+    async def TensorModels(
+        self, request: pb.TensorModelsRequest, context: Context
+    ) -> pb.TensorModelsReply:
+        async with _ERRORS.scope(context, "TensorModels"):
+            found = await queries.tensor_models(self._store, request.tenant_id, request.atom_id)
+            return pb.TensorModelsReply(
+                atom_id=request.atom_id,
+                models=[
+                    pb.TensorModel(
+                        name=m.name,
+                        version=m.version,
+                        model_atom_id=m.model_atom_id,
+                        tensor_names=m.tensor_names,
+                    )
+                    for m in found
+                ],
+            )
+
     async def Fingerprint(
         self, request: pb.FingerprintRequest, context: Context
     ) -> pb.FingerprintReply:

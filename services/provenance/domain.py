@@ -53,11 +53,12 @@ class Rel(enum.StrEnum):
     OWNS = "OWNS"  # Tenant -> Atom it ingested first
     REFERENCED = "REFERENCED"  # Tenant -> Atom it ingested again (a dedup hit)
     CHUNK_OF = "CHUNK_OF"  # Chunk -> the Atom it was cut from
-    TENSOR_OF = "TENSOR_OF"  # Tensor -> the model file Atom it was read from
-    CONTENT = "CONTENT"  # Chunk/Tensor -> the Atom holding its bytes
+    TENSOR_OF = "TENSOR_OF"  # Tensor -> the ModelVersion it is a tensor of
+    CONTENT = "CONTENT"  # Chunk/Tensor/ModelVersion -> the Atom holding its bytes
     EMBEDDED_AS = "EMBEDDED_AS"  # Atom -> Embedding
     COMPUTED_BY = "COMPUTED_BY"  # Embedding -> ModelVersion
-    VERSION_OF = "VERSION_OF"  # ModelVersion -> Model
+    VERSION_OF = "VERSION_OF"  # ModelVersion -> Model (a tenant's: its version label)
+    PROMOTED_BY = "PROMOTED_BY"  # ModelVersion -> the Event that made it its model's live one
     USED_INPUT = "USED_INPUT"  # Inference/SearchQuery -> Atom/ModelVersion it read
     CAUSED_BY = "CAUSED_BY"  # Event -> the Event named by its causation id
     BILLED_AS = "BILLED_AS"  # Event -> the UsageRecord it caused
@@ -78,6 +79,7 @@ UPSTREAM_AT_TARGET = frozenset(
         Rel.TENSOR_OF,
         Rel.COMPUTED_BY,
         Rel.VERSION_OF,
+        Rel.PROMOTED_BY,
         Rel.USED_INPUT,
         Rel.CAUSED_BY,
         Rel.RECORDED_BY,
@@ -94,8 +96,9 @@ UPSTREAM_AT_TARGET = frozenset(
 REFERENCED, CONTENT, EMBEDDED_AS, BILLED_AS, CHANGED) the source comes first. Upstream walks towards
 causes, downstream towards effects."""
 
-OCCURRENCES = (Rel.CHUNK_OF, Rel.TENSOR_OF)
-"""Edges from a part to the whole it was cut from: holding the whole grants sight of the part."""
+OCCURRENCES = (Rel.CHUNK_OF,)
+"""Edges from a part to the whole it was cut from: holding the whole grants sight of the part.
+Not TENSOR_OF: a model's ingest holds every tensor atom itself (AtomIngested/AtomReferenced)."""
 
 HOLDINGS = (Rel.OWNS, Rel.REFERENCED)
 
@@ -137,6 +140,12 @@ def parse_node_id(node_id: str) -> str:
             f"node_id {node_id!r} is neither an atom id (64 hex characters) nor 'Label:key'"
         )
     return node_id
+
+
+def parse_atom_id(atom_id: str) -> str:
+    if not ATOM_ID.fullmatch(atom_id):
+        raise InvalidRequest(f"atom_id {atom_id!r} is not an atom id (64 hex characters)")
+    return atom_id
 
 
 def lineage_bounds(depth: int, limit: int) -> tuple[int, int]:
@@ -195,8 +204,8 @@ class Origin:
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """tenant_id "" marks a shared node: public when scope is "" (a Model), else visible to the
-    tenants that hold the atom named by scope (content-addressed Atom/Chunk/Embedding nodes).
+    """tenant_id "" marks a shared node: public when scope is "" (a ModelVersion), else visible
+    to the tenants that hold the atom named by scope (content-addressed Atom/Chunk/Embedding).
     `defines` is False for a node only mentioned by an event (a placeholder until defined)."""
 
     label: Label

@@ -37,6 +37,7 @@ from hartonomous.events.payloads import (
     EmbeddingComputed,
     HypothesesProposed,
     ModelDecomposed,
+    ModelVersionPromoted,
     ObservationMade,
     OutcomeEvaluated,
     Payload,
@@ -178,9 +179,10 @@ def on_embedding_computed(f: FactSet, payload: EmbeddingComputed, env: Envelope)
         },
     )
     f.recorded(embedding, env.tenant_id)
-    model_version = f.node(
-        Label.MODEL_VERSION, version, props={"model_version": version, "model_id": model_id}
-    )
+    # Only named: a model's ingest defines the version (keyed by its manifest's address, which
+    # inference reports as model_version), and a statement from here would win the merge over
+    # that one (its topic sorts first).
+    model_version = f.mention(Label.MODEL_VERSION, version)
     model = f.node(Label.MODEL, model_id, props={"model_id": model_id})
     f.edge(Rel.EMBEDDED_AS, atom, embedding)
     f.edge(Rel.COMPUTED_BY, embedding, model_version)
@@ -261,33 +263,73 @@ def on_config_changed(f: FactSet, payload: ConfigChanged, env: Envelope) -> None
     f.recorded(change, env.tenant_id)
 
 
+def model_key(tenant_id: str, name: str) -> str:
+    """A model is a tenant's name for it: the same name in two tenants is two models (a name
+    holds no '/', so the key reads back unambiguously)."""
+    return f"{tenant_id}/{name}"
+
+
 def on_model_decomposed(f: FactSet, payload: ModelDecomposed, env: Envelope) -> None:
-    model_id = payload.model_atom_id
-    model = f.mention(Label.ATOM, model_id, scope=model_id)
+    """The version is content, keyed by its manifest's address (the model_version inference
+    reports): public like every model version, and carrying no tenant's data, since two tenants
+    uploading the same files share it. The name and the version label are the uploading tenant's
+    own Model node and VERSION_OF edge. Tensors are per version and name, their bytes atoms
+    shared across versions; the manifest and the companion files (part of it) are atoms too."""
+    tenant_id, manifest = payload.tenant_id, payload.model_atom_id
+    version = f.node(
+        Label.MODEL_VERSION,
+        manifest,
+        props=_props(
+            model_atom_id=manifest,
+            format=payload.format,
+            architecture=payload.architecture,
+            source_sha256=payload.source_sha256,
+            size_bytes=payload.size_bytes,
+        ),
+    )
+    f.recorded(version, env.tenant_id)
+    model = f.node(
+        Label.MODEL,
+        model_key(tenant_id, payload.name),
+        tenant=tenant_id,
+        props={"name": payload.name},
+    )
+    f.edge(Rel.VERSION_OF, version, model, tenant=tenant_id, props={"version": payload.version})
+    f.edge(Rel.CONTENT, version, f.mention(Label.ATOM, manifest, scope=manifest))
+    for path, atom_id in payload.files.items():
+        file = f.mention(Label.ATOM, atom_id, scope=atom_id)
+        f.edge(Rel.CONTENT, version, file, props={"path": path})
     for tensor in payload.tensors:
         atom_id = tensor.atom_id
         node = f.node(
             Label.TENSOR,
-            f"{model_id}/{tensor.name}",
-            scope=model_id,
+            f"{manifest}/{tensor.name}",
+            scope=manifest,
             props={
                 "name": tensor.name,
                 "atom_id": atom_id,
                 "dtype": tensor.dtype,
                 "shape_json": _json(tensor.shape),
                 "size_bytes": tensor.size_bytes,
-                "format": payload.format,
             },
         )
         f.recorded(node, env.tenant_id)
-        content = f.node(
-            Label.ATOM,
-            atom_id,
-            scope=atom_id,
-            props={"atom_id": atom_id, "modality": "tensor", "size_bytes": tensor.size_bytes},
-        )
-        f.edge(Rel.TENSOR_OF, node, model)
-        f.edge(Rel.CONTENT, node, content)
+        f.edge(Rel.TENSOR_OF, node, version)
+        f.edge(Rel.CONTENT, node, f.mention(Label.ATOM, atom_id, scope=atom_id))
+
+
+def on_model_version_promoted(f: FactSet, payload: ModelVersionPromoted, env: Envelope) -> None:
+    """An edge to the promotion's own event, one per promotion: the version's node keeps its
+    first statement, and which version was live when is a fold over these edges."""
+    version = f.mention(Label.MODEL_VERSION, payload.model_atom_id)
+    props = _props(
+        name=payload.name,
+        version=payload.version,
+        previous_version=payload.previous_version,
+        reason=payload.reason,
+        promoted_at=env.occurred_at,
+    )
+    f.edge(Rel.PROMOTED_BY, version, f.event_uid, tenant=payload.tenant_id, props=props)
 
 
 # ---------------------------------------------------------------------------------------
@@ -465,6 +507,7 @@ MAPPERS: Mapping[type[Payload], Mapper] = {
     SearchPerformed: on_search_performed,
     ConfigChanged: on_config_changed,
     ModelDecomposed: on_model_decomposed,
+    ModelVersionPromoted: on_model_version_promoted,
     ObservationMade: on_observation_made,
     HypothesesProposed: on_hypotheses_proposed,
     DecisionMade: on_decision_made,

@@ -1,11 +1,11 @@
-"""Lineage and Explain over any GraphStore, for one tenant at a time.
+"""Lineage, Explain and TensorModels over any GraphStore, for one tenant at a time.
 
 The store reads without filtering; everything read passes domain.visible before it is used or
 returned, so a walk never steps onto, or through, a node the tenant may not see."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from hartonomous.tenants import parse_tenant_id
@@ -22,6 +22,7 @@ from services.provenance.domain import (
     edge_visible,
     lineage_bounds,
     node_uid,
+    parse_atom_id,
     parse_node_id,
     visible,
     walk_types,
@@ -37,6 +38,18 @@ MAX_DOCUMENTS = 50
 MAX_HOLDERS = 10_000
 """Holdings read per document: every tenant's upload of the same bytes is one."""
 MAX_CHAIN = 16
+MAX_TENSOR_USES = 10_000
+"""Tensor nodes read per tensor atom, every tenant's versions holding those bytes included."""
+
+
+@dataclass(frozen=True, order=True)
+class TensorModel:
+    """One of the tenant's model versions holding a tensor atom, by the tenant's names."""
+
+    name: str
+    version: str
+    model_atom_id: str
+    tensor_names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -190,3 +203,51 @@ async def _chain(store: GraphStore, tenant: str, first: str) -> list[Node]:
         causes = await store.edges([uid], outgoing=True, types=[Rel.CAUSED_BY], limit=1)
         uid = causes[0].target if causes else None
     return chain
+
+
+async def tensor_models(store: GraphStore, tenant_id: str, atom_id: str) -> list[TensorModel]:
+    """Atom <-CONTENT- Tensor -TENSOR_OF-> ModelVersion -VERSION_OF-> Model, for one tenant."""
+    tenant = parse_tenant_id(tenant_id)
+    tensors = await _tensors_of(store, tenant, parse_atom_id(atom_id))
+    versions: dict[str, list[str]] = {}  # version uid -> its tensors of these bytes
+    for edge in await store.edges(
+        tensors, outgoing=True, types=[Rel.TENSOR_OF], limit=len(tensors)
+    ):
+        versions.setdefault(edge.target, []).append(tensors[edge.source])
+    found = await _named(store, tenant, versions)
+    if not found:
+        raise NotFound(f"no model version of tenant {tenant} has a tensor {atom_id}")
+    return found
+
+
+async def _tensors_of(store: GraphStore, tenant: str, atom_id: str) -> dict[str, str]:
+    """Tensor uid -> tensor name, for the tensors the tenant may see whose bytes the atom is."""
+    uses = await store.edges(
+        [atom_uid(atom_id)], outgoing=False, types=[Rel.CONTENT], limit=MAX_TENSOR_USES
+    )
+    found = (await store.nodes([e.source for e in uses])).values()
+    tensors = await _visible(store, tenant, (n for n in found if n.label is Label.TENSOR))
+    return {n.uid: str(n.props["name"]) for n in tensors}
+
+
+async def _named(
+    store: GraphStore, tenant: str, versions: Mapping[str, list[str]]
+) -> list[TensorModel]:
+    """The versions as the tenant named them: only its own VERSION_OF edges (which carry the
+    version label) count, so the names another tenant gave the same bytes never show."""
+    labels = await store.edges(
+        versions, outgoing=True, types=[Rel.VERSION_OF], limit=MAX_TENSOR_USES
+    )
+    own = [e for e in labels if e.tenant_id == tenant]
+    models = await _visible(store, tenant, (await store.nodes([e.target for e in own])).values())
+    names = {m.uid: str(m.props["name"]) for m in models}
+    return sorted(
+        TensorModel(
+            names[e.target],
+            str(e.props["version"]),
+            e.source.partition(":")[2],
+            tuple(sorted(versions[e.source])),
+        )
+        for e in own
+        if e.target in names
+    )

@@ -36,11 +36,13 @@ from services.provenance.domain import (
 from services.provenance.graph.embedded import EmbeddedGraphStore
 from services.provenance.graph.port import GraphStore
 from services.provenance.handlers import positions_after, project
+from services.provenance.queries import TensorModel
 from tests.support.provenance_flow import (
     KNOB,
     MODEL_VERSION,
     Flow,
     ingest_flow,
+    model_history,
     ooda_cycle,
     reference_flow,
     stored,
@@ -321,6 +323,31 @@ async def test_explain_names_the_document_the_chunk_and_the_model_version(
     assert emb.node.props["model_version"] == MODEL_VERSION
     assert emb.event is None  # computed for acme: its event is not globex's to see
     assert [e.props["event_type"] for e in theirs.chain] == ["AtomReferenced"]
+
+
+async def test_model_versions_share_tensor_atoms_and_their_names_stay_their_tenants(
+    graph: GraphStore,
+) -> None:
+    history = model_history()
+    records = stored(CODEC, history.events)
+    await apply_records(graph, records)
+    got, expected = await graph.fingerprint(), oracle(facts(records))
+    assert (got.nodes, got.edges, got.digest) == (expected.nodes, expected.edges, expected.digest)
+
+    v1, v2, theirs = history.v1, history.v2, history.theirs
+    assert await queries.tensor_models(graph, "acme", history.shared) == [
+        TensorModel("tiny-llm", "v1", v1.manifest, ("embed",)),
+        TensorModel("tiny-llm", "v2", v2.manifest, ("embed",)),
+    ]
+    assert await queries.tensor_models(graph, "acme", history.changed) == [
+        TensorModel("tiny-llm", "v2", v2.manifest, ("head",))
+    ]
+    # globex holds the shared bytes in a model of its own: it sees that one, never acme's.
+    assert await queries.tensor_models(graph, "globex", history.shared) == [
+        TensorModel("globex-lm", "1.0", theirs.manifest, ("embed",))
+    ]
+    with pytest.raises(NotFound):
+        await queries.tensor_models(graph, "globex", history.changed)
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,12 +29,15 @@ from hartonomous.events.payloads import (
     Guardrail,
     HypothesesProposed,
     Hypothesis,
+    ModelDecomposed,
+    ModelVersionPromoted,
     ObservationMade,
     OperationWindow,
     OutcomeEvaluated,
     Payload,
     PriorUpdated,
     TelemetryRecorded,
+    TensorAtom,
     TextChunk,
     UsageRecorded,
 )
@@ -391,6 +395,109 @@ def ooda_cycle(tenant: str = "platform") -> Cycle:
         rollback_change=rollback_change_env.event_id,
         events=events,
     )
+
+
+@dataclass
+class Release:
+    """A version of a tenant's model, as IngestModel appends it."""
+
+    tenant: str
+    name: str
+    version: str
+    manifest: str  # the manifest atom's id: the version's identity
+    tensors: dict[str, str]  # tensor name -> the atom holding its bytes
+    events: list[Keyed]
+
+
+def _stored_atom(tenant: str, request_id: str, atom_id: str, known: set[str]) -> Keyed:
+    """An AtomIngested when no one held the atom yet, else an AtomReferenced."""
+    if atom_id in known:
+        env = Envelope.new("AtomReferenced", tenant, "ingest", correlation_id=request_id)
+        return _keyed(env, AtomReferenced(atom_id=atom_id, tenant_id=tenant))
+    known.add(atom_id)
+    env = Envelope.new("AtomIngested", tenant, "ingest", correlation_id=request_id)
+    ingested = AtomIngested(
+        atom_id=atom_id,
+        tenant_id=tenant,
+        modality="model",
+        mime_type="application/octet-stream",
+        size_bytes=64,
+        blob_key=atom_id,
+    )
+    return _keyed(env, ingested)
+
+
+def model_release(
+    tenant: str, name: str, version: str, tensors: dict[str, str], known: set[str]
+) -> Release:
+    """A version whose tensors hold these texts (standing in for their bytes): an AtomIngested
+    for each atom not in `known` (added to it), an AtomReferenced for the rest, then the
+    ModelDecomposed. As ingest's, the manifest depends on the tensors only."""
+    atoms = {tensor: sha256(text) for tensor, text in tensors.items()}
+    manifest = sha256(json.dumps(atoms, sort_keys=True))
+    tokenizer = sha256(f"{name} tokenizer")
+    request_id = f"req-{tenant}-{name}-{version}"
+    parts = dict.fromkeys([manifest, tokenizer, *atoms.values()])
+    decomposed = ModelDecomposed(
+        model_atom_id=manifest,
+        tenant_id=tenant,
+        format="safetensors",
+        tensors=[
+            TensorAtom(name=n, atom_id=a, dtype="F32", shape=[4, 4], size_bytes=64)
+            for n, a in atoms.items()
+        ],
+        name=name,
+        version=version,
+        source_sha256=sha256(f"{manifest} file"),
+        size_bytes=64 * len(atoms),
+        architecture="llama",
+        files={"tokenizer.json": tokenizer},
+    )
+    env = Envelope.new("ModelDecomposed", tenant, "ingest", correlation_id=request_id)
+    events = [_stored_atom(tenant, request_id, a, known) for a in parts]
+    return Release(tenant, name, version, manifest, atoms, [*events, _keyed(env, decomposed)])
+
+
+def promoted(release: Release, previous: Release | None = None, reason: str | None = None) -> Keyed:
+    env = Envelope.new("ModelVersionPromoted", release.tenant, "ingest")
+    promotion = ModelVersionPromoted(
+        tenant_id=release.tenant,
+        name=release.name,
+        version=release.version,
+        model_atom_id=release.manifest,
+        previous_version=None if previous is None else previous.version,
+        reason=reason,
+    )
+    return _keyed(env, promotion)
+
+
+@dataclass
+class ModelHistory:
+    """acme's tiny-llm v1, then v2 with its head retrained, each promoted in turn; globex's own
+    model holds acme's embedding tensor (the same bytes) and none of its names."""
+
+    v1: Release
+    v2: Release
+    theirs: Release
+    shared: str  # the embedding tensor's atom: in all three versions
+    changed: str  # v2's retrained head: in v2 only
+    events: list[Keyed]
+
+
+def model_history(acme: str = "acme", globex: str = "globex") -> ModelHistory:
+    known: set[str] = set()
+    base = {"embed": "embedding weights", "layer.0": "layer 0 weights", "head": "head weights"}
+    v1 = model_release(acme, "tiny-llm", "v1", base, known)
+    v2 = model_release(acme, "tiny-llm", "v2", {**base, "head": "retrained head"}, known)
+    theirs = model_release(globex, "globex-lm", "1.0", {"embed": "embedding weights"}, known)
+    events = [
+        *v1.events,
+        promoted(v1),
+        *v2.events,
+        promoted(v2, v1, "retrained head"),
+        *theirs.events,
+    ]
+    return ModelHistory(v1, v2, theirs, v1.tensors["embed"], v2.tensors["head"], events)
 
 
 def records(codec: AvroCodec, events: list[Keyed]) -> list[Record]:

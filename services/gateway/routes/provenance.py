@@ -1,5 +1,6 @@
 """GET /v1/provenance/{id}: where a node came from and what came of it; .../explain: why the
-platform has an atom or embedding. The provenance service walks only the caller's own nodes."""
+platform has an atom or embedding; /tensors/{atom}/models: which of the caller's model versions
+hold a tensor's bytes. The provenance service walks only the caller's own nodes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
 from hartonomous.v1 import provenance_pb2
-from services.gateway.clients import EXPLAIN, LINEAGE
+from services.gateway.clients import EXPLAIN, LINEAGE, TENSOR_MODELS
 from services.gateway.deps import GatewayDep, Reader
 from services.gateway.problems import documented
+from services.gateway.routes.atoms import AtomId
 
 router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
 
@@ -65,6 +67,18 @@ class Explanation(BaseModel):
     embeddings: list[dict[str, Any]] = Field(description="Which model version embedded it")
     chain: list[dict[str, Any]] = Field(description="The events that led here, newest first")
     text: str = Field(description="The same, as prose")
+
+
+class TensorModel(BaseModel):
+    name: str = Field(description="The model's name")
+    version: str = Field(description="The version's label")
+    model_atom_id: str = Field(description="The version's manifest atom: its identity")
+    tensor_names: list[str] = Field(description="The version's tensors whose bytes the atom is")
+
+
+class TensorModels(BaseModel):
+    atom_id: str
+    models: list[TensorModel] = Field(description="By name, then version")
 
 
 def _dict(message: Message) -> dict[str, Any]:
@@ -133,4 +147,26 @@ async def explain(node_id: NodeId, gw: GatewayDep, principal: Reader) -> Explana
         embeddings=[_dict(e) for e in reply.embeddings],
         chain=[_dict(c) for c in reply.chain],
         text=reply.text,
+    )
+
+
+@router.get(
+    "/tensors/{atom_id}/models",
+    summary="Which of your model versions hold this tensor atom",
+    responses=documented(400, 401, 404, 422, 429, 503, 504),
+)
+async def tensor_models(atom_id: AtomId, gw: GatewayDep, principal: Reader) -> TensorModels:
+    request = provenance_pb2.TensorModelsRequest(tenant_id=principal.tenant_id, atom_id=atom_id)
+    reply: provenance_pb2.TensorModelsReply = await gw.peers.unary(TENSOR_MODELS, request)
+    return TensorModels(
+        atom_id=reply.atom_id,
+        models=[
+            TensorModel(
+                name=m.name,
+                version=m.version,
+                model_atom_id=m.model_atom_id,
+                tensor_names=list(m.tensor_names),
+            )
+            for m in reply.models
+        ],
     )

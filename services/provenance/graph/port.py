@@ -138,7 +138,7 @@ class GraphStore(abc.ABC):
     @abc.abstractmethod
     async def held(self, tenant: str, atom_ids: Collection[str]) -> set[str]:
         """The atom ids among these that the tenant holds: it owns or referenced the atom, or
-        an atom the atom is a part of (a chunk of its text, a tensor of its model file)."""
+        an atom the atom is a part of (a chunk of its text)."""
 
     @abc.abstractmethod
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:

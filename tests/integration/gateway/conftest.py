@@ -11,6 +11,7 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2
 
 from hartonomous.postgres import create_pool
+from hartonomous.runtime.service import Service
 from hartonomous.settings import Settings
 from services.control.service import ControlService
 from services.gateway.config import GatewayConfig
@@ -19,7 +20,7 @@ from services.gateway.service import GatewayService
 from services.gateway.store import KeyStore
 from services.ooda.decide.service import DecideService
 from tests.integration.gateway.fakes import SERVICES, Peers, fake_peers
-from tests.support.harness import running
+from tests.support.harness import Harness, running
 from tests.support.postgres import fresh_database
 
 MIB = 1024 * 1024
@@ -44,14 +45,18 @@ class Gateway:
     http: httpx.AsyncClient
     keys: dict[tuple[str, Role], str]
     tenant_ids: dict[str, str]
+    harness: Harness
 
     def auth(self, role: Role = Role.WRITER, tenant: str = "acme") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[(tenant, role)]}"}
 
 
 @asynccontextmanager
-async def running_gateway(config: GatewayConfig, data_dir: Path) -> AsyncIterator[Gateway]:
-    """Tenants acme and globex, with a key of every role each."""
+async def running_gateway(
+    config: GatewayConfig, data_dir: Path, *real: Service
+) -> AsyncIterator[Gateway]:
+    """Tenants acme and globex, with a key of every role each; `real`: services run in place
+    of their stand-ins."""
     pg_url = await fresh_database()
     peers = fake_peers()
     service = GatewayService(config)
@@ -62,6 +67,7 @@ async def running_gateway(config: GatewayConfig, data_dir: Path) -> AsyncIterato
         service,
         ControlService(),
         DecideService(),
+        *real,
         pg_url=pg_url,
         settings=settings,
         partitions=1,
@@ -80,7 +86,7 @@ async def running_gateway(config: GatewayConfig, data_dir: Path) -> AsyncIterato
                 for role in Role:
                     keys[(name, role)] = (await store.issue_key(tenant, role)).secret_key
             async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-                yield Gateway(service, peers, store, http, keys, tenant_ids)
+                yield Gateway(service, peers, store, http, keys, tenant_ids, harness)
         finally:
             await pool.close()
 

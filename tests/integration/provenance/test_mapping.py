@@ -15,11 +15,9 @@ from hartonomous.events.payloads import (
     AtomChunked,
     ConfigChanged,
     GaugeSample,
-    ModelDecomposed,
     OperationWindow,
     Payload,
     TelemetryRecorded,
-    TensorAtom,
 )
 from hartonomous.runtime.projection import PoisonEvent
 from services.provenance import queries
@@ -36,10 +34,23 @@ from services.provenance.domain import (
     winning_nodes,
 )
 from services.provenance.graph.embedded import EmbeddedGraphStore
-from services.provenance.handlers import TOPIC_LABELS, generic_record, positions_after, project
+from services.provenance.handlers import (
+    TOPIC_LABELS,
+    generic_record,
+    model_key,
+    positions_after,
+    project,
+)
 from services.search.domain import Hit, Mode, SearchQuery
 from services.search.metering import receipt_payload, usage_payload
-from tests.support.provenance_flow import MODEL_VERSION, Keyed, ingest_flow, stored
+from tests.support.provenance_flow import (
+    MODEL_VERSION,
+    Keyed,
+    ingest_flow,
+    model_history,
+    sha256,
+    stored,
+)
 
 CODEC = AvroCodec()
 
@@ -85,37 +96,43 @@ def test_a_telemetry_window_is_no_node_of_the_graph() -> None:
     assert (facts.nodes, facts.edges) == ([], [])
 
 
-async def test_a_model_file_is_visible_with_its_tensors_to_its_holders(tmp_path: Path) -> None:
-    flow = ingest_flow("acme", "not really safetensors", "model.safetensors", "req-m")
-    ingested = [k for k in flow.events if k.event.event_type == "AtomIngested"]
-    env = ingested[0].event.envelope.caused("ModelDecomposed", "ingest")
-    tensor = "e" * 64
-    decomposed = Event(
-        env,
-        ModelDecomposed(
-            model_atom_id=flow.document,
-            tenant_id="acme",
-            format="safetensors",
-            tensors=[
-                TensorAtom(name="w", atom_id=tensor, dtype="F32", shape=[2, 2], size_bytes=16)
-            ],
-        ),
-    )
-    records = stored(CODEC, [*ingested, Keyed("models", flow.document, decomposed)])
-    store = EmbeddedGraphStore(tmp_path / "g.lbug")
-    await store.open()
-    try:
-        facts = Facts()
-        for record in records:
-            facts.extend(project(decode_event(CODEC, record)))
-        await store.apply(facts, positions_after(records))
-        assert await store.held("acme", [tensor]) == {tensor}
-        assert await store.held("globex", [tensor]) == set()
-        down = await queries.lineage(store, "acme", flow.document, Direction.DOWNSTREAM, 2, 100)
-        assert {n.label for n in down.nodes} >= {Label.TENSOR}
-        assert node_uid(Label.ATOM, tensor) in {n.uid for n in down.nodes}
-    finally:
-        await store.close()
+def test_a_model_version_is_shared_content_and_its_names_the_tenants_own() -> None:
+    history = model_history()
+    v1, v2 = history.v1, history.v2
+    facts = Facts()
+    for record in stored(CODEC, history.events):
+        facts.extend(project(decode_event(CODEC, record)))
+    nodes = {n.uid: n for n in winning_nodes(facts.nodes)}
+    edges = {e.ident: e for e in winning_edges(facts.edges)}
+
+    version = nodes[node_uid(Label.MODEL_VERSION, v1.manifest)]
+    assert (version.tenant_id, version.scope) == ("", "")  # public, and free of acme's data
+    assert version.props == {
+        "model_atom_id": v1.manifest,
+        "format": "safetensors",
+        "architecture": "llama",
+        "source_sha256": sha256(f"{v1.manifest} file"),
+        "size_bytes": 192,
+    }
+    model = nodes[node_uid(Label.MODEL, model_key("acme", "tiny-llm"))]
+    assert (model.tenant_id, model.props) == ("acme", {"name": "tiny-llm"})
+    named = edges[(Rel.VERSION_OF, version.uid, model.uid)]
+    assert (named.tenant_id, named.props) == ("acme", {"version": "v1"})
+
+    # A tensor per version and name; its bytes one atom, whichever versions hold them.
+    for release in (v1, v2):
+        tensor = nodes[node_uid(Label.TENSOR, f"{release.manifest}/embed")]
+        assert (tensor.scope, tensor.props["atom_id"]) == (release.manifest, history.shared)
+        mv = node_uid(Label.MODEL_VERSION, release.manifest)
+        assert (Rel.TENSOR_OF, tensor.uid, mv) in edges
+        assert (Rel.CONTENT, tensor.uid, node_uid(Label.ATOM, history.shared)) in edges
+        assert (Rel.CONTENT, mv, node_uid(Label.ATOM, release.manifest)) in edges
+
+    promotions = [e for e in edges.values() if e.type is Rel.PROMOTED_BY]
+    assert {e.tenant_id for e in promotions} == {"acme"}
+    (later,) = [e for e in promotions if e.source == node_uid(Label.MODEL_VERSION, v2.manifest)]
+    assert later.props["previous_version"] == "v1" and later.props["reason"] == "retrained head"
+    assert later.props["promoted_at"] == later.origin.occurred_at
 
 
 def test_an_unmapped_inference_event_maps_to_a_node_with_its_inputs() -> None:
