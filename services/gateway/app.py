@@ -21,6 +21,7 @@ from services.gateway.routes import (
     config,
     embeddings,
     health,
+    models,
     ooda,
     provenance,
     search,
@@ -45,7 +46,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         telemetry=no_native_telemetry,
     )
     app.state.gateway = gateway
-    for module in (atoms, search, embeddings, provenance, billing, admin, config, ooda, health):
+    routers = (atoms, models, search, embeddings, provenance, billing, admin, config, ooda, health)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(ooda.admin_router)
     problems.install(app)

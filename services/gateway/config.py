@@ -18,6 +18,8 @@ class GatewayConfig:
     # JSON bodies, and multipart uploads to POST /v1/atoms (ingest's own limit is 256 MiB).
     max_body_bytes: int = 8 * MIB
     max_upload_bytes: int = 256 * MIB
+    # Model files uploaded to POST /v1/models (ingest spools them to disk; its limit is 64 GiB).
+    max_model_bytes: int = 64 * 1024 * MIB
     # Origins allowed to call from a browser; none (CORS off) unless configured.
     cors_origins: tuple[str, ...] = ()
     # Metering comes from the log either way: billing down only skips the admission check.
@@ -36,9 +38,13 @@ class GatewayConfig:
         return cls(**values)  # type: ignore[arg-type]
 
     def body_limit(self, method: str, path: str, content_type: str) -> int:
-        """Uploads may be large; every other body (JSON ingest included) is small."""
-        upload = method == "POST" and path == "/v1/atoms" and content_type.startswith("multipart/")
-        return self.max_upload_bytes if upload else self.max_body_bytes
+        """Uploads may be large, model files larger; every other body (JSON ingest included)
+        is small."""
+        if method != "POST" or not content_type.startswith("multipart/"):
+            return self.max_body_bytes
+        return {"/v1/atoms": self.max_upload_bytes, "/v1/models": self.max_model_bytes}.get(
+            path, self.max_body_bytes
+        )
 
 
 def _coerce(name: str, raw: str, default: object) -> object:

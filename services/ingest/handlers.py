@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+import asyncpg
 
 from hartonomous.blobs import BlobHashMismatchError, BlobStore
 from hartonomous.events import Event, new_event_id
@@ -46,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 MAX_MODEL_BYTES = 64 * 1024**3
 """The largest model file IngestModel takes, by default (it is spooled to disk, not held)."""
+
+RYW_ATTEMPTS = 4
+"""Tries at the request's own catalog update when it deadlocks with the consumer."""
 
 CHUNK_WRITES = 8
 """Chunk blobs written at once: each is small and waits mostly on its fsync."""
@@ -176,13 +182,23 @@ def new_event(deps: Deps, payload: Payload, header: _Traced, request_id: str) ->
 
 async def read_your_writes(catalog: Catalog, events: Sequence[Event[Payload]]) -> None:
     """Apply what this request appended, so a GetAtom right after sees it. The append already
-    decided the outcome: if this fails, the consumer applies the events instead."""
-    try:
-        async with catalog.transaction() as tx:
-            for event in events:
-                await HANDLERS[type(event.payload)](tx, event)
-    except Exception:
-        logger.exception("catalog update after append failed; the consumer will apply it")
+    decided the outcome: if this fails, the consumer applies the events instead. The consumer
+    may be applying the same rows in another order (a model's hundreds of atoms): a deadlock
+    is retried."""
+    for attempt in range(1, RYW_ATTEMPTS + 1):
+        try:
+            async with catalog.transaction() as tx:
+                for event in events:
+                    await HANDLERS[type(event.payload)](tx, event)
+            return
+        except asyncpg.exceptions.DeadlockDetectedError:
+            if attempt < RYW_ATTEMPTS:
+                await asyncio.sleep(random.uniform(0.05, 0.2) * attempt)
+                continue
+            logger.exception("catalog update after append failed; the consumer will apply it")
+        except Exception:
+            logger.exception("catalog update after append failed; the consumer will apply it")
+            return
 
 
 # ---------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from services.ingest.domain.models.version import (
 from services.ingest.domain.results import ModelVersionView
 
 PIECE = 1 << 20
+READABLE_POLLS = 60
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,12 @@ async def ingest_model(
     events = [*atoms, deps.publisher.caused(atoms[-1], decomposed)]
     await deps.publisher.publish(*events, deps.publisher.caused(events[-1], usage))
     await handlers.read_your_writes(deps.catalog, events)
-    view = await deps.catalog.model_version(header.tenant_id, header.name, header.version)
-    if view is None:  # the catalog update failed; the consumer will apply it
-        raise errors.IngestError("the version was stored but is not readable yet; retry")
-    return view
+    for _ in range(READABLE_POLLS):  # when the update failed, the consumer applies it
+        view = await deps.catalog.model_version(header.tenant_id, header.name, header.version)
+        if view is not None:
+            return view
+        await asyncio.sleep(0.5)
+    raise errors.IngestError("the version was stored but is not readable yet; retry the read")
 
 
 @contextmanager

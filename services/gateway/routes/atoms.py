@@ -119,7 +119,7 @@ async def create_atom(
 ) -> AtomCreated:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        await quota.admit(gw, principal, "ingest", response, _declared_length(request))
+        await quota.admit(gw, principal, "ingest", response, declared_length(request))
         upload = await open_upload(content_type, request.stream())
         unknown = set(upload.fields) - FORM_FIELDS
         if unknown:
@@ -248,7 +248,7 @@ async def _pieces(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
-def _declared_length(request: Request) -> int:
+def declared_length(request: Request) -> int:
     try:
         return max(0, int(request.headers.get("content-length", "0")))
     except ValueError:

@@ -14,12 +14,14 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from hartonomous.modelfiles import SMOLLM2_NAME, smollm2_gguf
 from tests.e2e.gateway.support import KEY, Platform, eventually
 from tests.support.platform import cli
 
@@ -399,6 +401,74 @@ def test_the_loop_answers_over_rest_and_the_cli(platform: Platform, admin_key: s
         assert http.get("/v1/ooda/decisions").status_code == 200
         missing = http.post(f"/v1/admin/ooda/decisions/{unknown}/reject", json={"reason": "r"})
     assert missing.status_code == 404 and unknown in missing.json()["detail"]
+
+
+def test_models_are_tensor_atoms_over_rest_and_the_cli(platform: Platform, tmp_path: Path) -> None:
+    """SmolLM2 as v1 over REST (every tensor already held: the platform stored its bundled copy
+    on first start), a v2 with one tensor changed through the CLI (only that tensor is new),
+    promotions answered as of any moment, both files back byte for byte, a tensor-level diff,
+    and a file that lies about itself refused with nothing stored."""
+    tenant = platform.tenant("modelco")
+    admin, reader = platform.key(tenant, "admin"), platform.key(tenant, "reader")
+    v1_bytes = smollm2_gguf().read_bytes()
+    v2_file = tmp_path / "smol-v2.gguf"
+    changed = bytearray(v1_bytes)
+    changed[-1000] ^= 0xFF  # inside the last tensor
+    v2_file.write_bytes(changed)
+    port = ("--grpc-port", str(platform.grpc_port), "--tenant", tenant)
+
+    def bundled_smollm2_is_live() -> bool | None:
+        shown = cli("models", "show", SMOLLM2_NAME, *port[:2], data_dir=platform.data_dir)
+        return True if shown.returncode == 0 and "live -" not in shown.stdout else None
+
+    eventually(bundled_smollm2_is_live, timeout=120)
+    with platform.client(admin) as http:
+        created = http.post(
+            "/v1/models",
+            data={"name": "smol", "version": "v1"},
+            files={"file": ("smol.gguf", v1_bytes)},
+        )
+        assert created.status_code == 201, created.text
+        v1 = created.json()
+        assert created.headers["location"] == "/v1/models/smol/versions/v1"
+        assert (v1["tensors"], v1["new_bytes"], v1["format"]) == (272, 0, "gguf")
+        assert http.post("/v1/models/smol/versions/v1/promote").json()["live_version"] == "v1"
+        between = datetime.now(UTC)
+
+        manifest = platform.cli("models", "ingest", str(v2_file), "--name", "smol", *port)
+        assert platform.cli("models", "promote", "smol", "v2", "--reason", "e2e", *port) == "v2"
+        v2 = http.get("/v1/models/smol/versions/v2").json()
+        assert (v2["manifest_atom_id"], v2["new_tensors"]) == (manifest, 1)
+        [shared] = v2["shared_with"]
+        assert (shared["version"], shared["tensors"]) == ("v1", 271)
+
+        bad = http.post(
+            "/v1/models",
+            data={"name": "smol", "version": "v3"},
+            files={"file": ("cut.gguf", v1_bytes[: len(v1_bytes) // 2])},
+        )
+        assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM, bad.text
+        forbidden = httpx.post(
+            f"{platform.url}/v1/models",
+            headers={"Authorization": f"Bearer {reader}"},
+            data={"name": "smol", "version": "v3"},
+            files={"file": ("smol.gguf", b"GGUF")},
+        )
+        assert forbidden.status_code == 403
+
+    with platform.client(reader) as http:
+        then = http.get("/v1/models/smol", params={"as_of": between.isoformat()}).json()
+        now = http.get("/v1/models/smol").json()
+        assert (then["live_version"], now["live_version"]) == ("v1", "v2")
+        assert then["manifest"]["source"]["sha256"] == hashlib.sha256(v1_bytes).hexdigest()
+        assert [v["version"] for v in now["versions"]] == ["v1", "v2"]
+        diff = http.get("/v1/models/smol/diff", params={"from": "v1", "to": "v2"}).json()
+        assert [c["tensor"] for c in diff["changed"]] == ["output_norm.weight"]
+        assert diff["unchanged_tensors"] == 271
+        for version, expected in (("v1", v1_bytes), ("v2", bytes(changed))):
+            file = http.get(f"/v1/models/smol/versions/{version}/file")
+            assert hashlib.sha256(file.content).digest() == hashlib.sha256(expected).digest()
+        assert http.get("/v1/models/smol/versions/v3").status_code == 404
 
 
 def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:
