@@ -1,24 +1,27 @@
-"""IngestModel / GetModelVersion over a real gRPC server, log, Postgres and blob directory:
-SmolLM2's GGUF as a first version, then a second that differs in one tensor (only that tensor
-and the manifest are stored again); both reassemble byte for byte from their atoms; a file
-that lies about itself leaves no version, no event and no reference behind."""
+"""Models over a real gRPC server, log, Postgres and blob directory: SmolLM2's GGUF as a first
+version, then a second that differs in one tensor (only that tensor and the manifest are stored
+again); both come back byte for byte from their atoms; promotions say which version was live at
+any moment, the same after the catalog is rebuilt from the log; a file that lies about itself,
+or an append that fails, leaves no version, no reference and only collectable blobs."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import grpc
 import pytest
 
+from hartonomous.eventlog.port import Position, Record
 from hartonomous.events.payloads import AtomIngested, AtomReferenced, ModelDecomposed
 from hartonomous.modelfiles import smollm2_gguf
 from hartonomous.tensor_atoms import tensor_bytes
 from hartonomous.v1 import ingest_pb2
+from services.ingest.gc import garbage_collect_orphans
 from tests.integration.ingest.conftest import Platform
 
 NAME = "smollm2-135m-instruct"
@@ -230,3 +233,22 @@ async def test_unknown_names_and_versions_are_not_found(platform: Platform) -> N
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await read_file(platform, "v9")
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_failed_append_leaves_no_version_and_only_collectable_blobs(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def log_down(records: Sequence[Record]) -> list[Position]:
+        raise ConnectionError("the log went away")
+
+    monkeypatch.setattr(platform.event_log, "append_atomic", log_down)
+    with pytest.raises(grpc.aio.AioRpcError) as got:
+        await ingest(platform, smollm2_gguf().read_bytes(), "v1")
+    assert got.value.code() == grpc.StatusCode.INTERNAL
+    monkeypatch.undo()
+
+    assert await platform.events("models") == [] and await platform.events("atoms") == []
+    assert (await platform.catalog_rows())["model_versions"] == []
+    assert len(platform.blob_files()) > 272  # every part and the manifest, never referenced
+    report = await garbage_collect_orphans(platform.deps.catalog, platform.blobs, timedelta(0))
+    assert report.blobs_removed > 272 and platform.blob_files() == []
