@@ -95,6 +95,10 @@ async def test_a_second_version_stores_only_what_changed_and_both_reassemble(
     )
     assert [(s.version, s.tensors) for s in again.shared_with] == [("v2", 271)]
 
+    # Storage is metered per tenant and atom: the shared tensors count once.
+    [holding] = await platform.deps.catalog.holdings(datetime.now(UTC) + timedelta(seconds=1))
+    assert holding.bytes == sum(p.stat().st_size for p in platform.blob_files())
+
     assert await reassembled(platform, v1.manifest_atom_id) == v1_bytes
     assert await reassembled(platform, v2.manifest_atom_id) == v2_bytes
     events = await platform.events("atoms")
