@@ -1,8 +1,9 @@
 """Masked scaled dot-product attention: the one place attention is implemented.
 
-On CPU this is the plain XLA formulation in float32. On a GPU it is cuDNN's fused
-flash attention, which only takes half-precision inputs, so q/k/v are cast to bfloat16
-around the call and the result is cast back.
+Bidirectional attention over padded sequences (the encoder): on CPU the plain XLA
+formulation in float32; on a GPU cuDNN's fused flash attention, which only takes
+half-precision inputs, so q/k/v are cast to bfloat16 around the call and the result is cast
+back. Causal attention against a KV cache (the decoder's prefill and decode): XLA, float32.
 """
 
 from __future__ import annotations
@@ -60,3 +61,31 @@ def cudnn_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -
         implementation="cudnn",
     )
     return out.astype(q.dtype)
+
+
+def cached_attention(
+    q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, positions: jax.Array
+) -> jax.Array:
+    """Causal grouped-query attention of new tokens against a KV cache that already holds
+    them.
+
+    q: [batch, T, heads, head_dim] at `positions` [batch, T]; k_cache, v_cache: [batch, len,
+    kv_heads, head_dim]; a query attends to cache positions up to its own (slots past it hold
+    nothing yet, or padding). Query head h reads kv head h // (heads // kv_heads), as
+    llama.cpp and Hugging Face group them. Returns [batch, T, heads, head_dim] float32.
+    """
+    batch, seq, heads, dim = q.shape
+    kv_heads, length = k_cache.shape[2], k_cache.shape[1]
+    group = heads // kv_heads
+    # [batch, kv, group * T, d]: each kv head's queries as one matmul against its keys.
+    grouped = q.reshape(batch, seq, kv_heads, group, dim).transpose(0, 2, 3, 1, 4)
+    grouped = grouped.reshape(batch, kv_heads, group * seq, dim) * (dim**-0.5)
+    k, v = k_cache.swapaxes(1, 2), v_cache.swapaxes(1, 2)  # [batch, kv, len, d]
+    logits = jnp.matmul(grouped, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)
+    visible = jnp.arange(length)[None, None, :] <= positions[:, :, None]  # [batch, T, len]
+    visible = jnp.tile(visible, (1, group, 1))[:, None]  # [batch, 1, group * T, len]
+    logits = jnp.where(visible, logits, -jnp.inf)
+    scores = jax.nn.softmax(logits, axis=-1)
+    context = jnp.matmul(scores, v, preferred_element_type=jnp.float32)
+    context = context.reshape(batch, kv_heads, group, seq, dim).transpose(0, 3, 1, 2, 4)
+    return context.reshape(batch, seq, heads, dim)

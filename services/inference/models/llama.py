@@ -1,0 +1,190 @@
+"""A Llama-architecture decoder (SmolLM2-135M-Instruct): pure JAX functions over a params
+pytree, in the style of minilm.py. Weights come from a GGUF file's tensors (dequantized to
+float32, models/ggml.py), read back from their tensor atoms.
+
+The block: RMSNorm -> grouped-query attention with rotary position embeddings -> residual;
+RMSNorm -> SwiGLU MLP -> residual; a final RMSNorm and the output projection tied to the
+token embeddings (the GGUF has no `output.weight`).
+
+Rotary embeddings: llama.cpp's GGUF conversion permutes the rows of the q and k projections
+(convert_hf_to_gguf.py, `permute`: per head, the rows of the first and second halves are
+interleaved) so that ggml's "normal" rope, which rotates *adjacent* pairs (x[2i], x[2i+1]) by
+theta_i = base^(-2i/head_dim), gives what Hugging Face's rotate_half (pairs i and i + d/2)
+gives on the unpermuted weights. So on GGUF weights rope rotates adjacent pairs; applied as
+rotate_half it would scramble every head.
+
+The KV cache is preallocated, [layers, batch, cache_len, kv_heads, head_dim] for k and for v;
+row b of a call writes its T new positions start[b] .. start[b] + T - 1 and attends to every
+cached position up to its own (causal), so prefill (T = a prompt bucket) and decode (T = 1)
+are the same function at two shapes."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from services.inference.kernels.attention import cached_attention
+
+Params = dict[str, Any]
+"""{"embed": [vocab, hidden], "norm": [hidden], "layers": {...}} with each layer leaf
+stacked over the layer axis (one lax.scan over the layers)."""
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    rope_base: float
+    rms_eps: float
+    context_length: int
+
+    @classmethod
+    def from_gguf(cls, metadata: dict[str, Any]) -> LlamaConfig:
+        arch = metadata["general.architecture"]
+        if arch != "llama":
+            raise ValueError(f"not a llama model: general.architecture is {arch!r}")
+
+        def key(name: str) -> Any:
+            return metadata[f"llama.{name}"]
+
+        hidden, heads = int(key("embedding_length")), int(key("attention.head_count"))
+        head_dim = int(metadata.get("llama.rope.dimension_count", hidden // heads))
+        if head_dim * heads != hidden:
+            raise ValueError("partial rotary embeddings are not supported")
+        return cls(
+            vocab_size=len(metadata["tokenizer.ggml.tokens"]),
+            hidden_size=hidden,
+            num_layers=int(key("block_count")),
+            num_heads=heads,
+            num_kv_heads=int(key("attention.head_count_kv")),
+            head_dim=head_dim,
+            intermediate_size=int(key("feed_forward_length")),
+            rope_base=float(key("rope.freq_base")),
+            rms_eps=float(key("attention.layer_norm_rms_epsilon")),
+            context_length=int(key("context_length")),
+        )
+
+
+def params_from(tensors: dict[str, np.ndarray], config: LlamaConfig) -> Params:
+    """GGUF tensors by name (numpy order: linear weights [out, in]) -> our pytree, linear
+    weights as [in, out] for x @ w."""
+
+    def layer(i: int) -> Params:
+        def w(name: str) -> np.ndarray:
+            return tensors[f"blk.{i}.{name}.weight"]
+
+        return {
+            "attn_norm": w("attn_norm"),
+            "q": w("attn_q").T,
+            "k": w("attn_k").T,
+            "v": w("attn_v").T,
+            "o": w("attn_output").T,
+            "mlp_norm": w("ffn_norm"),
+            "gate": w("ffn_gate").T,
+            "up": w("ffn_up").T,
+            "down": w("ffn_down").T,
+        }
+
+    layers = [layer(i) for i in range(config.num_layers)]
+    embed = tensors["token_embd.weight"]
+    if "output.weight" in tensors and not np.array_equal(tensors["output.weight"], embed):
+        raise ValueError("an untied output projection is not supported")
+    params = {
+        "embed": embed,
+        "norm": tensors["output_norm.weight"],
+        "layers": {k: np.stack([layer[k] for layer in layers]) for k in layers[0]},
+    }
+    on_device: Params = jax.tree.map(jnp.asarray, params)
+    return on_device
+
+
+def empty_cache(config: LlamaConfig, batch: int, length: int) -> tuple[jax.Array, jax.Array]:
+    shape = (config.num_layers, batch, length, config.num_kv_heads, config.head_dim)
+    return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
+
+
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * weight
+
+
+def rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
+    """Rotate adjacent pairs of x [batch, seq, heads, head_dim] by position (see the module
+    docstring for why adjacent)."""
+    half = x.shape[-1] // 2
+    inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) * 2 / x.shape[-1])
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [batch, seq, half]
+    cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+    pairs = x.reshape(*x.shape[:-1], half, 2)
+    even, odd = pairs[..., 0], pairs[..., 1]
+    rotated = jnp.stack([even * cos - odd * sin, even * sin + odd * cos], axis=-1)
+    return rotated.reshape(x.shape)
+
+
+def _write(cache: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
+    """cache [batch, len, kv, d] with new [batch, T, kv, d] written at start[b] per row."""
+
+    def row(c: jax.Array, n: jax.Array, s: jax.Array) -> jax.Array:
+        return jax.lax.dynamic_update_slice(c, n, (s, 0, 0))
+
+    written: jax.Array = jax.vmap(row)(cache, new, start)
+    return written
+
+
+def decoder_layer(
+    layer: Params,
+    x: jax.Array,
+    positions: jax.Array,
+    start: jax.Array,
+    k_cache: jax.Array,
+    v_cache: jax.Array,
+    config: LlamaConfig,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    batch, seq, _ = x.shape
+    h = rms_norm(x, layer["attn_norm"], config.rms_eps)
+    q = (h @ layer["q"]).reshape(batch, seq, config.num_heads, config.head_dim)
+    k = (h @ layer["k"]).reshape(batch, seq, config.num_kv_heads, config.head_dim)
+    v = (h @ layer["v"]).reshape(batch, seq, config.num_kv_heads, config.head_dim)
+    q, k = rope(q, positions, config.rope_base), rope(k, positions, config.rope_base)
+    k_cache, v_cache = _write(k_cache, k, start), _write(v_cache, v, start)
+    context = cached_attention(q, k_cache, v_cache, positions)
+    x = x + context.reshape(batch, seq, -1) @ layer["o"]
+    h = rms_norm(x, layer["mlp_norm"], config.rms_eps)
+    x = x + (jax.nn.silu(h @ layer["gate"]) * (h @ layer["up"])) @ layer["down"]
+    return x, k_cache, v_cache
+
+
+@functools.partial(jax.jit, static_argnames="config", donate_argnames=("k_cache", "v_cache"))
+def forward(
+    params: Params,
+    tokens: jax.Array,
+    start: jax.Array,
+    last: jax.Array,
+    k_cache: jax.Array,
+    v_cache: jax.Array,
+    config: LlamaConfig,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """tokens [batch, T] at positions start[b] + t; returns the logits [batch, vocab] at
+    position index last[b] of each row (the row's last real token), and the updated cache."""
+    positions = start[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)[None, :]
+    x = params["embed"][tokens]
+
+    def step(x: jax.Array, layer_and_cache: tuple[Params, jax.Array, jax.Array]) -> Any:
+        layer, k, v = layer_and_cache
+        x, k, v = decoder_layer(layer, x, positions, start, k, v, config)
+        return x, (k, v)
+
+    x, (k_cache, v_cache) = jax.lax.scan(step, x, (params["layers"], k_cache, v_cache))
+    hidden = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+    hidden = rms_norm(hidden, params["norm"], config.rms_eps)
+    logits = hidden @ params["embed"].T
+    return logits, k_cache, v_cache
