@@ -30,6 +30,7 @@ class Platform:
     grpc_target: str
     key: str
     tenant_id: str
+    pid: int  # the platform process's, for what it costs in memory
 
 
 def _free_port() -> int:
@@ -76,7 +77,7 @@ def platform(
         )
         tenant_id = _cli(data_dir, "tenants", "create", "bench")
         key = _cli(data_dir, "keys", "create", "--tenant", "bench", "--role", role)
-        yield Platform(url, f"127.0.0.1:{grpc_port}", key, tenant_id)
+        yield Platform(url, f"127.0.0.1:{grpc_port}", key, tenant_id, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
