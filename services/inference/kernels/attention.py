@@ -69,23 +69,22 @@ def cached_attention(
     """Causal grouped-query attention of new tokens against a KV cache that already holds
     them.
 
-    q: [batch, T, heads, head_dim] at `positions` [batch, T]; k_cache, v_cache: [batch, len,
-    kv_heads, head_dim]; a query attends to cache positions up to its own (slots past it hold
+    q: [batch, T, heads, head_dim] at `positions` [batch, T]; k_cache, v_cache: [batch,
+    kv_heads, len, head_dim]; a query attends to cache positions up to its own (slots past it hold
     nothing yet, or padding). Query head h reads kv head h // (heads // kv_heads), as
     llama.cpp and Hugging Face group them. Returns [batch, T, heads, head_dim] float32.
     """
     batch, seq, heads, dim = q.shape
-    kv_heads, length = k_cache.shape[2], k_cache.shape[1]
+    kv_heads, length = k_cache.shape[1], k_cache.shape[2]
     group = heads // kv_heads
     # [batch, kv, group * T, d]: each kv head's queries as one matmul against its keys.
     grouped = q.reshape(batch, seq, kv_heads, group, dim).transpose(0, 2, 3, 1, 4)
     grouped = grouped.reshape(batch, kv_heads, group * seq, dim) * (dim**-0.5)
-    k, v = k_cache.swapaxes(1, 2), v_cache.swapaxes(1, 2)  # [batch, kv, len, d]
-    logits = jnp.matmul(grouped, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)
+    logits = jnp.matmul(grouped, k_cache.swapaxes(-1, -2), preferred_element_type=jnp.float32)
     visible = jnp.arange(length)[None, None, :] <= positions[:, :, None]  # [batch, T, len]
     visible = jnp.tile(visible, (1, group, 1))[:, None]  # [batch, 1, group * T, len]
     logits = jnp.where(visible, logits, -jnp.inf)
     scores = jax.nn.softmax(logits, axis=-1)
-    context = jnp.matmul(scores, v, preferred_element_type=jnp.float32)
+    context = jnp.matmul(scores, v_cache, preferred_element_type=jnp.float32)
     context = context.reshape(batch, kv_heads, group, seq, dim).transpose(0, 3, 1, 2, 4)
     return context.reshape(batch, seq, heads, dim)

@@ -13,7 +13,8 @@ theta_i = base^(-2i/head_dim), gives what Hugging Face's rotate_half (pairs i an
 gives on the unpermuted weights. So on GGUF weights rope rotates adjacent pairs; applied as
 rotate_half it would scramble every head.
 
-The KV cache is preallocated, [layers, batch, cache_len, kv_heads, head_dim] for k and for v;
+The KV cache is preallocated, [layers, batch, kv_heads, cache_len, head_dim] for k and for v
+(the layout attention reads without a transpose);
 row b of a call writes its T new positions start[b] .. start[b] + T - 1 and attends to every
 cached position up to its own (causal), so prefill (T = a prompt bucket) and decode (T = 1)
 are the same function at two shapes."""
@@ -109,7 +110,7 @@ def params_from(tensors: dict[str, np.ndarray], config: LlamaConfig) -> Params:
 
 
 def empty_cache(config: LlamaConfig, batch: int, length: int) -> tuple[jax.Array, jax.Array]:
-    shape = (config.num_layers, batch, length, config.num_kv_heads, config.head_dim)
+    shape = (config.num_layers, batch, config.num_kv_heads, length, config.head_dim)
     return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
 
 
@@ -130,32 +131,26 @@ def rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
     return rotated.reshape(x.shape)
 
 
-def _write(cache: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
-    """cache [batch, len, kv, d] with new [batch, T, kv, d] written at start[b] per row."""
-
-    def row(c: jax.Array, n: jax.Array, s: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_update_slice(c, n, (s, 0, 0))
-
-    written: jax.Array = jax.vmap(row)(cache, new, start)
-    return written
-
-
 def decoder_layer(
     layer: Params,
     x: jax.Array,
     positions: jax.Array,
-    start: jax.Array,
     k_cache: jax.Array,
     v_cache: jax.Array,
     config: LlamaConfig,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One block over x [batch, T, hidden] at `positions`; this layer's cache [batch,
+    kv_heads, len, head_dim] gets the T new keys and values at those positions."""
     batch, seq, _ = x.shape
     h = rms_norm(x, layer["attn_norm"], config.rms_eps)
     q = (h @ layer["q"]).reshape(batch, seq, config.num_heads, config.head_dim)
     k = (h @ layer["k"]).reshape(batch, seq, config.num_kv_heads, config.head_dim)
     v = (h @ layer["v"]).reshape(batch, seq, config.num_kv_heads, config.head_dim)
     q, k = rope(q, positions, config.rope_base), rope(k, positions, config.rope_base)
-    k_cache, v_cache = _write(k_cache, k, start), _write(v_cache, v, start)
+    rows, heads = jnp.arange(batch)[:, None, None], jnp.arange(config.num_kv_heads)[None, :, None]
+    at = (rows, heads, positions[:, None, :])  # [batch, kv, T] cache slots
+    k_cache = k_cache.at[at].set(k.swapaxes(1, 2))
+    v_cache = v_cache.at[at].set(v.swapaxes(1, 2))
     context = cached_attention(q, k_cache, v_cache, positions)
     x = x + context.reshape(batch, seq, -1) @ layer["o"]
     h = rms_norm(x, layer["mlp_norm"], config.rms_eps)
@@ -178,12 +173,15 @@ def forward(
     positions = start[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)[None, :]
     x = params["embed"][tokens]
 
-    def step(x: jax.Array, layer_and_cache: tuple[Params, jax.Array, jax.Array]) -> Any:
-        layer, k, v = layer_and_cache
-        x, k, v = decoder_layer(layer, x, positions, start, k, v, config)
-        return x, (k, v)
+    # The caches ride in the loop's carry, each layer updating its own slice in place: as
+    # scanned inputs and outputs they would be copied whole at every call.
+    def step(i: jax.Array, carry: tuple[jax.Array, jax.Array, jax.Array]) -> Any:
+        x, k_all, v_all = carry
+        layer = jax.tree.map(lambda leaf: leaf[i], params["layers"])
+        x, k, v = decoder_layer(layer, x, positions, k_all[i], v_all[i], config)
+        return x, k_all.at[i].set(k), v_all.at[i].set(v)
 
-    x, (k_cache, v_cache) = jax.lax.scan(step, x, (params["layers"], k_cache, v_cache))
+    x, k_cache, v_cache = jax.lax.fori_loop(0, config.num_layers, step, (x, k_cache, v_cache))
     hidden = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
     hidden = rms_norm(hidden, params["norm"], config.rms_eps)
     logits = hidden @ params["embed"].T

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import jax
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 from services.inference.batching import Batcher
 from services.inference.models.minilm import MiniLM
 from services.inference.planning import call_sizes, pick_bucket
+from tests.support.compiles import count_compiles
 
 # Small bucket sets keep warm-up cheap on a 2-core CPU; every test uses the same ones, so
 # the process-wide jit cache compiles each shape once for the whole module.
@@ -20,22 +19,6 @@ LENGTHS = (16, 256)
 WORDS = ("ledger", "atom", "tenant", "replay", "vector", "search", "billing", "graph", "audit")
 TEXTS = [f"caller {i} asks about " + " ".join(WORDS[: 1 + i % len(WORDS)]) for i in range(50)]
 LONG = "a sentence long enough to need the larger length bucket " * 4
-
-
-@contextmanager
-def count_compiles() -> Iterator[list[str]]:
-    """Every XLA backend compilation while inside the block."""
-    compiles: list[str] = []
-
-    def listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield compiles
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_call_sizes_stop_at_the_max_batch_size_and_the_largest_call() -> None:
