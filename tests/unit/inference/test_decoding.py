@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hartonomous.modelfiles import smollm2_gguf
-from services.inference.decoding import Busy, ContextTooLong, Engine, Finished, Generation
+from services.inference.decoding import (
+    Busy,
+    ContextTooLong,
+    Engine,
+    Finished,
+    Generation,
+    Step,
+)
 from services.inference.models.llama_model import LlamaModel, load_gguf
 from services.inference.sampling import SamplingParams
 from tests.support.compiles import count_compiles
@@ -41,6 +48,12 @@ async def finished(generation: Generation) -> Finished:
         if isinstance(event, Finished):
             return event
     raise AssertionError("the stream ended without Finished")
+
+
+async def admitted(generations: list[Generation]) -> None:
+    """Wait until each holds a slot: its first token is out."""
+    for generation in generations:
+        assert isinstance(await generation.events.get(), Step)
 
 
 async def test_concurrent_requests_share_the_batch_and_seeds_reproduce(engine: Engine) -> None:
@@ -76,8 +89,8 @@ async def test_stop_strings_end_the_answer_before_them(engine: Engine) -> None:
 async def test_a_cancelled_generation_frees_its_slot(engine: Engine) -> None:
     long = SamplingParams(temperature=0, max_tokens=80)
     running = [engine.submit(chat(engine, f"Tell a long story about {x}."), long) for x in "ab"]
-    while engine.load() != (SLOTS, 0):
-        await asyncio.sleep(0.05)
+    await admitted(running)
+    assert engine.load() == (SLOTS, 0)
     running[0].cancel()
     done = await finished(running[0])
     assert done.reason == "cancelled" and done.completion_tokens < 80
@@ -92,8 +105,7 @@ async def test_limits_are_clear_errors(engine: Engine) -> None:
         engine.submit(list(range(100)), SamplingParams(max_tokens=29))
     long = SamplingParams(temperature=0, max_tokens=60)
     started = [engine.submit(chat(engine, "Describe the sea."), long) for _ in range(SLOTS)]
-    while engine.load() != (SLOTS, 0):
-        await asyncio.sleep(0.05)
+    await admitted(started)
     started += [engine.submit(chat(engine, "Describe a hill."), long) for _ in range(QUEUE)]
     with pytest.raises(Busy, match="2 sequences are running and 3 waiting"):
         engine.submit(chat(engine, "One more."), long)
