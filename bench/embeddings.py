@@ -201,7 +201,9 @@ async def measure(texts: list[str]) -> list[Metric]:
     await event_log.start()
     await event_log.ensure_topics(platform_topics())
     model = load_minilm()
-    service = InferenceService(model=model, warmup=WarmupPlan(wait=True, cache=False))
+    service = InferenceService(
+        model=model, warmup=WarmupPlan(wait=True, cache=False), generation=False
+    )
     ctx = ServiceContext(Settings(data_dir=scratch / "data"), event_log, AvroCodec(), pg_url)
     wiring = await service.start(ctx)
     host = GrpcHost("127.0.0.1", 0)

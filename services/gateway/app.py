@@ -20,6 +20,7 @@ from services.gateway.routes import (
     billing,
     config,
     embeddings,
+    generation,
     health,
     models,
     ooda,
@@ -46,7 +47,19 @@ def create_app(gateway: Gateway) -> FastAPI:
         telemetry=no_native_telemetry,
     )
     app.state.gateway = gateway
-    routers = (atoms, models, search, embeddings, provenance, billing, admin, config, ooda, health)
+    routers = (
+        atoms,
+        models,
+        search,
+        embeddings,
+        generation,
+        provenance,
+        billing,
+        admin,
+        config,
+        ooda,
+        health,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(ooda.admin_router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -9,7 +10,7 @@ import grpc
 from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.v1 import inference_pb2
-from services.inference import domain, handlers
+from services.inference import decoding, domain, generation, handlers
 
 _ERRORS = GrpcErrors(
     "inference",
@@ -17,6 +18,9 @@ _ERRORS = GrpcErrors(
         domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
         domain.UnknownModel: grpc.StatusCode.NOT_FOUND,
         domain.ModelLoading: grpc.StatusCode.UNAVAILABLE,
+        decoding.ContextTooLong: grpc.StatusCode.OUT_OF_RANGE,  # before its base class
+        decoding.GenerationError: grpc.StatusCode.INVALID_ARGUMENT,
+        decoding.Busy: grpc.StatusCode.RESOURCE_EXHAUSTED,
     },
 )
 
@@ -45,3 +49,78 @@ class InferenceApi:
                 model_version=model.version,
                 total_tokens=int(embedded.tokens.sum()),
             )
+
+    async def Generate(
+        self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[inference_pb2.GenerateEvent]:
+        async with _ERRORS.scope(context, "Generate"):
+            parsed = generation.parse_request(
+                tenant_id=request.tenant_id,
+                model=request.model,
+                prompt=request.prompt,
+                messages=[(m.role, m.content) for m in request.messages],
+                max_tokens=request.max_tokens,
+                temperature=request.temperature if request.HasField("temperature") else None,
+                top_p=request.top_p if request.HasField("top_p") else None,
+                top_k=request.top_k,
+                seed=request.seed if request.HasField("seed") else None,
+                stop=list(request.stop),
+                api_key_id=request.api_key_id,
+            )
+            traceparent = metadata_value(context, "traceparent")
+            events = generation.generate(
+                self._deps.generator, self._deps.publisher, parsed, traceparent
+            )
+            async for event in events:
+                yield _event(event)
+
+    async def ListModels(
+        self, request: inference_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> inference_pb2.ListModelsReply:
+        async with _ERRORS.scope(context, "ListModels"):
+            embedder, generator = self._deps.model.now, self._deps.generator.now
+            return inference_pb2.ListModelsReply(
+                models=[
+                    inference_pb2.ServedModel(
+                        id=domain.MODEL_ID,
+                        kind="embeddings",
+                        version=embedder.info.version if embedder else "",
+                        context_length=embedder.context_length if embedder else 0,
+                        ready=embedder is not None,
+                    ),
+                    inference_pb2.ServedModel(
+                        id=generation.GENERATION_MODEL,
+                        kind="generation",
+                        version=generator.info.version if generator else "",
+                        context_length=generator.engine.context_length if generator else 0,
+                        ready=generator is not None,
+                    ),
+                ]
+            )
+
+
+def _event(
+    event: generation.Started | decoding.Step | decoding.Finished,
+) -> inference_pb2.GenerateEvent:
+    if isinstance(event, generation.Started):
+        return inference_pb2.GenerateEvent(
+            started=inference_pb2.GenerationStarted(
+                id=event.id,
+                model_id=event.info.model_id,
+                model_version=event.info.version,
+                seed=event.seed,
+                prompt_tokens=event.prompt_tokens,
+            )
+        )
+    if isinstance(event, decoding.Step):
+        return inference_pb2.GenerateEvent(
+            delta=inference_pb2.GenerationDelta(text=event.text, token=event.token)
+        )
+    return inference_pb2.GenerateEvent(
+        done=inference_pb2.GenerationDone(
+            finish_reason=event.reason,
+            prompt_tokens=event.prompt_tokens,
+            completion_tokens=event.completion_tokens,
+            text=event.text,
+        )
+    )

@@ -147,13 +147,19 @@ def embedding_payload(
 
 
 def usage_payload(
-    tenant_id: str, unit: str, quantity: int, model: ModelInfo, used_at: datetime
+    tenant_id: str,
+    unit: str,
+    quantity: int,
+    model: ModelInfo,
+    used_at: datetime,
+    operation: str = "embed",
 ) -> UsageRecorded:
-    """Embedding is metered against the exact model version, in `tokens` (word pieces) and,
-    for the chunks of ingested content, in `chunks` (texts embedded)."""
+    """Metered against the exact model version. Embedding in `tokens` (word pieces) and, for
+    the chunks of ingested content, in `chunks` (texts embedded); generation in
+    `prompt_tokens` and `completion_tokens`."""
     return UsageRecorded(
         tenant_id=tenant_id,
-        operation="embed",
+        operation=operation,
         unit=unit,
         quantity=usage_quantity(quantity),
         resource_id=model.version,

@@ -31,7 +31,8 @@ from hartonomous.runtime.publisher import Publisher
 from services.inference import domain
 from services.inference.batching import Embedded
 from services.inference.domain import AtomText, ModelInfo
-from services.inference.slot import ModelSlot
+from services.inference.generation import Served
+from services.inference.slot import ModelSlot, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Deps:
     model: ModelSlot
     blobs: BlobStore
     publisher: Publisher
+    generator: Slot[Served]
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from hartonomous.blobs import BlobStore, open_blob_store
+from hartonomous.modelfiles import MINILM_NAME
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.peers import peer_channel
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, in_background
@@ -29,11 +30,13 @@ from hartonomous.v1 import inference_pb2, inference_pb2_grpc
 from services.inference import domain, tunables
 from services.inference.api import InferenceApi
 from services.inference.batching import Batcher
+from services.inference.decoding import Engine
+from services.inference.generation import GENERATION_MODEL, Served
 from services.inference.handlers import Deps, inference_projection
-from services.inference.models.atoms import live_minilm, load_from_atoms
+from services.inference.models.atoms import live_version, load_from_atoms, load_llama_from_atoms
 from services.inference.models.minilm import MiniLM
 from services.inference.planning import CALL_SIZES, Shape
-from services.inference.slot import Loaded, ModelSlot
+from services.inference.slot import Loaded, ModelSlot, Slot
 
 logger = logging.getLogger(__name__)
 GRPC_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
@@ -80,12 +83,20 @@ def keep_compiled_shapes(directory: Path) -> None:
 class InferenceService(Service):
     name = "inference"
 
-    def __init__(self, *, warmup: WarmupPlan | None = None, model: MiniLM | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        warmup: WarmupPlan | None = None,
+        model: MiniLM | None = None,
+        generation: bool = True,
+    ) -> None:
         """`model`: an already loaded model to share (default: the live system MiniLM, loaded
-        from its tensor atoms by the first start). The batcher's size and wait are tunables
-        (tunables.py), retuned live."""
+        from its tensor atoms by the first start). `generation`: serve the live system
+        SmolLM2 too (loaded from its atoms, then warmed, after start). The batcher's size and
+        wait are tunables (tunables.py), retuned live."""
         self._warmup = WarmupPlan() if warmup is None else warmup
         self._model = model
+        self._generation = generation
         self._slot: ModelSlot | None = None
 
     @property
@@ -99,13 +110,19 @@ class InferenceService(Service):
         if self._warmup.cache:
             keep_compiled_shapes(ctx.settings.data_dir / "inference" / "xla-cache")
         blobs = open_blob_store(ctx.settings)
-        slot = self._slot = ModelSlot()
+        slot = self._slot = ModelSlot("embedding model")
         if self._model is not None:  # weights stay loaded across restarts of this object
             slot.fill(await self._serve(self._model, ctx, resources))
         else:
             work = self._load_and_serve(ctx, resources, blobs, slot)
             in_background(resources, work, "inference-model-load")
-        deps = Deps(slot, blobs, ctx.publisher(self.name))
+        generator: Slot[Served] = Slot("generation model")
+        if self._generation:
+            work = _load_generator(ctx, resources, blobs, generator)
+            in_background(resources, work, "inference-generator-load")
+        else:
+            generator.fail(RuntimeError("this inference service does not generate"))
+        deps = Deps(slot, blobs, ctx.publisher(self.name), generator)
         return Wiring(
             consumers=[ctx.runner(inference_projection(deps))],
             grpc=[
@@ -122,7 +139,7 @@ class InferenceService(Service):
     ) -> None:
         try:
             async with peer_channel(ctx.settings, "ingest") as channel:
-                manifest = await live_minilm(channel, INGEST_WAIT_S)
+                manifest = await live_version(channel, MINILM_NAME, INGEST_WAIT_S)
             started = time.perf_counter()
             self._model = await load_from_atoms(blobs, manifest)
             seconds = round(time.perf_counter() - started, 2)
@@ -158,7 +175,34 @@ class InferenceService(Service):
         REGISTRY.register(collector)
         resources.callback(REGISTRY.unregister, collector)
         info = domain.ModelInfo(domain.MODEL_ID, model.version, model.dim, jax.default_backend())
-        return Loaded(batcher, info)
+        return Loaded(batcher, info, model.max_seq_length)
+
+
+async def _load_generator(
+    ctx: ServiceContext, resources: AsyncExitStack, blobs: BlobStore, slot: Slot[Served]
+) -> None:
+    """The live system SmolLM2 from its atoms into a decoding engine, warmed before it takes
+    requests (a call that comes first waits, then compiles nothing)."""
+    try:
+        async with peer_channel(ctx.settings, "ingest") as channel:
+            manifest = await live_version(channel, GENERATION_MODEL, INGEST_WAIT_S)
+        started = time.perf_counter()
+        model = await load_llama_from_atoms(blobs, manifest)
+        engine = Engine(model)
+        resources.push_async_callback(engine.aclose)
+        await engine.warmup()
+        seconds = round(time.perf_counter() - started, 1)
+        logger.info(
+            "SmolLM2 loaded from its tensor atoms and warmed",
+            extra={"manifest": manifest, "seconds": seconds},
+        )
+        info = domain.ModelInfo(
+            GENERATION_MODEL, manifest, model.config.hidden_size, jax.default_backend()
+        )
+        slot.fill(Served(engine, info))
+    except Exception as exc:
+        logger.exception("the generation model could not be loaded from its atoms")
+        slot.fail(exc)
 
 
 async def _timed_warmup(batcher: Batcher, shapes: Sequence[Shape]) -> None:

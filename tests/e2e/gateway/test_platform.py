@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
+from openai import OpenAI
 
 from hartonomous.modelfiles import SMOLLM2_NAME, smollm2_gguf
 from tests.e2e.gateway.support import KEY, Platform, eventually
@@ -469,6 +471,81 @@ def test_models_are_tensor_atoms_over_rest_and_the_cli(platform: Platform, tmp_p
             file = http.get(f"/v1/models/smol/versions/{version}/file")
             assert hashlib.sha256(file.content).digest() == hashlib.sha256(expected).digest()
         assert http.get("/v1/models/smol/versions/v3").status_code == 404
+
+
+def test_the_openai_client_chats_and_completes_streaming_and_not(
+    platform: Platform, acme: Tenant, admin_key: str
+) -> None:
+    """SmolLM2, loaded from its tensor atoms, through the official `openai` client: a greedy
+    chat answer, the same seeded answer streamed token by token, a completion, usage that is
+    metered, and the errors a client can act on."""
+    client = OpenAI(base_url=f"{platform.url}/v1", api_key=acme.writer, timeout=300)
+    with platform.client(acme.reader) as http:
+
+        def generation_ready() -> bool | None:
+            models = http.get("/v1/models").json()["data"]
+            return True if all(m["ready"] for m in models) else None
+
+        eventually(generation_ready, timeout=300, every=2)
+    chat = [{"role": "user", "content": "What is the capital of France?"}]
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=chat,
+        max_tokens=24,
+        temperature=0,
+    )
+    assert "Paris" in (answer.choices[0].message.content or "")
+    assert answer.usage is not None and answer.usage.prompt_tokens > 10
+
+    seeded = {"temperature": 0.8, "seed": 11, "max_tokens": 16}
+    whole = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=chat,
+        **seeded,
+    )
+    stream = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=chat,
+        stream=True,
+        stream_options={"include_usage": True},
+        **seeded,
+    )
+    pieces, usage = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        usage = chunk.usage or usage
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
+
+    completion = client.completions.create(
+        model="smollm2-135m-instruct", prompt="One, two, three,", max_tokens=6, temperature=0
+    )
+    assert completion.choices[0].text and completion.usage is not None
+
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4", messages=chat)
+    with platform.client(acme.writer) as http:
+        too_long = http.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "word " * 2000}], "max_tokens": 8},
+        )
+        assert too_long.status_code == 400, too_long.text
+        assert "exceed the context of 1024 tokens" in too_long.json()["detail"]
+        bad_role = http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "robot", "content": "hi"}]}
+        )
+        assert bad_role.status_code == 422 and "unknown role" in bad_role.json()["detail"]
+
+    def metered() -> list[dict[str, Any]] | None:
+        with platform.client(acme.reader) as http:
+            rows = http.get("/v1/usage").json()["lines"]
+        found = [r for r in rows if r["operation"] == "generate"]
+        return (
+            found if {r["unit"] for r in found} == {"prompt_tokens", "completion_tokens"} else None
+        )
+
+    eventually(metered, timeout=60)
 
 
 def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:

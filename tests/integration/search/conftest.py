@@ -84,7 +84,9 @@ async def platform(
     pg_url = await fresh_database()
     settings = Settings(data_dir=tmp_path_factory.mktemp("platform"))
     # Tests may wire another service's real servicer: only services must not import each other.
-    inference = InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False))
+    inference = InferenceService(
+        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=False
+    )
     search = SearchService()
     async with running(inference, search, pg_url=pg_url, settings=settings, consume=False) as h:
         await h.event_log.append(await _corpus_events(settings, corpus, embeddings))

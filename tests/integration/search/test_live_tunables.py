@@ -76,7 +76,9 @@ async def billed_embeds(h: Harness) -> list[str]:
 async def test_a_repeated_query_is_answered_from_the_cache_while_it_is_on(
     model: MiniLM, pg_url: str, tmp_path: Path
 ) -> None:
-    inference = InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False))
+    inference = InferenceService(
+        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=False
+    )
     settings = Settings(data_dir=tmp_path)
     async with running(inference, SearchService(), pg_url=pg_url, settings=settings) as h:
         stub = search_pb2_grpc.SearchStub(h.channel)
