@@ -158,18 +158,16 @@ def decoder_layer(
     return x, k_cache, v_cache
 
 
-@functools.partial(jax.jit, static_argnames="config", donate_argnames=("k_cache", "v_cache"))
-def forward(
+def decode_stack(
     params: Params,
     tokens: jax.Array,
     start: jax.Array,
-    last: jax.Array,
     k_cache: jax.Array,
     v_cache: jax.Array,
     config: LlamaConfig,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """tokens [batch, T] at positions start[b] + t; returns the logits [batch, vocab] at
-    position index last[b] of each row (the row's last real token), and the updated cache."""
+    """The last layer's output [batch, T, hidden] for tokens at positions start[b] + t, and
+    the updated cache."""
     positions = start[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)[None, :]
     x = params["embed"][tokens]
 
@@ -182,7 +180,36 @@ def forward(
         return x, k_all.at[i].set(k), v_all.at[i].set(v)
 
     x, k_cache, v_cache = jax.lax.fori_loop(0, config.num_layers, step, (x, k_cache, v_cache))
+    return x, k_cache, v_cache
+
+
+def output_logits(params: Params, hidden: jax.Array, config: LlamaConfig) -> jax.Array:
+    """Final norm, then the output projection tied to the token embeddings."""
+    logits: jax.Array = rms_norm(hidden, params["norm"], config.rms_eps) @ params["embed"].T
+    return logits
+
+
+@functools.partial(jax.jit, static_argnames="config", donate_argnames=("k_cache", "v_cache"))
+def forward(
+    params: Params,
+    tokens: jax.Array,
+    start: jax.Array,
+    last: jax.Array,
+    k_cache: jax.Array,
+    v_cache: jax.Array,
+    config: LlamaConfig,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """tokens [batch, T] at positions start[b] + t; returns the logits [batch, vocab] at
+    position index last[b] of each row (the row's last real token), and the updated cache."""
+    x, k_cache, v_cache = decode_stack(params, tokens, start, k_cache, v_cache, config)
     hidden = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
-    hidden = rms_norm(hidden, params["norm"], config.rms_eps)
-    logits = hidden @ params["embed"].T
-    return logits, k_cache, v_cache
+    return output_logits(params, hidden, config), k_cache, v_cache
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def every_position(params: Params, tokens: jax.Array, config: LlamaConfig) -> jax.Array:
+    """The logits [T, vocab] after each prefix of one sequence [1, T] (a fresh cache): what
+    the model predicts at every position, for checking it against a reference."""
+    k, v = empty_cache(config, 1, tokens.shape[1])
+    x, _, _ = decode_stack(params, tokens, jnp.zeros((1,), jnp.int32), k, v, config)
+    return output_logits(params, x[0], config)
