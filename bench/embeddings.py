@@ -202,7 +202,7 @@ async def measure(texts: list[str]) -> list[Metric]:
     await event_log.ensure_topics(platform_topics())
     model = load_minilm()
     service = InferenceService(
-        model=model, warmup=WarmupPlan(wait=True, cache=False), generation=False
+        model=model, warmup=WarmupPlan(wait=True, cache=False), generation=None
     )
     ctx = ServiceContext(Settings(data_dir=scratch / "data"), event_log, AvroCodec(), pg_url)
     wiring = await service.start(ctx)

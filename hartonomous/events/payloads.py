@@ -119,6 +119,30 @@ class ModelVersionPromoted(Payload):
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InferencePerformed(Payload):
+    generation_id: str
+    tenant_id: str
+    model_id: str
+    model_version: str
+    tokenizer_atom_id: str
+    kind: str
+    input_atom_id: str | None = None
+    input_sha256: str
+    output_atom_id: str
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    max_tokens: int
+    stop: list[str]
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    first_token_ms: float
+    total_ms: float
+
+
 # --- search and usage -------------------------------------------------------------------------
 
 
@@ -359,6 +383,7 @@ EVENT_PAYLOADS: Mapping[str, type[Payload]] = {
         EmbeddingComputed,
         ModelDecomposed,
         ModelVersionPromoted,
+        InferencePerformed,
         SearchPerformed,
         UsageRecorded,
         ConfigChanged,

@@ -63,6 +63,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     for module in routers:
         app.include_router(module.router)
     app.include_router(ooda.admin_router)
+    app.include_router(generation.admin_router)
     problems.install(app)
     # Added innermost first: telemetry sees everything, the 500 fallback and the limits
     # included; CORS (off unless origins are configured) answers preflights before routing.

@@ -10,7 +10,7 @@ import grpc
 from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.v1 import inference_pb2
-from services.inference import decoding, domain, generation, handlers
+from services.inference import decoding, domain, generation, handlers, verify
 
 _ERRORS = GrpcErrors(
     "inference",
@@ -21,6 +21,7 @@ _ERRORS = GrpcErrors(
         decoding.ContextTooLong: grpc.StatusCode.OUT_OF_RANGE,  # before its base class
         decoding.GenerationError: grpc.StatusCode.INVALID_ARGUMENT,
         decoding.Busy: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        verify.ReceiptNotFound: grpc.StatusCode.NOT_FOUND,
     },
 )
 
@@ -69,7 +70,7 @@ class InferenceApi:
             )
             traceparent = metadata_value(context, "traceparent")
             events = generation.generate(
-                self._deps.generator, self._deps.publisher, parsed, traceparent
+                self._deps.generator, self._deps.recorder, parsed, traceparent
             )
             async for event in events:
                 yield _event(event)
@@ -97,6 +98,31 @@ class InferenceApi:
                     ),
                 ]
             )
+
+    async def Verify(
+        self, request: inference_pb2.VerifyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> inference_pb2.VerifyReply:
+        async with _ERRORS.scope(context, "Verify"):
+            recorder = self._deps.recorder
+            found = await verify.verify(
+                recorder.receipts, recorder.blobs, self._deps.generator, request.generation_id
+            )
+            at = found.first_difference
+            return inference_pb2.VerifyReply(
+                generation_id=request.generation_id,
+                verdict=found.verdict,
+                reason=found.reason,
+                model_version=found.model_version,
+                recorded_tokens=len(found.recorded),
+                rerun_tokens=len(found.rerun),
+                first_difference=at,
+                recorded_token=_token_at(found.recorded, at),
+                rerun_token=_token_at(found.rerun, at),
+            )
+
+
+def _token_at(tokens: tuple[int, ...], at: int) -> int:
+    return tokens[at] if 0 <= at < len(tokens) else -1
 
 
 def _event(

@@ -1,21 +1,24 @@
 """The Generate command: a request checked and turned into prompt tokens (a chat rendered with
-the model's own template), submitted to the decoder's engine, its tokens streamed back, and
-its prompt and completion tokens metered when it ends (however it ends)."""
+the model's own template), submitted to the decoder's engine, its tokens streamed back, and,
+when it ends (however it ends), its receipt recorded and its tokens metered."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from hartonomous.blobs import BlobStore
 from hartonomous.events import new_event_id
+from hartonomous.events.payloads import InferencePerformed
 from hartonomous.modelfiles import SMOLLM2_NAME
 from hartonomous.runtime.publisher import Publisher
 from hartonomous.tenants import parse_tenant_id
-from services.inference import domain
+from services.inference import receipts
 from services.inference.decoding import Engine, Finished, Step
 from services.inference.domain import InvalidArgument, ModelInfo, UnknownModel
+from services.inference.receipt_store import ReceiptStore
 from services.inference.sampling import SamplingParams
 from services.inference.slot import Slot
 
@@ -28,6 +31,7 @@ MAX_STOPS = 4
 class Served:
     engine: Engine
     info: ModelInfo
+    tokenizer_atom_id: str  # the GGUF header atom: vocabulary, merges, chat template
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class GenerateRequest:
     messages: Sequence[tuple[str, str]]
     params: SamplingParams
     api_key_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "completion" if self.prompt is not None else "chat"
 
 
 def parse_request(
@@ -96,23 +104,39 @@ def parse_request(
     return GenerateRequest(tenant, model, prompt or None, messages, params, api_key_id or None)
 
 
+@dataclass(frozen=True)
+class Recorder:
+    """Where a generation's receipt goes, and whether its input is kept."""
+
+    blobs: BlobStore
+    publisher: Publisher
+    receipts: ReceiptStore
+    store_inputs: Callable[[], bool]
+
+
+def prompt_ids(served: Served, request: GenerateRequest) -> list[int]:
+    """The input as the model reads it: a chat rendered with its template, or the prompt."""
+    tokenizer = served.engine.model.tokenizer
+    if request.prompt is not None:
+        return tokenizer.encode(request.prompt)
+    return tokenizer.encode(
+        tokenizer.render([{"role": r, "content": c} for r, c in request.messages])
+    )
+
+
 async def generate(
-    slot: Slot[Served], publisher: Publisher, request: GenerateRequest, traceparent: str | None
+    slot: Slot[Served], recorder: Recorder, request: GenerateRequest, traceparent: str | None
 ) -> AsyncIterator[Started | Step | Finished]:
     """Started, each Step, then Finished. Raises ContextTooLong or Busy before Started; a
     caller that stops listening cancels the generation (its slot is freed at the next
-    step). Whatever was generated is metered."""
+    step). Whatever was generated gets its receipt and is metered."""
     served = await slot.get()
-    tokenizer = served.engine.model.tokenizer
-    if request.prompt is not None:
-        text = request.prompt
-    else:
-        text = tokenizer.render([{"role": r, "content": c} for r, c in request.messages])
-    ids = tokenizer.encode(text)
+    ids = prompt_ids(served, request)
     generation = served.engine.submit(ids, request.params)
+    generation_id = new_event_id()
     finished: Finished | None = None
     try:
-        yield Started(new_event_id(), served.info, request.params.seed, len(ids))
+        yield Started(generation_id, served.info, request.params.seed, len(ids))
         async for event in generation.stream():
             if isinstance(event, Finished):
                 finished = event
@@ -121,7 +145,7 @@ async def generate(
         if finished is None:
             generation.cancel()
             finished = await _last(generation.stream())
-        await _meter(publisher, request, served.info, finished, traceparent)
+        await _record(recorder, served, request, generation_id, finished, traceparent)
 
 
 async def _last(events: AsyncIterator[Step | Finished]) -> Finished:
@@ -131,23 +155,47 @@ async def _last(events: AsyncIterator[Step | Finished]) -> Finished:
     raise RuntimeError("a generation ended without Finished")
 
 
-async def _meter(
-    publisher: Publisher,
+async def _record(
+    recorder: Recorder,
+    served: Served,
     request: GenerateRequest,
-    info: ModelInfo,
+    generation_id: str,
     finished: Finished,
     traceparent: str | None,
 ) -> None:
-    now = datetime.now(UTC)
-    events = [
-        publisher.new(
-            domain.usage_payload(request.tenant_id, unit, n, info, now, operation="generate"),
-            tenant_id=request.tenant_id,
-            traceparent=traceparent,
-        )
-        for unit, n in (
-            ("prompt_tokens", finished.prompt_tokens),
-            ("completion_tokens", finished.completion_tokens),
-        )
-    ]
-    await publisher.publish(*events)
+    input_bytes = receipts.input_document(request.prompt, list(request.messages))
+    output_bytes = receipts.output_document(finished)
+    p = request.params
+    receipt = InferencePerformed(
+        generation_id=generation_id,
+        tenant_id=request.tenant_id,
+        model_id=served.info.model_id,
+        model_version=served.info.version,
+        tokenizer_atom_id=served.tokenizer_atom_id,
+        kind=request.kind,
+        input_atom_id=hashlib.sha256(input_bytes).hexdigest() if recorder.store_inputs() else None,
+        input_sha256=hashlib.sha256(input_bytes).hexdigest(),
+        output_atom_id=hashlib.sha256(output_bytes).hexdigest(),
+        temperature=p.temperature,
+        top_p=p.top_p,
+        top_k=p.top_k,
+        seed=p.seed,
+        max_tokens=p.max_tokens,
+        stop=list(p.stop),
+        finish_reason=finished.reason,
+        prompt_tokens=finished.prompt_tokens,
+        completion_tokens=finished.completion_tokens,
+        first_token_ms=round(finished.first_token_s * 1000, 3),
+        total_ms=round(finished.total_s * 1000, 3),
+    )
+    stored_input = input_bytes if receipt.input_atom_id is not None else None
+    event = await receipts.record(
+        recorder.blobs,
+        recorder.publisher,
+        receipt,
+        stored_input,
+        output_bytes,
+        served.info,
+        traceparent,
+    )
+    await recorder.receipts.put(event)  # read-your-writes: verifiable at once

@@ -31,7 +31,7 @@ from hartonomous.runtime.publisher import Publisher
 from services.inference import domain
 from services.inference.batching import Embedded
 from services.inference.domain import AtomText, ModelInfo
-from services.inference.generation import Served
+from services.inference.generation import Recorder, Served
 from services.inference.slot import ModelSlot, Slot
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Deps:
     blobs: BlobStore
     publisher: Publisher
     generator: Slot[Served]
+    recorder: Recorder
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from hartonomous.blobs import BlobStore, open_blob_store
 from hartonomous.modelfiles import MINILM_NAME
+from hartonomous.postgres import create_pool
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.peers import peer_channel
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, in_background
@@ -31,11 +32,12 @@ from services.inference import domain, tunables
 from services.inference.api import InferenceApi
 from services.inference.batching import Batcher
 from services.inference.decoding import Engine
-from services.inference.generation import GENERATION_MODEL, Served
+from services.inference.generation import GENERATION_MODEL, Recorder, Served
 from services.inference.handlers import Deps, inference_projection
 from services.inference.models.atoms import live_version, load_from_atoms, load_llama_from_atoms
 from services.inference.models.minilm import MiniLM
 from services.inference.planning import CALL_SIZES, Shape
+from services.inference.receipt_store import ReceiptStore, receipt_projection
 from services.inference.slot import Loaded, ModelSlot, Slot
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,14 @@ def keep_compiled_shapes(directory: Path) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # type: ignore[no-untyped-call]
 
 
+@dataclass(frozen=True)
+class GenerationPlan:
+    """The decoder's engine: sequences decoded at once and the tokens each may span."""
+
+    slots: int = 8
+    context: int = 1024
+
+
 class InferenceService(Service):
     name = "inference"
 
@@ -88,16 +98,22 @@ class InferenceService(Service):
         *,
         warmup: WarmupPlan | None = None,
         model: MiniLM | None = None,
-        generation: bool = True,
+        generation: GenerationPlan | None = GenerationPlan(),
     ) -> None:
         """`model`: an already loaded model to share (default: the live system MiniLM, loaded
         from its tensor atoms by the first start). `generation`: serve the live system
-        SmolLM2 too (loaded from its atoms, then warmed, after start). The batcher's size and
+        SmolLM2 too, with that many slots and that context (loaded from its atoms, then
+        warmed, after start); None: this process does not generate. The batcher's size and
         wait are tunables (tunables.py), retuned live."""
         self._warmup = WarmupPlan() if warmup is None else warmup
         self._model = model
         self._generation = generation
         self._slot: ModelSlot | None = None
+        self._generator: Slot[Served] | None = None
+
+    def generator_now(self) -> Served | None:
+        """The decoder's engine if it is loaded (for metrics and tests)."""
+        return self._generator.now if self._generator is not None else None
 
     @property
     def batcher(self) -> Batcher:
@@ -117,14 +133,27 @@ class InferenceService(Service):
             work = self._load_and_serve(ctx, resources, blobs, slot)
             in_background(resources, work, "inference-model-load")
         generator: Slot[Served] = Slot("generation model")
-        if self._generation:
-            work = _load_generator(ctx, resources, blobs, generator)
+        self._generator = generator
+        if self._generation is not None:
+            work = _load_generator(ctx, resources, blobs, generator, self._generation)
             in_background(resources, work, "inference-generator-load")
         else:
             generator.fail(RuntimeError("this inference service does not generate"))
-        deps = Deps(slot, blobs, ctx.publisher(self.name), generator)
+        pool = await create_pool(ctx.postgres_url)
+        resources.push_async_callback(pool.close)
+        receipt_store = ReceiptStore(pool)
+        await receipt_store.setup()
+        publisher = ctx.publisher(self.name)
+        config = ctx.config
+        recorder = Recorder(
+            blobs, publisher, receipt_store, lambda: bool(config.value(tunables.STORE_INPUTS))
+        )
+        deps = Deps(slot, blobs, publisher, generator, recorder)
         return Wiring(
-            consumers=[ctx.runner(inference_projection(deps))],
+            consumers=[
+                ctx.runner(inference_projection(deps)),
+                ctx.runner(receipt_projection(receipt_store)),
+            ],
             grpc=[
                 GrpcRegistration(
                     InferenceApi(deps),
@@ -179,7 +208,11 @@ class InferenceService(Service):
 
 
 async def _load_generator(
-    ctx: ServiceContext, resources: AsyncExitStack, blobs: BlobStore, slot: Slot[Served]
+    ctx: ServiceContext,
+    resources: AsyncExitStack,
+    blobs: BlobStore,
+    slot: Slot[Served],
+    plan: GenerationPlan,
 ) -> None:
     """The live system SmolLM2 from its atoms into a decoding engine, warmed before it takes
     requests (a call that comes first waits, then compiles nothing)."""
@@ -187,8 +220,8 @@ async def _load_generator(
         async with peer_channel(ctx.settings, "ingest") as channel:
             manifest = await live_version(channel, GENERATION_MODEL, INGEST_WAIT_S)
         started = time.perf_counter()
-        model = await load_llama_from_atoms(blobs, manifest)
-        engine = Engine(model)
+        model, tokenizer_atom = await load_llama_from_atoms(blobs, manifest)
+        engine = Engine(model, slots=plan.slots, cache_len=plan.context)
         resources.push_async_callback(engine.aclose)
         await engine.warmup()
         seconds = round(time.perf_counter() - started, 1)
@@ -199,7 +232,7 @@ async def _load_generator(
         info = domain.ModelInfo(
             GENERATION_MODEL, manifest, model.config.hidden_size, jax.default_backend()
         )
-        slot.fill(Served(engine, info))
+        slot.fill(Served(engine, info, tokenizer_atom))
     except Exception as exc:
         logger.exception("the generation model could not be loaded from its atoms")
         slot.fail(exc)

@@ -6,6 +6,7 @@ from hartonomous.tunables import Kind, Risk, Tunable, consumer_batch
 
 MAX_WAIT_MS = "inference.batch.max_wait_ms"
 MAX_BATCH_SIZE = "inference.batch.max_batch_size"
+STORE_INPUTS = "inference.receipts.store_inputs"
 
 TUNABLES = (
     Tunable(
@@ -29,6 +30,16 @@ TUNABLES = (
         owner="inference",
         group="inference.batching",
         risk=Risk.MEDIUM,
+    ),
+    Tunable(
+        key=STORE_INPUTS,
+        kind=Kind.BOOL,
+        default=True,
+        description="Keep each generation's input as an atom of the tenant (off: receipts"
+        " hold its SHA-256 only, and the generation cannot be re-run)",
+        owner="inference",
+        group="inference.receipts",
+        autonomous=False,
     ),
     consumer_batch("inference", owner="inference", default=200),
 )

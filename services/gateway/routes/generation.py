@@ -14,18 +14,19 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 import grpc
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hartonomous.v1 import inference_pb2
 from services.gateway import quota
-from services.gateway.clients import GENERATE, LIST_MODELS
-from services.gateway.deps import GatewayDep, Reader, Writer
+from services.gateway.clients import GENERATE, LIST_MODELS, VERIFY
+from services.gateway.deps import Admin, GatewayDep, Reader, Writer
 from services.gateway.errors import PeerError
 from services.gateway.problems import ProblemError, documented
 
 router = APIRouter(prefix="/v1", tags=["generation"])
+admin_router = APIRouter(prefix="/v1/admin/inference", tags=["generation"])
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 Stop = str | Annotated[list[str], Field(max_length=4)]
@@ -118,6 +119,18 @@ class ModelCard(BaseModel):
     ready: bool
 
 
+class Verification(BaseModel):
+    generation_id: str
+    verdict: Literal["identical", "different", "cannot_rerun"]
+    reason: str
+    model_version: str
+    recorded_tokens: int
+    rerun_tokens: int
+    first_difference: int | None = Field(description="The first position that differs")
+    recorded_token: int | None
+    rerun_token: int | None
+
+
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
@@ -169,6 +182,33 @@ async def list_models(gw: GatewayDep, principal: Reader) -> ModelList:
             )
             for m in reply.models
         ]
+    )
+
+
+@admin_router.post(
+    "/{generation_id}/verify",
+    summary="Re-run a past generation from its receipt and compare it token for token",
+    responses=documented(401, 403, 404, 422, 429, 503, 504),
+)
+async def verify(
+    generation_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
+    gw: GatewayDep,
+    principal: Admin,
+) -> Verification:
+    reply: inference_pb2.VerifyReply = await gw.peers.unary(
+        VERIFY, inference_pb2.VerifyRequest(generation_id=generation_id)
+    )
+    differs = reply.first_difference >= 0
+    return Verification(
+        generation_id=reply.generation_id,
+        verdict=reply.verdict,  # type: ignore[arg-type]
+        reason=reply.reason,
+        model_version=reply.model_version,
+        recorded_tokens=reply.recorded_tokens,
+        rerun_tokens=reply.rerun_tokens,
+        first_difference=reply.first_difference if differs else None,
+        recorded_token=reply.recorded_token if differs and reply.recorded_token >= 0 else None,
+        rerun_token=reply.rerun_token if differs and reply.rerun_token >= 0 else None,
     )
 
 

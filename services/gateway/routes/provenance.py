@@ -1,6 +1,7 @@
 """GET /v1/provenance/{id}: where a node came from and what came of it; .../explain: why the
-platform has an atom or embedding; /tensors/{atom}/models: which of the caller's model versions
-hold a tensor's bytes. The provenance service walks only the caller's own nodes."""
+platform has an atom or embedding, or how a generation was made; /tensors/{atom}/models: which
+of the caller's model versions hold a tensor's bytes. The provenance service walks only the
+caller's own nodes."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ NodeId = Annotated[
     Path(
         min_length=1,
         max_length=512,
-        description='An atom id (64 hex characters) or a node id such as "Embedding:<atom>/<model>"',
+        description="An atom id (64 hex characters), a generation id (the id a completion"
+        ' returned) or a node id such as "Embedding:<atom>/<model>"',
     ),
 ]
 
@@ -62,11 +64,18 @@ class Lineage(BaseModel):
 
 
 class Explanation(BaseModel):
-    atom_id: str
-    documents: list[dict[str, Any]] = Field(description="Which documents, where in them, when")
+    atom_id: str = Field(description="The explained atom; empty for a generation")
+    documents: list[dict[str, Any]] = Field(
+        description="Which documents, where in them, when; a generation's input and output"
+    )
     embeddings: list[dict[str, Any]] = Field(description="Which model version embedded it")
     chain: list[dict[str, Any]] = Field(description="The events that led here, newest first")
     text: str = Field(description="The same, as prose")
+    generation: dict[str, Any] | None = Field(
+        default=None,
+        description="A generation's receipt: the model version it ran (its tensor count, your"
+        " names for it), the tokenizer atom, the sampling parameters, token counts and timings",
+    )
 
 
 class TensorModel(BaseModel):
@@ -81,8 +90,11 @@ class TensorModels(BaseModel):
     models: list[TensorModel] = Field(description="By name, then version")
 
 
-def _dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
+def _dict(message: Message, *, zeros: bool = False) -> dict[str, Any]:
+    """`zeros`: fields at their zero value too (a temperature of 0 is a parameter, not absent)."""
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=zeros
+    )
 
 
 @router.get(
@@ -135,7 +147,7 @@ async def lineage(
 
 @router.get(
     "/{node_id}/explain",
-    summary="Why the platform has this atom or embedding",
+    summary="Why the platform has this atom or embedding, or how a generation was made",
     responses=documented(400, 401, 404, 422, 429, 503, 504),
 )
 async def explain(node_id: NodeId, gw: GatewayDep, principal: Reader) -> Explanation:
@@ -147,6 +159,7 @@ async def explain(node_id: NodeId, gw: GatewayDep, principal: Reader) -> Explana
         embeddings=[_dict(e) for e in reply.embeddings],
         chain=[_dict(c) for c in reply.chain],
         text=reply.text,
+        generation=_dict(reply.generation, zeros=True) if reply.HasField("generation") else None,
     )
 
 

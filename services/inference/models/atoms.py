@@ -77,7 +77,8 @@ async def load_from_atoms(blobs: BlobStore, manifest_atom_id: str) -> MiniLM:
     return await asyncio.to_thread(build_minilm, files, tensors, manifest_atom_id)
 
 
-async def load_llama_from_atoms(blobs: BlobStore, manifest_atom_id: str) -> LlamaModel:
+async def load_llama_from_atoms(blobs: BlobStore, manifest_atom_id: str) -> tuple[LlamaModel, str]:
+    """The model, and its header atom (which holds its tokenizer and chat template)."""
     manifest = json.loads(await _checked(blobs, manifest_atom_id))
     if manifest.get("format") != "gguf":
         raise ModelUnavailable(f"manifest {manifest_atom_id} is not a GGUF model")
@@ -88,7 +89,8 @@ async def load_llama_from_atoms(blobs: BlobStore, manifest_atom_id: str) -> Llam
     for t in manifest["tensors"]:
         atom = parse_tensor_atom(await _checked(blobs, t["atom"]))
         tensors[t["name"]] = (atom.encoding, atom.shape, atom.data)
-    return await asyncio.to_thread(build_llama, metadata, tensors, manifest_atom_id)
+    model = await asyncio.to_thread(build_llama, metadata, tensors, manifest_atom_id)
+    return model, header_part["atom"]
 
 
 def _array(entry: dict[str, Any], atom: bytes) -> np.ndarray:

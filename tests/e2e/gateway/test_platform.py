@@ -510,12 +510,19 @@ def test_the_openai_client_chats_and_completes_streaming_and_not(
         stream_options={"include_usage": True},
         **seeded,
     )
-    pieces, usage = [], None
+    pieces, usage, stream_id = [], None, ""
     for chunk in stream:
+        stream_id = chunk.id
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
         usage = chunk.usage or usage
     assert "".join(pieces) == whole.choices[0].message.content
+    with platform.client(admin_key) as http:
+        verified = http.post(f"/v1/admin/inference/{whole.id}/verify")
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["verdict"] == "identical", verified.json()
+    port = ("--grpc-port", str(platform.grpc_port))
+    assert platform.cli("inference", "verify", stream_id, *port) == "identical"
     assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
 
     completion = client.completions.create(

@@ -31,7 +31,7 @@ class Running(Started[InferenceService]):
 async def running(model: MiniLM, pg_url: str, tmp_path: Path) -> AsyncIterator[Running]:
     # No warm-up: shapes compile on first use, once per process for the whole suite.
     service = InferenceService(
-        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=False
+        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=None
     )
     settings = Settings(data_dir=tmp_path / "data")
     async with harness.running(service, pg_url=pg_url, settings=settings, consume=False) as h:

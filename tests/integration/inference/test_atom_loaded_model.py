@@ -27,7 +27,7 @@ from tests.unit.inference import test_minilm_parity as parity
 @pytest.fixture
 async def platform(pg_url: str, tmp_path: Path) -> AsyncIterator[harness.Harness]:
     ingest = IngestService(gc_every=None, storage_every=None, system_models=True)
-    inference = InferenceService(warmup=WarmupPlan(max_rows=0, cache=False), generation=False)
+    inference = InferenceService(warmup=WarmupPlan(max_rows=0, cache=False), generation=None)
     settings = Settings(data_dir=tmp_path / "data")
     async with harness.running(ingest, inference, pg_url=pg_url, settings=settings) as h:
         yield h

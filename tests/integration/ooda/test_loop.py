@@ -71,7 +71,7 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
     settings = Settings(data_dir=tmp_path / "data", http_port=0)
     gateway = GatewayService()
     platform = (
-        InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=False),
+        InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=None),
         ControlService(),
         ObserveService(),
         OrientService(),

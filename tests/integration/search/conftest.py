@@ -85,7 +85,7 @@ async def platform(
     settings = Settings(data_dir=tmp_path_factory.mktemp("platform"))
     # Tests may wire another service's real servicer: only services must not import each other.
     inference = InferenceService(
-        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=False
+        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=None
     )
     search = SearchService()
     async with running(inference, search, pg_url=pg_url, settings=settings, consume=False) as h:

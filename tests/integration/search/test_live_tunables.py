@@ -77,7 +77,7 @@ async def test_a_repeated_query_is_answered_from_the_cache_while_it_is_on(
     model: MiniLM, pg_url: str, tmp_path: Path
 ) -> None:
     inference = InferenceService(
-        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=False
+        model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=None
     )
     settings = Settings(data_dir=tmp_path)
     async with running(inference, SearchService(), pg_url=pg_url, settings=settings) as h:
