@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import grpc
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hartonomous.v1 import inference_pb2
 from services.gateway import quota
@@ -29,20 +29,39 @@ router = APIRouter(prefix="/v1", tags=["generation"])
 admin_router = APIRouter(prefix="/v1/admin/inference", tags=["generation"])
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-Stop = str | Annotated[list[str], Field(max_length=4)]
+INT32 = 2**31 - 1  # the gRPC fields' range: beyond it a request is a 422, not a crash
+
+
+def _utf8(text: str) -> str:
+    """JSON may carry lone surrogates (\\ud800), which are no UTF-8: a 422, not a crash."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the text is not valid Unicode (a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+Stop = Text | Annotated[list[Text], Field(max_length=4)]
 
 
 class Sampling(BaseModel):
     # OpenAI clients send fields we do not use (`user`, `n` = 1, ...): accepted and ignored.
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(DEFAULT_MODEL, examples=[DEFAULT_MODEL])
-    max_tokens: int | None = Field(None, ge=1, description="Default: 256 (chat), 16 (completions)")
-    max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens")
+    model: Text = Field(DEFAULT_MODEL, examples=[DEFAULT_MODEL])
+    max_tokens: int | None = Field(
+        None, ge=1, le=INT32, description="Default: 256 (chat), 16 (completions)"
+    )
+    max_completion_tokens: int | None = Field(
+        None, ge=1, le=INT32, description="Same as max_tokens"
+    )
     temperature: float | None = Field(None, ge=0, le=2, description="Default 1; 0 is greedy")
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int = Field(0, ge=0, description="An extension: 0 keeps every token")
-    seed: int | None = Field(None, description="Unset: random (reported as system_fingerprint)")
+    top_k: int = Field(0, ge=0, le=INT32, description="An extension: 0 keeps every token")
+    seed: int | None = Field(
+        None, ge=-(2**63), lt=2**63, description="Unset: random (reported as system_fingerprint)"
+    )
     stop: Stop | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -57,8 +76,8 @@ class Sampling(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: str = Field(examples=["user"])
-    content: str
+    role: Text = Field(examples=["user"])
+    content: Text
 
 
 class ChatRequest(Sampling):
@@ -66,7 +85,7 @@ class ChatRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: str = Field(min_length=1)
+    prompt: Text = Field(min_length=1)
 
 
 class Usage(BaseModel):

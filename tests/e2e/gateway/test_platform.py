@@ -543,6 +543,17 @@ def test_the_openai_client_chats_and_completes_streaming_and_not(
             "/v1/chat/completions", json={"messages": [{"role": "robot", "content": "hi"}]}
         )
         assert bad_role.status_code == 422 and "unknown role" in bad_role.json()["detail"]
+        for body in (
+            b'{"messages": [{"role": "user", "content": "\\ud800"}]}',  # not UTF-8
+            b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1e40}',
+            b'{"prompt": "hi", "seed": 99999999999999999999999}',
+        ):
+            refused = http.post(
+                "/v1/completions" if b"prompt" in body else "/v1/chat/completions",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            assert refused.status_code == 422, refused.text
 
     def metered() -> list[dict[str, Any]] | None:
         with platform.client(acme.reader) as http:
