@@ -26,7 +26,7 @@ from services.provenance.domain import (
     Value,
     shows_origin,
 )
-from services.provenance.explain import Document, Embedding, Explanation, render
+from services.provenance.explain import Document, Embedding, Explanation, Generation, render
 from services.provenance.graph.port import GraphStore, GraphStoreError
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -212,14 +212,58 @@ def _step(event: Node) -> pb.CausalStep:
     return out
 
 
+def _float(value: Value) -> float:
+    if isinstance(value, list):
+        raise TypeError(f"expected a number property, got the list {value!r}")
+    return float(value)
+
+
+def _strings(value: Value) -> list[str]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list property, got {value!r}")
+    return value
+
+
+def _generation(gen: Generation) -> pb.ExplainedGeneration:
+    p = gen.node.props
+    return pb.ExplainedGeneration(
+        generation_id=gen.node.key,
+        kind=str(p["kind"]),
+        model_id=str(p["model_id"]),
+        model_version=str(p["model_version"]),
+        model_names=[pb.ModelName(name=name, version=label) for name, label in gen.names],
+        tensor_count=gen.tensors,
+        tokenizer_atom_id=str(p["tokenizer_atom_id"]),
+        input_atom_id=str(p.get("input_atom_id", "")),
+        input_sha256=str(p["input_sha256"]),
+        output_atom_id=str(p["output_atom_id"]),
+        parameters=pb.SamplingParameters(
+            temperature=_float(p["temperature"]),
+            top_p=_float(p["top_p"]),
+            top_k=_int(p["top_k"]),
+            seed=_int(p["seed"]),
+            max_tokens=_int(p["max_tokens"]),
+            stop=_strings(p["stop"]),
+        ),
+        finish_reason=str(p["finish_reason"]),
+        prompt_tokens=_int(p["prompt_tokens"]),
+        completion_tokens=_int(p["completion_tokens"]),
+        first_token_ms=_float(p["first_token_ms"]),
+        total_ms=_float(p["total_ms"]),
+    )
+
+
 def _explanation(found: Explanation) -> pb.ExplainReply:
-    return pb.ExplainReply(
+    reply = pb.ExplainReply(
         atom_id=found.atom_id,
         documents=[_document(d) for d in found.documents],
         embeddings=[_embedding(e) for e in found.embeddings],
         chain=[_step(e) for e in found.chain],
         text=render(found),
     )
+    if found.generation is not None:
+        reply.generation.CopyFrom(_generation(found.generation))
+    return reply
 
 
 def fingerprint_reply(fp: Fingerprint) -> pb.FingerprintReply:

@@ -60,6 +60,7 @@ class Rel(enum.StrEnum):
     VERSION_OF = "VERSION_OF"  # ModelVersion -> Model (a tenant's: its version label)
     PROMOTED_BY = "PROMOTED_BY"  # ModelVersion -> the Event that made it its model's live one
     USED_INPUT = "USED_INPUT"  # Inference/SearchQuery -> Atom/ModelVersion it read
+    PRODUCED = "PRODUCED"  # Inference -> the Atom holding its output
     CAUSED_BY = "CAUSED_BY"  # Event -> the Event named by its causation id
     BILLED_AS = "BILLED_AS"  # Event -> the UsageRecord it caused
     RECORDED_BY = "RECORDED_BY"  # a fact node -> the Event that stated it
@@ -93,8 +94,8 @@ UPSTREAM_AT_TARGET = frozenset(
     }
 )
 """Edge types whose target is the cause or input of their source; for the others (OWNS,
-REFERENCED, CONTENT, EMBEDDED_AS, BILLED_AS, CHANGED) the source comes first. Upstream walks towards
-causes, downstream towards effects."""
+REFERENCED, CONTENT, EMBEDDED_AS, PRODUCED, BILLED_AS, CHANGED) the source comes first. Upstream
+walks towards causes, downstream towards effects."""
 
 OCCURRENCES = (Rel.CHUNK_OF,)
 """Edges from a part to the whole it was cut from: holding the whole grants sight of the part.
@@ -125,19 +126,25 @@ class NotFound(LookupError):
 
 
 ATOM_ID = re.compile(r"[0-9a-f]{64}")
+GENERATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""The id a completion returns (the UUID of its InferencePerformed event)."""
 _LABELS = frozenset(label.value for label in Label)
 DEFAULT_DEPTH, MAX_DEPTH = 3, 10
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 
 def parse_node_id(node_id: str) -> str:
-    """A node's uid from what a caller may name it by: the uid, or a bare atom id."""
+    """A node's uid from what a caller may name it by: the uid, a bare atom id, or a bare
+    generation id (what a completion returned is all a client has of it)."""
     if ATOM_ID.fullmatch(node_id):
         return atom_uid(node_id)
+    if GENERATION_ID.fullmatch(node_id):
+        return node_uid(Label.INFERENCE, node_id)
     label, sep, key = node_id.partition(":")
     if not sep or not key or label not in _LABELS:
         raise InvalidRequest(
-            f"node_id {node_id!r} is neither an atom id (64 hex characters) nor 'Label:key'"
+            f"node_id {node_id!r} is neither an atom id (64 hex characters), a generation id"
+            " (a UUID) nor 'Label:key'"
         )
     return node_id
 

@@ -1,7 +1,9 @@
-"""What Explain tells a tenant about an atom or embedding, and how it reads as text (pure)."""
+"""What Explain tells a tenant about an atom, an embedding or a generation, and how it reads as
+text (pure)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from services.provenance.domain import Edge, Node, Origin, Rel
@@ -24,11 +26,21 @@ class Embedding:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """A generation's receipt and the model version it ran."""
+
+    node: Node  # the Inference node: its ids, parameters, counts and timings
+    names: list[tuple[str, str]]  # (model name, version label) the tenant gave that version
+    tensors: int  # tensor atoms of that version
+
+
+@dataclass(frozen=True)
 class Explanation:
-    atom_id: str
-    documents: list[Document]
+    atom_id: str  # "" for a generation
+    documents: list[Document]  # a generation's: its input (when stored) and output atoms
     embeddings: list[Embedding]
     chain: list[Node]  # Event nodes, newest first, each caused by the next
+    generation: Generation | None = None
 
 
 def _at(origin: Origin) -> str:
@@ -77,7 +89,29 @@ def _step(event: Node) -> str:
     return line if event.defines else f"  event {event.key} (not in the log yet)"
 
 
-def render(explanation: Explanation) -> str:
+def _generation(gen: Generation) -> list[str]:
+    p = gen.node.props
+    named = ", ".join(f"{name} {label}" for name, label in gen.names)
+    yours = f" (your {named})" if named else ""
+    stored = (
+        f"input {p['input_atom_id']}"
+        if "input_atom_id" in p
+        else f"input not stored (sha256 {p['input_sha256']})"
+    )
+    return [
+        f"generation {gen.node.key} ({p['kind']}) at {gen.node.origin.occurred_at}",
+        f"  model {p['model_id']} version {p['model_version']}{yours}: {gen.tensors} tensor"
+        f" atoms, tokenizer atom {p['tokenizer_atom_id']}",
+        f"  temperature {p['temperature']}, top_p {p['top_p']}, top_k {p['top_k']},"
+        f" seed {p['seed']}, max_tokens {p['max_tokens']}, stop {json.dumps(p['stop'])}",
+        f"  {stored}, output {p['output_atom_id']}",
+        f"  finished ({p['finish_reason']}) after {p['prompt_tokens']} prompt and"
+        f" {p['completion_tokens']} completion tokens, first token {p['first_token_ms']} ms,"
+        f" total {p['total_ms']} ms",
+    ]
+
+
+def _atom(explanation: Explanation) -> list[str]:
     lines = [f"atom {explanation.atom_id}"]
     if not explanation.documents:
         lines.append("no document of yours holds it")
@@ -87,6 +121,15 @@ def render(explanation: Explanation) -> str:
         lines.append("not embedded yet")
     for emb in explanation.embeddings:
         lines += _embedding(emb)
+    return lines
+
+
+def render(explanation: Explanation) -> str:
+    gen = explanation.generation
+    if gen is None:
+        lines = _atom(explanation)
+    else:
+        lines = _generation(gen) + [line for d in explanation.documents for line in _document(d)]
     if explanation.chain:
         lines.append("caused by:")
         lines += [_step(event) for event in explanation.chain]

@@ -36,6 +36,7 @@ from hartonomous.events.payloads import (
     DecisionResolved,
     EmbeddingComputed,
     HypothesesProposed,
+    InferencePerformed,
     ModelDecomposed,
     ModelVersionPromoted,
     ObservationMade,
@@ -49,7 +50,6 @@ from hartonomous.events.payloads import (
 )
 from hartonomous.runtime.projection import PoisonEvent
 from services.provenance.domain import (
-    RESERVED,
     Facts,
     FactSet,
     Label,
@@ -64,26 +64,15 @@ from services.provenance.domain import (
 
 TEXT_MIME = "text/plain; charset=utf-8"
 
-TOPIC_LABELS: Mapping[str, Label] = {
-    "inference": Label.INFERENCE,
-    "search": Label.SEARCH_QUERY,
-}
-"""Topics whose events have no mapping of their own yet: each event becomes one node of the
-topic's label with its scalar fields, so inference receipts are in the graph from their first
-event on."""
-
-INPUT_FIELDS: Mapping[str, Label] = {
-    "atom_id": Label.ATOM,
-    "atom_ids": Label.ATOM,
-    "input_atom_ids": Label.ATOM,
-    "model_version": Label.MODEL_VERSION,
-}
-"""Payload fields of such events that name an input (a USED_INPUT edge)."""
-
 
 def _tenant(f: FactSet, tenant_id: str) -> str:
     """No event defines a tenant (nor ever states anything about it): events only name one."""
     return f.mention(Label.TENANT, tenant_id, tenant=tenant_id)
+
+
+def _atom(f: FactSet, atom_id: str) -> str:
+    """An atom this event names but does not describe: content, seen by those who hold it."""
+    return f.mention(Label.ATOM, atom_id, scope=atom_id)
 
 
 def _holding(payload: AtomIngested | AtomReferenced, env: Envelope) -> Props:
@@ -117,7 +106,7 @@ def on_atom_ingested(f: FactSet, payload: AtomIngested, env: Envelope) -> None:
 
 def on_atom_referenced(f: FactSet, payload: AtomReferenced, env: Envelope) -> None:
     atom_id = payload.atom_id
-    atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
+    atom = _atom(f, atom_id)
     tenant = _tenant(f, payload.tenant_id)
     f.edge(Rel.REFERENCED, tenant, atom, tenant=payload.tenant_id, props=_holding(payload, env))
 
@@ -129,7 +118,7 @@ def chunk_key(parent_atom_id: str, chunker: str, index: int) -> str:
 
 def on_atom_chunked(f: FactSet, payload: AtomChunked, env: Envelope) -> None:
     parent_id, chunker = payload.parent_atom_id, payload.chunker
-    parent = f.mention(Label.ATOM, parent_id, scope=parent_id)
+    parent = _atom(f, parent_id)
     for chunk in payload.chunks:
         atom_id = chunk.atom_id
         node = f.node(
@@ -165,7 +154,7 @@ def on_atom_chunked(f: FactSet, payload: AtomChunked, env: Envelope) -> None:
 
 def on_embedding_computed(f: FactSet, payload: EmbeddingComputed, env: Envelope) -> None:
     atom_id, model_id, version = payload.atom_id, payload.model_id, payload.model_version
-    atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
+    atom = _atom(f, atom_id)
     embedding = f.node(
         Label.EMBEDDING,
         f"{atom_id}/{version}",
@@ -235,7 +224,7 @@ def on_search_performed(f: FactSet, payload: SearchPerformed, env: Envelope) -> 
         if atom_id in returned:  # one chunk in two documents: its best rank speaks for it
             continue
         returned.add(atom_id)
-        atom = f.mention(Label.ATOM, atom_id, scope=atom_id)
+        atom = _atom(f, atom_id)
         hit: Props = {
             "rank": rank,
             "score": result.score,
@@ -246,6 +235,27 @@ def on_search_performed(f: FactSet, payload: SearchPerformed, env: Envelope) -> 
     if payload.model_version is not None:
         model_version = f.mention(Label.MODEL_VERSION, payload.model_version)
         f.edge(Rel.USED_INPUT, search, model_version, tenant=tenant_id)
+
+
+def on_inference_performed(f: FactSet, payload: InferencePerformed, env: Envelope) -> None:
+    """A generation's receipt: the tenant's Inference node, keyed by the generation id the
+    completion returned, with every parameter, count and timing; USED_INPUT (its role a property,
+    as lineage shows edges, not fields) to the input atom when the tenant stores prompts, to the
+    model version (only named: its ingest defines it) and to the tokenizer atom; PRODUCED to the
+    output atom. The same append ingests the input and output atoms as the tenant's own."""
+    tenant_id = payload.tenant_id
+    props = {k: v for k, v in _record_props(payload).items() if k != "tenant_id"}
+    inference = f.node(Label.INFERENCE, payload.generation_id, tenant=tenant_id, props=props)
+    f.recorded(inference, tenant_id)
+    used = {
+        "model": f.mention(Label.MODEL_VERSION, payload.model_version),
+        "tokenizer": _atom(f, payload.tokenizer_atom_id),
+    }
+    if payload.input_atom_id is not None:
+        used["input"] = _atom(f, payload.input_atom_id)
+    for role, target in used.items():
+        f.edge(Rel.USED_INPUT, inference, target, tenant=tenant_id, props={"role": role})
+    f.edge(Rel.PRODUCED, inference, _atom(f, payload.output_atom_id), tenant=tenant_id)
 
 
 def on_config_changed(f: FactSet, payload: ConfigChanged, env: Envelope) -> None:
@@ -295,9 +305,9 @@ def on_model_decomposed(f: FactSet, payload: ModelDecomposed, env: Envelope) -> 
         props={"name": payload.name},
     )
     f.edge(Rel.VERSION_OF, version, model, tenant=tenant_id, props={"version": payload.version})
-    f.edge(Rel.CONTENT, version, f.mention(Label.ATOM, manifest, scope=manifest))
+    f.edge(Rel.CONTENT, version, _atom(f, manifest))
     for path, atom_id in payload.files.items():
-        file = f.mention(Label.ATOM, atom_id, scope=atom_id)
+        file = _atom(f, atom_id)
         f.edge(Rel.CONTENT, version, file, props={"path": path})
     for tensor in payload.tensors:
         atom_id = tensor.atom_id
@@ -315,7 +325,7 @@ def on_model_decomposed(f: FactSet, payload: ModelDecomposed, env: Envelope) -> 
         )
         f.recorded(node, env.tenant_id)
         f.edge(Rel.TENSOR_OF, node, version)
-        f.edge(Rel.CONTENT, node, f.mention(Label.ATOM, atom_id, scope=atom_id))
+        f.edge(Rel.CONTENT, node, _atom(f, atom_id))
 
 
 def on_model_version_promoted(f: FactSet, payload: ModelVersionPromoted, env: Envelope) -> None:
@@ -433,25 +443,6 @@ def on_prior_updated(f: FactSet, payload: PriorUpdated, env: Envelope) -> None:
     f.edge(Rel.LEARNED_FROM, prior, outcome, tenant=tenant)
 
 
-def generic_record(f: FactSet, label: Label, fields: Mapping[str, Any], env: Envelope) -> None:
-    """An event of a topic in TOPIC_LABELS: one node with the payload's fields, and USED_INPUT
-    edges to the atoms and model versions it names."""
-    props = {_safe_name(k): _scalar(v) for k, v in fields.items() if v is not None}
-    node = f.node(label, env.event_id, tenant=env.tenant_id, props=props)
-    f.recorded(node, env.tenant_id)
-    for name, target in INPUT_FIELDS.items():
-        value = fields.get(name)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and item:
-                scope = item if target is Label.ATOM else ""
-                used = f.mention(target, item, scope=scope)
-                f.edge(Rel.USED_INPUT, node, used, tenant=env.tenant_id)
-
-
-def _safe_name(name: str) -> str:
-    return f"payload_{name}" if name in RESERVED else name
-
-
 def _scalar(value: Any) -> Scalar:
     if isinstance(value, bool | int | float | str):
         return value
@@ -505,6 +496,7 @@ MAPPERS: Mapping[type[Payload], Mapper] = {
     EmbeddingComputed: on_embedding_computed,
     UsageRecorded: on_usage_recorded,
     SearchPerformed: on_search_performed,
+    InferencePerformed: on_inference_performed,
     ConfigChanged: on_config_changed,
     ModelDecomposed: on_model_decomposed,
     ModelVersionPromoted: on_model_version_promoted,
@@ -558,8 +550,6 @@ def _facts_of(event: Event[Payload]) -> Facts:
     mapper = MAPPERS.get(type(event.payload))
     if mapper is not None:
         mapper(f, event.payload, env)
-    elif event.logged.topic in TOPIC_LABELS:
-        generic_record(f, TOPIC_LABELS[event.logged.topic], to_avro(event.payload), env)
     f.event_props.update(
         event_type=env.event_type, correlation_id=env.correlation_id, produced_by=env.produced_by
     )

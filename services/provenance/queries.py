@@ -1,12 +1,13 @@
-"""Lineage, Explain and TensorModels over any GraphStore, for one tenant at a time.
+"""Lineage, Explain (of an atom, a chunk, an embedding or a generation) and TensorModels over
+any GraphStore, for one tenant at a time.
 
 The store reads without filtering; everything read passes domain.visible before it is used or
 returned, so a walk never steps onto, or through, a node the tenant may not see."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 
 from hartonomous.tenants import parse_tenant_id
 from services.provenance.domain import (
@@ -27,7 +28,7 @@ from services.provenance.domain import (
     visible,
     walk_types,
 )
-from services.provenance.explain import Document, Embedding, Explanation
+from services.provenance.explain import Document, Embedding, Explanation, Generation
 from services.provenance.graph.port import GraphStore
 
 EDGE_FETCH_PER_NODE = 10
@@ -40,6 +41,9 @@ MAX_HOLDERS = 10_000
 MAX_CHAIN = 16
 MAX_TENSOR_USES = 10_000
 """Tensor nodes read per tensor atom, every tenant's versions holding those bytes included."""
+MAX_VERSION_TENSORS = 100_000
+"""Tensors counted per model version (a mixture of experts stored per expert has tens of
+thousands); a count at this cap means at least as many."""
 
 
 @dataclass(frozen=True, order=True)
@@ -111,13 +115,16 @@ async def lineage(
 async def explain(store: GraphStore, tenant_id: str, node_id: str) -> Explanation:
     tenant = parse_tenant_id(tenant_id)
     target = await _node(store, tenant, parse_node_id(node_id))
+    if target.label is Label.INFERENCE:
+        return await _explain_generation(store, tenant, target)
     if target.label is Label.ATOM:
         atom_id = target.key
     elif target.label in (Label.CHUNK, Label.EMBEDDING):
         atom_id = str(target.props["atom_id"])
     else:
         raise InvalidRequest(
-            f"Explain takes an atom, a chunk or an embedding, not a {target.label}; use Lineage"
+            f"Explain takes an atom, a chunk, an embedding or a generation, not a {target.label};"
+            " use Lineage"
         )
     documents = await _documents(store, tenant, atom_id, target)
     embeddings = await _embeddings(store, tenant, atom_id, target)
@@ -140,19 +147,25 @@ async def _documents(store: GraphStore, tenant: str, atom_id: str, target: Node)
     candidates = {str(c.props["parent_atom_id"]) for c in chunks}
     if target.label is Label.ATOM:
         candidates.add(atom_id)
-    holdings = await _holdings(store, tenant, candidates)
-    atoms = await store.nodes([atom_uid(a) for a in holdings])
     documents: list[Document] = []
-    for doc_id, holding in sorted(holdings.items()):
-        atom = atoms.get(atom_uid(doc_id))
+    for doc_id, whole in sorted((await _held_documents(store, tenant, candidates)).items()):
         if doc_id == atom_id and target.label is Label.ATOM:
-            documents.append(Document(doc_id, atom, holding, None))
+            documents.append(whole)
         documents += [
-            Document(doc_id, atom, holding, chunk)
+            replace(whole, chunk=chunk)
             for chunk in sorted(chunks, key=lambda c: c.uid)
             if chunk.props["parent_atom_id"] == doc_id
         ]
     return documents[:MAX_DOCUMENTS]
+
+
+async def _held_documents(
+    store: GraphStore, tenant: str, atom_ids: Collection[str]
+) -> dict[str, Document]:
+    """atom id -> the tenant's document of it (its holding), for the atoms it holds."""
+    holdings = await _holdings(store, tenant, atom_ids)
+    atoms = await store.nodes([atom_uid(a) for a in holdings])
+    return {a: Document(a, atoms.get(atom_uid(a)), held, None) for a, held in holdings.items()}
 
 
 async def _holdings(store: GraphStore, tenant: str, atom_ids: Collection[str]) -> dict[str, Edge]:
@@ -205,6 +218,26 @@ async def _chain(store: GraphStore, tenant: str, first: str) -> list[Node]:
     return chain
 
 
+async def _explain_generation(store: GraphStore, tenant: str, inference: Node) -> Explanation:
+    """The receipt (the Inference node, the tenant's own), the model version it ran as the
+    tenant named it, that version's tensor count, the input and output documents, and the
+    chain from the InferencePerformed event."""
+    p = inference.props
+    version = node_uid(Label.MODEL_VERSION, str(p["model_version"]))
+    names = [(name, label) for name, label, _ in await _names(store, tenant, [version])]
+    # Counted whether or not the tenant may see the tensors (those who hold the manifest do):
+    # how many parts a public version has tells no more than its size does.
+    tensors = await store.edges(
+        [version], outgoing=False, types=[Rel.TENSOR_OF], limit=MAX_VERSION_TENSORS
+    )
+    atom_ids = [str(p[k]) for k in ("input_atom_id", "output_atom_id") if k in p]
+    held = await _held_documents(store, tenant, atom_ids)
+    documents = [held[a] for a in atom_ids if a in held]
+    chain = await _chain(store, tenant, node_uid(Label.EVENT, inference.origin.event_id))
+    generation = Generation(inference, names, len(tensors))
+    return Explanation("", documents, [], chain, generation)
+
+
 async def tensor_models(store: GraphStore, tenant_id: str, atom_id: str) -> list[TensorModel]:
     """Atom <-CONTENT- Tensor -TENSOR_OF-> ModelVersion -VERSION_OF-> Model, for one tenant."""
     tenant = parse_tenant_id(tenant_id)
@@ -214,7 +247,10 @@ async def tensor_models(store: GraphStore, tenant_id: str, atom_id: str) -> list
         tensors, outgoing=True, types=[Rel.TENSOR_OF], limit=len(tensors)
     ):
         versions.setdefault(edge.target, []).append(tensors[edge.source])
-    found = await _named(store, tenant, versions)
+    found = sorted(
+        TensorModel(name, label, uid.partition(":")[2], tuple(sorted(versions[uid])))
+        for name, label, uid in await _names(store, tenant, versions)
+    )
     if not found:
         raise NotFound(f"no model version of tenant {tenant} has a tensor {atom_id}")
     return found
@@ -230,11 +266,12 @@ async def _tensors_of(store: GraphStore, tenant: str, atom_id: str) -> dict[str,
     return {n.uid: str(n.props["name"]) for n in tensors}
 
 
-async def _named(
-    store: GraphStore, tenant: str, versions: Mapping[str, list[str]]
-) -> list[TensorModel]:
-    """The versions as the tenant named them: only its own VERSION_OF edges (which carry the
-    version label) count, so the names another tenant gave the same bytes never show."""
+async def _names(
+    store: GraphStore, tenant: str, versions: Collection[str]
+) -> list[tuple[str, str, str]]:
+    """(model name, version label, version uid) for each name the tenant gave these versions:
+    only its own VERSION_OF edges (which carry the label) count, so the names another tenant
+    gave the same bytes never show."""
     labels = await store.edges(
         versions, outgoing=True, types=[Rel.VERSION_OF], limit=MAX_TENSOR_USES
     )
@@ -242,12 +279,5 @@ async def _named(
     models = await _visible(store, tenant, (await store.nodes([e.target for e in own])).values())
     names = {m.uid: str(m.props["name"]) for m in models}
     return sorted(
-        TensorModel(
-            names[e.target],
-            str(e.props["version"]),
-            e.source.partition(":")[2],
-            tuple(sorted(versions[e.source])),
-        )
-        for e in own
-        if e.target in names
+        (names[e.target], str(e.props["version"]), e.source) for e in own if e.target in names
     )

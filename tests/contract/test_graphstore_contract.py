@@ -41,6 +41,7 @@ from tests.support.provenance_flow import (
     KNOB,
     MODEL_VERSION,
     Flow,
+    generation,
     ingest_flow,
     model_history,
     ooda_cycle,
@@ -348,6 +349,36 @@ async def test_model_versions_share_tensor_atoms_and_their_names_stay_their_tena
     ]
     with pytest.raises(NotFound):
         await queries.tensor_models(graph, "globex", history.changed)
+
+
+async def test_a_generation_explains_its_input_model_version_and_parameters(
+    graph: GraphStore,
+) -> None:
+    history = model_history()
+    answer = generation(history.v2, "acme", "Which head?", "The retrained one.")
+    unstored = generation(history.v1, "acme", "And before?", "The first.", store_input=False)
+    records = stored(CODEC, [*history.events, *answer.events, *unstored.events])
+    shuffled = records[:]
+    random.Random(7).shuffle(shuffled)
+    for i in range(0, len(shuffled), 5):  # small batches, out of order
+        await apply_records(graph, shuffled[i : i + 5])
+    got, expected = await graph.fingerprint(), oracle(facts(records))
+    assert (got.nodes, got.edges, got.digest) == (expected.nodes, expected.edges, expected.digest)
+
+    found = await queries.explain(graph, "acme", answer.generation_id)
+    assert found.generation is not None
+    gen = found.generation
+    assert gen.node.props["model_version"] == history.v2.manifest
+    assert (gen.names, gen.tensors) == ([("tiny-llm", "v2")], 3)
+    assert (gen.node.props["temperature"], gen.node.props["stop"]) == (0.7, ["\n\n", "User:"])
+    assert [d.atom_id for d in found.documents] == [answer.input_atom, answer.output_atom]
+    assert [e.props["event_type"] for e in found.chain] == ["InferencePerformed"]
+
+    bare = await queries.explain(graph, "acme", unstored.generation_id)
+    assert bare.generation is not None and bare.generation.names == [("tiny-llm", "v1")]
+    assert [d.atom_id for d in bare.documents] == [unstored.output_atom]
+    with pytest.raises(NotFound):
+        await queries.explain(graph, "globex", answer.generation_id)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The events an ingest -> chunk -> embed flow, and one turn of the autonomous loop, append,
-built through the kernel codec, as the provenance tests need them: as log records to append, or
-as stored records to project."""
+"""The events an ingest -> chunk -> embed flow, a model's release, a generation's receipt and one
+turn of the autonomous loop append, built through the kernel codec, as the provenance tests need
+them: as log records to append, or as stored records to project."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from hartonomous.events.payloads import (
     Guardrail,
     HypothesesProposed,
     Hypothesis,
+    InferencePerformed,
     ModelDecomposed,
     ModelVersionPromoted,
     ObservationMade,
@@ -72,14 +73,16 @@ class Flow:
     events: list[Keyed] = field(default_factory=list)
 
 
-def _usage(env: Envelope, tenant: str, operation: str, resource: str) -> Event[UsageRecorded]:
+def _usage(
+    env: Envelope, tenant: str, operation: str, resource: str, unit: str = "requests", n: int = 1
+) -> Event[UsageRecorded]:
     return Event(
         env.caused("UsageRecorded", env.produced_by, tenant),
         UsageRecorded(
             tenant_id=tenant,
             operation=operation,
-            unit="requests",
-            quantity=Decimal("1.000000000"),
+            unit=unit,
+            quantity=Decimal(f"{n}.000000000"),
             resource_id=resource,
             used_at=datetime.now(UTC),
             dimensions={"device": "cpu"},
@@ -406,6 +409,7 @@ class Release:
     version: str
     manifest: str  # the manifest atom's id: the version's identity
     tensors: dict[str, str]  # tensor name -> the atom holding its bytes
+    tokenizer: str  # the tokenizer file's atom
     events: list[Keyed]
 
 
@@ -455,7 +459,9 @@ def model_release(
     )
     env = Envelope.new("ModelDecomposed", tenant, "ingest", correlation_id=request_id)
     events = [_stored_atom(tenant, request_id, a, known) for a in parts]
-    return Release(tenant, name, version, manifest, atoms, [*events, _keyed(env, decomposed)])
+    return Release(
+        tenant, name, version, manifest, atoms, tokenizer, [*events, _keyed(env, decomposed)]
+    )
 
 
 def promoted(release: Release, previous: Release | None = None, reason: str | None = None) -> Keyed:
@@ -498,6 +504,85 @@ def model_history(acme: str = "acme", globex: str = "globex") -> ModelHistory:
         *theirs.events,
     ]
     return ModelHistory(v1, v2, theirs, v1.tensors["embed"], v2.tensors["head"], events)
+
+
+INPUT_MIME = "application/vnd.hartonomous.generation-input+json"
+OUTPUT_MIME = "application/vnd.hartonomous.generation-output+json"
+
+
+@dataclass
+class Generation:
+    """One generation's receipt, as inference appends it in one write: the InferencePerformed,
+    the AtomIngested of its input (when stored) and output, and its usage."""
+
+    tenant: str
+    generation_id: str  # the receipt's event id, as the completion returned it
+    input_atom: str | None
+    output_atom: str
+    receipt: InferencePerformed
+    events: list[Keyed]
+
+
+def generation(
+    release: Release,
+    tenant: str,
+    prompt: str,
+    answer: str,
+    *,
+    store_input: bool = True,
+    greedy: bool = False,
+) -> Generation:
+    """A chat completion of `prompt` by the release, sampled with every parameter set, or
+    greedy (temperature and top_k 0, top_p 1)."""
+    env = Envelope.new("InferencePerformed", tenant, "inference")
+    gid = env.event_id
+    input_json = json.dumps({"messages": [{"content": prompt, "role": "user"}]}).encode()
+    output_json = json.dumps({"text": answer, "tokens": [1, 2, 3]}).encode()
+    input_id, output_id = (hashlib.sha256(doc).hexdigest() for doc in (input_json, output_json))
+    receipt = InferencePerformed(
+        generation_id=gid,
+        tenant_id=tenant,
+        model_id=release.name,
+        model_version=release.manifest,
+        tokenizer_atom_id=release.tokenizer,
+        kind="chat",
+        input_atom_id=input_id if store_input else None,
+        input_sha256=input_id,
+        output_atom_id=output_id,
+        temperature=0.0 if greedy else 0.7,
+        top_p=1.0 if greedy else 0.9,
+        top_k=0 if greedy else 40,
+        seed=2**40 + 7,
+        max_tokens=64,
+        stop=["\n\n", "User:"],
+        finish_reason="stop",
+        prompt_tokens=12,
+        completion_tokens=3,
+        first_token_ms=18.5,
+        total_ms=42.25,
+    )
+    stored_atoms = [(output_id, OUTPUT_MIME, output_json)]
+    if store_input:
+        stored_atoms.insert(0, (input_id, INPUT_MIME, input_json))
+    events = [_keyed(env, receipt)]
+    for atom_id, mime, data in stored_atoms:
+        ingested = AtomIngested(
+            atom_id=atom_id,
+            tenant_id=tenant,
+            modality="binary",
+            mime_type=mime,
+            size_bytes=len(data),
+            blob_key=atom_id,
+            source_uri=f"generation:{gid}",
+        )
+        events.append(_keyed(env.caused("AtomIngested", "inference"), ingested))
+    for unit, n in (
+        ("prompt_tokens", receipt.prompt_tokens),
+        ("completion_tokens", receipt.completion_tokens),
+    ):
+        usage = _usage(env, tenant, "generate", release.manifest, unit, n)
+        events.append(Keyed("usage", tenant, usage))
+    return Generation(tenant, gid, receipt.input_atom_id, receipt.output_atom_id, receipt, events)
 
 
 def records(codec: AvroCodec, events: list[Keyed]) -> list[Record]:

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -55,10 +57,43 @@ class Provenance(Started[ProvenanceService]):
         await settled(self.event_log, self.service.store.positions)
 
 
-@pytest.fixture
-async def provenance(pg_url: str, tmp_path: Path) -> AsyncIterator[Provenance]:
-    service = ProvenanceService()
-    settings = Settings(data_dir=tmp_path)
+@asynccontextmanager
+async def started(
+    pg_url: str, data_dir: Path, service: ProvenanceService
+) -> AsyncIterator[Provenance]:
+    settings = Settings(data_dir=data_dir)
     small = {"provenance.consumer.max_batch": "50"}  # several batches in each test
     async with running(service, pg_url=pg_url, settings=settings, tunables=small) as harness:
         yield Provenance(service, harness)
+
+
+@pytest.fixture
+async def provenance(pg_url: str, tmp_path: Path) -> AsyncIterator[Provenance]:
+    async with started(pg_url, tmp_path, ProvenanceService()) as provenance:
+        yield provenance
+
+
+@pytest.fixture(params=["embedded", "neo4j"])
+async def provenance_on_each_graph(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path
+) -> AsyncIterator[Provenance]:
+    """The service on either engine: Neo4j in a namespace of its own, dropped afterwards."""
+    if request.param == "embedded":
+        async with started(pg_url, tmp_path, ProvenanceService()) as provenance:
+            yield provenance
+        return
+    from services.provenance.graph.neo4j import Neo4jGraphStore
+    from tests.support.neo4j_server import neo4j_auth, neo4j_uri
+
+    def neo4j(_: Settings) -> Neo4jGraphStore:
+        return Neo4jGraphStore(neo4j_uri(), *neo4j_auth(), namespace=namespace)
+
+    namespace = f"Svc{uuid.uuid4().hex[:12]}"
+    try:
+        async with started(pg_url, tmp_path, ProvenanceService(graph=neo4j)) as provenance:
+            yield provenance
+    finally:
+        store = neo4j(Settings(data_dir=tmp_path))
+        await store.open()
+        await store.drop()
+        await store.close()

@@ -24,28 +24,22 @@ from services.provenance import queries
 from services.provenance.domain import (
     Direction,
     Facts,
-    FactSet,
     Label,
     NotFound,
-    Origin,
     Rel,
+    Value,
     node_uid,
     winning_edges,
     winning_nodes,
 )
 from services.provenance.graph.embedded import EmbeddedGraphStore
-from services.provenance.handlers import (
-    TOPIC_LABELS,
-    generic_record,
-    model_key,
-    positions_after,
-    project,
-)
+from services.provenance.handlers import model_key, positions_after, project
 from services.search.domain import Hit, Mode, SearchQuery
 from services.search.metering import receipt_payload, usage_payload
 from tests.support.provenance_flow import (
     MODEL_VERSION,
     Keyed,
+    generation,
     ingest_flow,
     model_history,
     sha256,
@@ -135,20 +129,45 @@ def test_a_model_version_is_shared_content_and_its_names_the_tenants_own() -> No
     assert later.props["promoted_at"] == later.origin.occurred_at
 
 
-def test_an_unmapped_inference_event_maps_to_a_node_with_its_inputs() -> None:
-    origin = Origin("inference", 1, 9, "ev-1", "acme", "2026-01-01T00:00:00+00:00")
-    f = FactSet(origin)
-    payload = {"prompt": "batch wait too long", "atom_ids": ["a" * 64], "key": "x", "n": None}
-    generic_record(f, TOPIC_LABELS["inference"], payload, _envelope("acme", "ev-1"))
-    nodes = {n.uid: n for n in winning_nodes(f.facts.nodes)}
-    inference = nodes[node_uid(Label.INFERENCE, "ev-1")]
-    assert inference.props == {
-        "prompt": "batch wait too long",
-        "atom_ids": f'["{"a" * 64}"]',
-        "payload_key": "x",
+def test_a_generation_is_the_tenants_node_with_what_it_used_and_produced() -> None:
+    history = model_history()
+    stored_input = generation(history.v2, "acme", "Why?", "Because.")
+    unstored = generation(history.v2, "acme", "Why not?", "Because.", store_input=False)
+    facts = Facts()
+    for record in stored(CODEC, [*stored_input.events, *unstored.events]):
+        facts.extend(project(decode_event(CODEC, record)))
+    nodes = {n.uid: n for n in winning_nodes(facts.nodes)}
+    edges = {e.ident: e for e in winning_edges(facts.edges)}
+
+    def used(source: str) -> dict[str, Value]:
+        return {
+            e.target: e.props["role"]
+            for e in edges.values()
+            if (e.type, e.source) == (Rel.USED_INPUT, source)
+        }
+
+    inference = nodes[node_uid(Label.INFERENCE, stored_input.generation_id)]
+    assert inference.tenant_id == "acme"
+    assert "tenant_id" not in inference.props  # the node's own column says whose it is
+    assert inference.props["stop"] == ["\n\n", "User:"] and inference.props["seed"] == 2**40 + 7
+    assert inference.props["input_atom_id"] == stored_input.input_atom
+    assert used(inference.uid) == {
+        node_uid(Label.MODEL_VERSION, history.v2.manifest): "model",
+        node_uid(Label.ATOM, history.v2.tokenizer): "tokenizer",
+        node_uid(Label.ATOM, str(stored_input.input_atom)): "input",
     }
-    assert {e.type for e in winning_edges(f.facts.edges)} == {Rel.USED_INPUT, Rel.RECORDED_BY}
-    assert nodes[node_uid(Label.ATOM, "a" * 64)].scope == "a" * 64
+    output = node_uid(Label.ATOM, stored_input.output_atom)
+    assert edges[(Rel.PRODUCED, inference.uid, output)].tenant_id == "acme"
+    event = node_uid(Label.EVENT, stored_input.generation_id)
+    assert (Rel.RECORDED_BY, inference.uid, event) in edges
+    billed = [e for e in edges.values() if (e.type, e.source) == (Rel.BILLED_AS, event)]
+    units = {nodes[e.target].props["unit"]: nodes[e.target].props["quantity"] for e in billed}
+    assert units == {"prompt_tokens": "12.000000000", "completion_tokens": "3.000000000"}
+
+    # A tenant that keeps no prompts: the input's hash on the node, no input edge.
+    other = nodes[node_uid(Label.INFERENCE, unstored.generation_id)]
+    assert "input_atom_id" not in other.props and other.props["input_sha256"]
+    assert sorted(used(other.uid).values()) == ["model", "tokenizer"]
 
 
 async def test_a_search_links_to_what_it_returned_and_is_billed(tmp_path: Path) -> None:
@@ -209,7 +228,3 @@ def test_an_event_that_cannot_map_is_poison() -> None:
 
 def _decoded(topic: str, event: Event[Payload]) -> Event[Payload]:
     return decode_event(CODEC, one(topic, event))
-
-
-def _envelope(tenant: str, event_id: str) -> Envelope:
-    return replace(Envelope.new("GenerationCompleted", tenant, "inference"), event_id=event_id)
