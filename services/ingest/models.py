@@ -4,9 +4,10 @@ harmless (as for IngestAtom, handlers.py):
 1. the upload is spooled to a temporary file, hashed and counted on the way (bounded memory at
    any size), and refused past the size limit or when the tenant has that version already;
 2. the file's layout is read from the spool, every length checked against the file;
-3. every part (header, tensors, gaps) is stored as an atom, then the manifest: durable before
-   anything refers to them, so a crash or a refusal leaves at worst orphan blobs, which the
-   blob GC removes;
+3. every part (header, tensors, gaps) is hashed into its atom address, and the parts no one
+   holds yet are stored as atoms (a held tensor is only referenced: no second write), then the
+   manifest: durable before anything refers to them, so a crash or a refusal leaves at worst
+   orphan blobs, which the blob GC removes;
 4. one atomic publish: an AtomIngested for each atom no one held, an AtomReferenced for the
    rest, the ModelDecomposed that names the version, and the UsageRecorded that meters the
    file's bytes (storage is metered per tenant and atom, so a shared tensor counts once);
@@ -67,7 +68,9 @@ async def ingest_model(
                 f"tenant {header.tenant_id} already has {header.name} version {header.version}"
             )
         layout = await asyncio.to_thread(_layout, spooled.path, spooled.size)
-        parts = [await _store(deps, spooled.path, part) for part in layout.parts()]
+        addressed = await asyncio.to_thread(_addresses, spooled.path, layout.parts())
+        held = await deps.catalog.known([p.atom_id for p in addressed])
+        parts = [await _store(deps, spooled.path, p, held) for p in addressed]
     document = manifest(layout, parts, spooled.sha256, header.files)
     manifest_id = (await deps.blobs.put(handlers.single(document))).sha256
     assert manifest_id == address(document)
@@ -130,9 +133,29 @@ def _layout(path: Path, size: int) -> FileLayout:
     return layout
 
 
-async def _store(deps: handlers.Deps, path: Path, part: Part) -> StoredPart:
-    ref = await deps.blobs.put(_part_bytes(path, part))
-    return StoredPart(part, ref.sha256)
+def _addresses(path: Path, parts: list[Part]) -> list[StoredPart]:
+    """Every part's atom address, hashed from the spool (one sequential read), so atoms the
+    catalog holds already are referenced without being written again."""
+    found = []
+    with path.open("rb") as f:
+        for part in parts:
+            digest = hashlib.sha256(atom_prefix(part))
+            f.seek(part.offset)
+            left = part.length
+            while left:
+                piece = _read(f, min(PIECE, left))
+                left -= len(piece)
+                digest.update(piece)
+            found.append(StoredPart(part, digest.hexdigest()))
+    return found
+
+
+async def _store(deps: handlers.Deps, path: Path, part: StoredPart, held: set[str]) -> StoredPart:
+    """A held atom is catalogued, so the blob GC keeps it: no second write. A new one is
+    written and checked against the address just computed (the spool did not change)."""
+    if part.atom_id not in held:
+        await deps.blobs.put(_part_bytes(path, part.part), expected_sha256=part.atom_id)
+    return part
 
 
 async def _part_bytes(path: Path, part: Part) -> AsyncIterator[bytes]:
