@@ -15,6 +15,8 @@ from services.gateway.problems import ProblemError
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
+# Well under gRPC's 4 MiB message limit (ingest.proto suggests 1 MiB).
+MESSAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ async def open_upload(content_type: str, body: AsyncIterator[bytes]) -> Upload:
         elif isinstance(event, _FileStarts):
             return Upload(fields, event.filename, event.content_type, _file_data(events))
     raise _invalid(f"no {FILE_FIELD!r} part: send the content as a form field named file")
+
+
+async def message_pieces(data: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """An upload's bytes re-cut into pieces that fit one gRPC message each."""
+    async for piece in data:
+        for start in range(0, len(piece), MESSAGE_BYTES):
+            yield piece[start : start + MESSAGE_BYTES]
 
 
 async def _file_data(events: AsyncIterator[_Event]) -> AsyncIterator[bytes]:

@@ -19,14 +19,12 @@ from services.gateway.auth import Principal
 from services.gateway.clients import GET_ATOM, INGEST_ATOM, READ_ATOM
 from services.gateway.deps import GatewayDep, Reader, Writer
 from services.gateway.problems import ProblemError, documented
-from services.gateway.uploads import FILE_FIELD, open_upload
+from services.gateway.uploads import FILE_FIELD, message_pieces, open_upload
 
 router = APIRouter(prefix="/v1/atoms", tags=["atoms"])
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
-# Well under gRPC's 4 MiB message limit (ingest.proto suggests 1 MiB).
-MESSAGE_BYTES = 1024 * 1024
 FORM_FIELDS = frozenset({"modality", "metadata"})
 # Ingest rejects a second header (ingest.proto): how an aborted upload tells it to store nothing.
 SECOND_HEADER = ingest_pb2.IngestRequest(header=ingest_pb2.IngestHeader())
@@ -239,9 +237,8 @@ async def _messages(
     header: ingest_pb2.IngestHeader, data: AsyncIterator[bytes]
 ) -> AsyncIterator[ingest_pb2.IngestRequest]:
     yield ingest_pb2.IngestRequest(header=header)
-    async for piece in data:
-        for start in range(0, len(piece), MESSAGE_BYTES):
-            yield ingest_pb2.IngestRequest(data=piece[start : start + MESSAGE_BYTES])
+    async for piece in message_pieces(data):
+        yield ingest_pb2.IngestRequest(data=piece)
 
 
 async def _pieces(content: bytes) -> AsyncIterator[bytes]:

@@ -26,8 +26,8 @@ from services.gateway.clients import (
 )
 from services.gateway.deps import Admin, GatewayDep, Reader
 from services.gateway.problems import ProblemError, documented
-from services.gateway.routes.atoms import MESSAGE_BYTES, declared_length
-from services.gateway.uploads import FILE_FIELD, open_upload
+from services.gateway.routes.atoms import declared_length
+from services.gateway.uploads import FILE_FIELD, message_pieces, open_upload
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -322,9 +322,8 @@ async def _messages(
     header: ingest_pb2.ModelHeader, data: AsyncIterator[bytes]
 ) -> AsyncIterator[ingest_pb2.IngestModelRequest]:
     yield ingest_pb2.IngestModelRequest(header=header)
-    async for piece in data:
-        for start in range(0, len(piece), MESSAGE_BYTES):
-            yield ingest_pb2.IngestModelRequest(data=piece[start : start + MESSAGE_BYTES])
+    async for piece in message_pieces(data):
+        yield ingest_pb2.IngestModelRequest(data=piece)
 
 
 def _version(v: ingest_pb2.ModelVersion) -> ModelVersion:
