@@ -38,6 +38,7 @@ class Slot(Generic[T]):
     def fail(self, error: BaseException) -> None:
         """Loading failed: every wait from now on raises ModelLoading with the reason."""
         self._loaded.set_exception(ModelLoading(f"the {self._what} failed to load: {error}"))
+        self._loaded.exception()  # retrieved here: no caller may ever ask, and that is fine
 
     @property
     def now(self) -> T | None:

@@ -26,6 +26,7 @@ from hartonomous.events.payloads import (
 from hartonomous.runtime.projection import ProjectionRunner
 from services.inference.batching import DEFAULT_MAX_BATCH_SIZE
 from services.inference.domain import MODEL_ID
+from services.inference.handlers import GROUP
 from services.inference.models.minilm import MiniLM
 from tests.integration.inference.conftest import Running
 from tests.support.events import record_of
@@ -100,7 +101,7 @@ async def consume_until(
 ) -> None:
     """Run the service's consumer (or `consumer`) until `await done()` is true."""
     if consumer is None:
-        [consumer] = running.harness.consumers
+        [consumer] = [c for c in running.harness.consumers if c.projection.group == GROUP]
     task = asyncio.create_task(consumer.run())
     try:
         async with asyncio.timeout(timeout):
@@ -182,7 +183,7 @@ async def test_a_redelivered_event_yields_the_same_event_ids(running: Running) -
     atom_id = await put(running, b"delivered twice, billed once")
     await running.event_log.append([ingested(atom_id)[1]])
     [record] = await _records(running, "atoms")
-    [consumer] = running.harness.consumers
+    [consumer] = [c for c in running.harness.consumers if c.projection.group == GROUP]
     await consumer.apply([record])
     await consumer.apply([record])  # as after a crash before the offset commit
 
