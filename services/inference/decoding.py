@@ -3,10 +3,15 @@ KV cache; a request waits in a bounded queue, is prefilled into a free slot, and
 running decode batch at the next step; a finished or cancelled one leaves it at once.
 
 Shapes are static so nothing compiles after warm-up: a prefill pads its prompt to one of a few
-length buckets, and every decode step runs all slots (an idle slot computes on a dummy token,
-in its own cache row, and is ignored); attention always spans the whole cache, masked by
-position, so a sequence's logits never depend on what else is in the batch. Steps run on a
-worker thread, so the event loop keeps serving."""
+length buckets; a decode step attends over a window of the cache, the first multiple of
+WINDOW positions past the furthest running sequence, and runs all slots (an idle slot computes
+on a dummy token, in its own cache row, and is ignored).
+
+A sequence's logits never depend on what else is in the batch, which is what lets a receipt
+be re-run to the bit: the step always has every slot's rows (a matmul's rounding depends on
+its row count: at one row XLA picks another kernel), and the window only adds masked
+positions, exact zeros in every sum. Steps run on a worker thread, so the event loop keeps
+serving."""
 
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ from services.inference.models.llama_model import LlamaModel
 from services.inference.sampling import Sampler, SamplingParams
 
 PROMPT_BUCKETS = (32, 64, 128, 256, 512, 1024)
+WINDOW = 128
+"""Decode windows are multiples of this: attention at 8 slots costs ~8 ms per 128 positions
+(docs/performance.md), one compilation each (~0.5 s)."""
 
 
 class GenerationError(ValueError):
@@ -107,21 +115,6 @@ def _prefill(
     return logits[0], k, v
 
 
-@functools.partial(jax.jit, static_argnames="config", donate_argnames=("k", "v"))
-def _decode(
-    params: Params,
-    tokens: jax.Array,
-    positions: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    config: LlamaConfig,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One token per slot [slots, 1] at its position; the next logits of every slot."""
-    zero = jnp.zeros(tokens.shape[:1], jnp.int32)
-    logits, k, v = llama.forward(params, tokens, positions, zero, k, v, config)
-    return logits, k, v
-
-
 class Engine:
     def __init__(
         self,
@@ -136,6 +129,7 @@ class Engine:
         self.cache_len = cache_len
         self._max_queue = max_queue
         self._buckets = (*(b for b in PROMPT_BUCKETS if b < cache_len), cache_len)
+        self._windows = (*range(WINDOW, cache_len, WINDOW), cache_len)
         self._k, self._v = llama.empty_cache(model.config, slots, cache_len)
         self._waiting: collections.deque[Generation] = collections.deque()
         self._active: dict[int, Generation] = {}
@@ -178,10 +172,11 @@ class Engine:
         self._executor.shutdown(wait=True)
 
     async def warmup(self) -> None:
-        """Compile every prefill bucket and the decode step, in the cache's own rows."""
+        """Compile every prefill bucket and decode window, in the cache's own rows."""
         for bucket in self._buckets:
             await self._call(self._prefill_now, [0] * bucket, 0, 0)
-        await self._call(self._decode_now, [0] * self.slots, [0] * self.slots)
+        for window in self._windows:
+            await self._call(self._decode_now, [0] * self.slots, [window - 1] * self.slots)
 
     async def _run(self) -> None:
         while True:
@@ -276,13 +271,16 @@ class Engine:
         return np.asarray(logits)
 
     def _decode_now(self, tokens: list[int], positions: list[int]) -> np.ndarray:
-        logits, self._k, self._v = _decode(
+        furthest = max(positions)
+        window = next(w for w in self._windows if w > furthest)
+        logits, self._k, self._v = llama.decode_step(
             self.model.params,
-            jnp.asarray(tokens, jnp.int32)[:, None],
+            jnp.asarray(tokens, jnp.int32),
             jnp.asarray(positions, jnp.int32),
             self._k,
             self._v,
             self.model.config,
+            window,
         )
         return np.asarray(logits)
 

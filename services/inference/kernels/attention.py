@@ -3,7 +3,8 @@
 Bidirectional attention over padded sequences (the encoder): on CPU the plain XLA
 formulation in float32; on a GPU cuDNN's fused flash attention, which only takes
 half-precision inputs, so q/k/v are cast to bfloat16 around the call and the result is cast
-back. Causal attention against a KV cache (the decoder's prefill and decode): XLA, float32.
+back. Causal attention against a KV cache (the decoder's prefill) and one new token's
+attention against a window of it (the decoder's decode step): XLA, float32.
 """
 
 from __future__ import annotations
@@ -88,3 +89,39 @@ def cached_attention(
     context = jnp.matmul(scores, v_cache, preferred_element_type=jnp.float32)
     context = context.reshape(batch, kv_heads, group, seq, dim).transpose(0, 3, 1, 2, 4)
     return context.reshape(batch, seq, heads, dim)
+
+
+def decode_attention(
+    q: jax.Array,
+    k_cache: jax.Array,
+    v_cache: jax.Array,
+    k_new: jax.Array,
+    v_new: jax.Array,
+    positions: jax.Array,
+) -> jax.Array:
+    """One new token per row against the cache before it and against itself.
+
+    q: [batch, heads, head_dim] at `positions` [batch]; k_cache, v_cache: [batch, kv_heads,
+    window, head_dim], the first `window` cache positions (a row reads those before its
+    position: the rest hold nothing yet, or another length's padding); k_new, v_new: [batch,
+    kv_heads, head_dim], the new token's own key and value, not yet in the cache. Grouped as
+    cached_attention. Returns [batch, heads, head_dim] float32.
+
+    The window is what makes a decode step cheap: attention reads window x batch keys and
+    values per layer, not the whole cache (8 rows of 1024 positions cost as much to read as
+    the weights). A masked position adds an exact 0 to every sum, so the result does not
+    depend on the window (tests/unit/inference/test_decoding.py checks it to the bit).
+    """
+    batch, heads, dim = q.shape
+    kv_heads, window = k_cache.shape[1], k_cache.shape[2]
+    grouped = q.reshape(batch, kv_heads, heads // kv_heads, dim) * (dim**-0.5)
+    cached = jnp.einsum("bkgd,bkwd->bkgw", grouped, k_cache)
+    before = jnp.arange(window)[None, :] < positions[:, None]  # [batch, window]
+    cached = jnp.where(before[:, None, None, :], cached, MASKED_BIAS)
+    own = jnp.einsum("bkgd,bkd->bkg", grouped, k_new)[..., None]
+    top = jnp.maximum(cached.max(axis=-1, keepdims=True), own)
+    cached_scores, own_score = jnp.exp(cached - top), jnp.exp(own - top)
+    context = jnp.einsum("bkgw,bkwd->bkgd", cached_scores, v_cache)
+    context = context + own_score * v_new[:, :, None, :]
+    context = context / (cached_scores.sum(axis=-1, keepdims=True) + own_score)
+    return context.reshape(batch, heads, dim)

@@ -1,6 +1,6 @@
 """A loaded Llama-architecture model: params, config, its own tokenizer, its version, and
 greedy generation over a preallocated KV cache (the serving engine batches the same
-`llama.forward`). Built from a GGUF header's metadata and its tensors, whether they were read
+`llama.forward` and `llama.decode_step`). Built from a GGUF header's metadata and its tensors, whether they were read
 from a file or from tensor atoms."""
 
 from __future__ import annotations
@@ -50,10 +50,11 @@ class LlamaModel:
             if token == self.tokenizer.eos_id or len(out) == max_tokens:
                 break
             out.append(token)
-            step = jnp.asarray([[token]], jnp.int32)
+            step = jnp.asarray([token], jnp.int32)
             position = jnp.asarray([len(prompt) + len(out) - 1], jnp.int32)
-            zero = jnp.zeros((1,), jnp.int32)
-            logits, k, v = llama.forward(self.params, step, position, zero, k, v, self.config)
+            logits, k, v = llama.decode_step(
+                self.params, step, position, k, v, self.config, cache_len
+            )
         return out, rows[: len(out) + 1]
 
 

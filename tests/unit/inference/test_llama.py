@@ -61,7 +61,7 @@ def test_the_cache_gives_the_logits_of_a_full_forward_pass(smollm2: LlamaModel) 
     tokens = jnp.asarray([ids], jnp.int32)
     zero = jnp.zeros((1,), jnp.int32)
     last = jnp.asarray([len(ids) - 1], jnp.int32)
-    full, _, _ = llama.forward(params, tokens, zero, last, full_k, full_v, config)
+    full, full_k, _ = llama.forward(params, tokens, zero, last, full_k, full_v, config)
     # The same tokens as a padded prefill of all but the last, then one decode step.
     k, v = llama.empty_cache(config, 1, 64)
     padded = jnp.asarray([ids[:-1] + [0] * 7], jnp.int32)
@@ -69,8 +69,37 @@ def test_the_cache_gives_the_logits_of_a_full_forward_pass(smollm2: LlamaModel) 
     _, k, v = llama.forward(params, padded, zero, before_last, k, v, config)
     step = jnp.asarray([[ids[-1]]], jnp.int32)
     position = jnp.asarray([len(ids) - 1], jnp.int32)
-    incremental, _, _ = llama.forward(params, step, position, zero, k, v, config)
+    incremental, _, _ = llama.forward(params, step, position, zero, k.copy(), v.copy(), config)
     np.testing.assert_allclose(np.asarray(incremental), np.asarray(full), atol=2e-4)
+    stepped, k, v = llama.decode_step(params, step[:, 0], position, k, v, config, 32)
+    np.testing.assert_allclose(np.asarray(stepped), np.asarray(full), atol=2e-4)
+    # The step wrote the token's keys where the next one reads them.
+    seen = slice(0, len(ids))
+    np.testing.assert_allclose(
+        np.asarray(k[:, :, :, seen]), np.asarray(full_k[:, :, :, seen]), atol=1e-4
+    )
+
+
+def test_a_decode_step_does_not_depend_on_its_window(smollm2: LlamaModel) -> None:
+    """Bit for bit: the window a step attends over depends on the other sequences in the
+    batch, and a receipt's re-run must not."""
+    config, params = smollm2.config, smollm2.params
+    rows = 4
+    prompts = ["The ledger is", "Every event on the log", "A model is a set of atoms", "Why"]
+    ids = [smollm2.tokenizer.encode(p) for p in prompts]
+    longest = max(map(len, ids))
+    padded = jnp.asarray([i + [0] * (longest - len(i)) for i in ids], jnp.int32)
+    zero = jnp.zeros((rows,), jnp.int32)
+    last = jnp.asarray([len(i) - 1 for i in ids], jnp.int32)
+    k, v = llama.empty_cache(config, rows, 384)
+    first, k, v = llama.forward(params, padded, zero, last, k, v, config)
+    tokens = jnp.asarray(np.asarray(first).argmax(axis=-1), jnp.int32)
+    positions = last + 1
+    logits = [
+        np.asarray(llama.decode_step(params, tokens, positions, k.copy(), v.copy(), config, w)[0])
+        for w in (128, 256, 384)
+    ]
+    assert all(np.array_equal(logits[0], other) for other in logits[1:])
 
 
 def test_the_model_answers_in_its_own_chat_format(smollm2: LlamaModel) -> None:
