@@ -3,11 +3,14 @@
 Over the limit: 429 with Retry-After (until the period resets). Past the soft limit: the
 request goes through with an `X-Quota-Warning` header. Billing unreachable: by default the
 request goes through (and says so in the header), since usage is metered from the log either
-way and billing charges it when it catches up; `quota_fail_open=False` answers 503 instead."""
+way and billing charges it when it catches up; `quota_fail_open=False` answers 503 instead.
+A generation asks for its max_tokens and gets what is left when that is less (`grant`): it
+stops at the limit like any answer that reaches max_tokens, with its receipt and usage."""
 
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 import grpc
 from fastapi import Response
@@ -35,6 +38,40 @@ async def admit(
     gw: Gateway, principal: Principal, operation: str, response: Response, quantity: int = 0
 ) -> None:
     """`quantity`: what the request will use in the operation's unit, when known (0: ask)."""
+    decision = await _decide(gw, principal, operation, response, quantity)
+    if decision is not None:
+        _apply(decision, operation, response)
+
+
+async def grant(
+    gw: Gateway, principal: Principal, operation: str, response: Response, wanted: int
+) -> int:
+    """How much of `wanted` (a ceiling, in the operation's unit: a generation's max_tokens)
+    the quota allows: all of it, or what is left of the limit when that is less (the request
+    then stops there, cleanly, and says so in `X-Quota-Warning`), reserved either way."""
+    decision = await _decide(gw, principal, operation, response, wanted)
+    if decision is None or decision.allowed or not decision.limit:
+        if decision is not None:
+            _apply(decision, operation, response)
+        return wanted
+    left = int(Decimal(decision.limit) - Decimal(decision.used))
+    if left < 1:
+        _apply(decision, operation, response)  # raises: nothing left
+        return 0
+    decision = await _decide(gw, principal, operation, response, left)
+    if decision is None:
+        return wanted
+    _apply(decision, operation, response)
+    response.headers[WARNING_HEADER] = (
+        f"{operation}: capped at the {left} {decision.unit} left of the quota"
+    )
+    return left
+
+
+async def _decide(
+    gw: Gateway, principal: Principal, operation: str, response: Response, quantity: int
+) -> billing_pb2.QuotaDecision | None:
+    """Billing's answer; None when billing is unreachable and the gateway fails open."""
     request = billing_pb2.QuotaCheckRequest(
         tenant_id=principal.tenant_id, operation=operation, quantity=str(quantity)
     )
@@ -52,7 +89,12 @@ async def admit(
             ) from None
         logger.warning("quota not checked", extra={"tenant_id": principal.tenant_id})
         response.headers[WARNING_HEADER] = "quota not checked: billing is unavailable"
-        return
+        return None
+    return decision
+
+
+def _apply(decision: billing_pb2.QuotaDecision, operation: str, response: Response) -> None:
+    """429 when denied; the soft-limit warning when past it."""
     usage = f"{operation}: {decision.used} of {decision.limit} {decision.unit} used"
     if not decision.allowed:
         raise ProblemError(

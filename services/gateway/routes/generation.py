@@ -260,13 +260,17 @@ async def _answer(
     *,
     chat: bool,
 ) -> Response | ChatCompletion | Completion:
-    await quota.admit(gw, principal, "generate", response)
+    # A quota on generate counts completion tokens: an answer stops where the quota does.
+    request.max_tokens = await quota.grant(gw, principal, "generate", response, request.max_tokens)
     events = gw.peers.stream(GENERATE, request)
     started = await _first(events)
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         chunks = _chunks(started, events, body.model, chat=chat, include_usage=include_usage)
-        return StreamingResponse(chunks, media_type="text/event-stream", headers=_no_buffering())
+        headers = _no_buffering()
+        if quota.WARNING_HEADER in response.headers:  # a streamed answer has its own headers
+            headers[quota.WARNING_HEADER] = response.headers[quota.WARNING_HEADER]
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
     text, done = "", inference_pb2.GenerationDone()
     async for event in events:
         if event.HasField("delta"):

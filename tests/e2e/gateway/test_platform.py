@@ -566,6 +566,36 @@ def test_the_openai_client_chats_and_completes_streaming_and_not(
     eventually(metered, timeout=60)
 
 
+def test_a_generation_stops_where_its_quota_does(platform: Platform, admin_key: str) -> None:
+    """A quota of 5 completion tokens: an answer asking for 64 is streamed up to the 5th and
+    ends as any answer at max_tokens does (finish_reason, usage, [DONE]); the next is refused."""
+    tenant = _tenant(platform, "thrifty")
+    quota = {"operation": "generate", "limit": "5", "unit": "completion_tokens", "period": "day"}
+    with platform.client(admin_key) as http:
+        reply = http.put(f"/v1/admin/tenants/{tenant.tenant_id}/quota", json=quota)
+        assert reply.status_code == 200, reply.text
+    ask = {
+        "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+        "max_tokens": 64,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with platform.client(tenant.writer) as http:
+        with http.stream("POST", "/v1/chat/completions", json=ask) as streamed:
+            assert streamed.status_code == 200
+            assert "capped at the 5 completion_tokens left" in streamed.headers["x-quota-warning"]
+            lines = [line for line in streamed.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+        reasons = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+        assert reasons[-1] == "length"
+        assert chunks[-1]["usage"]["completion_tokens"] == 5
+        refused = http.post("/v1/chat/completions", json={**ask, "stream": False})
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["type"] == "urn:hartonomous:problem:quota-exceeded"
+
+
 def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:
     listed = json.loads(platform.cli("keys", "list", "--tenant", "acme", "--json"))
     assert {row["role"] for row in listed} >= {"reader", "writer"}
