@@ -64,7 +64,7 @@ def platform(
     process = subprocess.Popen(
         [str(CLI), "up", "--data-dir", str(data_dir), *ports],
         cwd=REPO,
-        env={**os.environ, **env},
+        env={**os.environ, "HARTONOMOUS_GENERATION_SLOTS": "0", **env},  # none of these generate
         stdout=subprocess.DEVNULL,
         stderr=sink,
     )

@@ -36,6 +36,10 @@ class Settings:
     log_level: str = "INFO"
     # Playbooks the autonomous loop adds to its own: "module:attribute", a sequence of Playbook.
     ooda_playbooks: str | None = None
+    # The inference service's decoder: sequences generated at once (0: this process does not
+    # generate, and skips loading and warming SmolLM2) and the tokens each may span.
+    generation_slots: int = 8
+    generation_context: int = 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,9 +83,12 @@ def _env_name(field_name: str) -> str:
 def _coerce(name: str, raw: str) -> object:
     if name == "data_dir":
         return Path(raw)
-    if name.endswith("_port"):
+    if name in _INTEGERS:
         try:
             return int(raw)
         except ValueError:
-            raise ValueError(f"{_env_name(name)} must be an integer port, got {raw!r}") from None
+            raise ValueError(f"{_env_name(name)} must be an integer, got {raw!r}") from None
     return raw
+
+
+_INTEGERS = frozenset(f.name for f in fields(Settings) if isinstance(f.default, int))

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import jax
 from prometheus_client import REGISTRY
@@ -27,6 +28,7 @@ from hartonomous.postgres import create_pool
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.peers import peer_channel
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, in_background
+from hartonomous.settings import Settings
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
 from services.inference import domain, tunables
 from services.inference.api import InferenceApi
@@ -89,6 +91,18 @@ class GenerationPlan:
     slots: int = 8
     context: int = 1024
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GenerationPlan | None:
+        """HARTONOMOUS_GENERATION_SLOTS (0: none) and HARTONOMOUS_GENERATION_CONTEXT."""
+        if settings.generation_slots < 0 or settings.generation_context < 32:
+            raise ValueError(
+                "HARTONOMOUS_GENERATION_SLOTS must be 0 (off) or more and"
+                " HARTONOMOUS_GENERATION_CONTEXT at least 32 tokens"
+            )
+        if settings.generation_slots == 0:
+            return None
+        return cls(settings.generation_slots, settings.generation_context)
+
 
 class InferenceService(Service):
     name = "inference"
@@ -98,13 +112,14 @@ class InferenceService(Service):
         *,
         warmup: WarmupPlan | None = None,
         model: MiniLM | None = None,
-        generation: GenerationPlan | None = GenerationPlan(),
+        generation: GenerationPlan | Literal["settings"] | None = "settings",
     ) -> None:
         """`model`: an already loaded model to share (default: the live system MiniLM, loaded
         from its tensor atoms by the first start). `generation`: serve the live system
         SmolLM2 too, with that many slots and that context (loaded from its atoms, then
-        warmed, after start); None: this process does not generate. The batcher's size and
-        wait are tunables (tunables.py), retuned live."""
+        warmed, after start); None: this process does not generate; "settings": as the
+        process's settings say (GenerationPlan.from_settings). The batcher's size and wait are
+        tunables (tunables.py), retuned live."""
         self._warmup = WarmupPlan() if warmup is None else warmup
         self._model = model
         self._generation = generation
@@ -134,8 +149,11 @@ class InferenceService(Service):
             in_background(resources, work, "inference-model-load")
         generator: Slot[Served] = Slot("generation model")
         self._generator = generator
-        if self._generation is not None:
-            work = _load_generator(ctx, resources, blobs, generator, self._generation)
+        plan = self._generation
+        if plan == "settings":
+            plan = GenerationPlan.from_settings(ctx.settings)
+        if plan is not None:
+            work = _load_generator(ctx, resources, blobs, generator, plan)
             in_background(resources, work, "inference-generator-load")
         else:
             generator.fail(RuntimeError("this inference service does not generate"))

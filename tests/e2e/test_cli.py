@@ -18,7 +18,9 @@ from tests.support.platform import cli, free_port, http_get, start_platform, wai
 async def test_up_provisions_topics_replay_decodes_and_sigterm_drains(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port, metrics_port = free_port(), free_port()
-    platform = start_platform(data_dir, port, metrics_port)
+    # Nothing here generates: the process skips loading and warming SmolLM2.
+    no_generation = {"HARTONOMOUS_GENERATION_SLOTS": "0"}
+    platform = start_platform(data_dir, port, metrics_port, env=no_generation)
     try:
         wait_serving(port)
         exposition = await asyncio.to_thread(http_get, f"http://127.0.0.1:{metrics_port}/metrics")
@@ -56,7 +58,9 @@ async def test_up_provisions_topics_replay_decodes_and_sigterm_drains(tmp_path: 
         _, stderr = platform.communicate(timeout=60)
     assert platform.returncode == 0, stderr
     messages = [json.loads(line)["msg"] for line in stderr.splitlines() if line.startswith("{")]
-    assert messages[-2:] == ["draining", "stopped"]
+    # Work already under way (the first start's model ingest) may still log while draining.
+    assert "draining" in messages and messages[-1] == "stopped"
+    assert messages.index("draining") > messages.index("platform up")
 
 
 def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
