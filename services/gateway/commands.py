@@ -40,12 +40,17 @@ def _say(message: str) -> None:
 
 class TenantsCommand(Command):
     name = "tenants"
-    help = "create and list tenants (each holds its own atoms, keys and usage)"
+    help = "create, list and configure tenants (each holds its own atoms, keys and usage)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("action", choices=["create", "list"])
-        parser.add_argument("tenant_name", nargs="?", metavar="NAME", help="for create")
+        parser.add_argument("action", choices=["create", "list", "set"])
+        parser.add_argument("tenant_name", nargs="?", metavar="NAME", help="for create and set")
         parser.add_argument("--json", action="store_true", help="list as JSON")
+        parser.add_argument(
+            "--keep-generation-inputs",
+            choices=["true", "false"],
+            help="set: keep each generation's input, so it can be re-run (default true)",
+        )
 
     async def run(self, args: argparse.Namespace, settings: Settings) -> int:
         async with _store(settings) as store:
@@ -53,8 +58,10 @@ class TenantsCommand(Command):
                 await _list_tenants(store, args.json)
                 return 0
             if not args.tenant_name:
-                _say("usage: hartonomous tenants create NAME")
+                _say(f"usage: hartonomous tenants {args.action} NAME")
                 return USAGE_ERROR
+            if args.action == "set":
+                return await _set(store, args.tenant_name, args.keep_generation_inputs)
             try:
                 tenant = await store.create_tenant(args.tenant_name)
             except (TenantExists, ValueError) as exc:
@@ -134,9 +141,27 @@ async def _list_keys(store: KeyStore, tenant: Tenant, as_json: bool) -> None:
         print(f"{row['key_id']}  {row['role']:<6}  {row['created_at']}  {state}")
 
 
+async def _set(store: KeyStore, name: str, keep_generation_inputs: str | None) -> int:
+    if keep_generation_inputs is None:
+        _say("usage: hartonomous tenants set NAME --keep-generation-inputs true|false")
+        return USAGE_ERROR
+    tenant = await store.find_tenant(name)
+    if tenant is None:
+        _say(f"no tenant {name!r}")
+        return 1
+    tenant = await store.set_keep_generation_inputs(tenant, keep_generation_inputs == "true")
+    _say(f"tenant {tenant.name!r}: keep_generation_inputs={tenant.keep_generation_inputs}")
+    return 0
+
+
 async def _list_tenants(store: KeyStore, as_json: bool) -> None:
     rows = [
-        {"tenant_id": t.tenant_id, "name": t.name, "created_at": t.created_at.isoformat()}
+        {
+            "tenant_id": t.tenant_id,
+            "name": t.name,
+            "created_at": t.created_at.isoformat(),
+            "keep_generation_inputs": t.keep_generation_inputs,
+        }
         for t in await store.tenants()
     ]
     if as_json:

@@ -31,6 +31,9 @@ create table if not exists gateway.api_keys (
     revoked_at timestamptz
 );
 create index if not exists api_keys_tenant on gateway.api_keys (tenant_id);
+-- A tenant's settings (columns with defaults, added as they come).
+alter table gateway.tenants
+    add column if not exists keep_generation_inputs boolean not null default true;
 """
 
 # Serialises schema creation and the first-start bootstrap across processes (CLI and `up`).
@@ -46,6 +49,8 @@ class Tenant:
     tenant_id: str
     name: str
     created_at: datetime
+    # Each generation's input kept as an atom of the tenant, so the generation can be re-run.
+    keep_generation_inputs: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,17 @@ class KeyStore:
             "select * from gateway.tenants where name = $1 or tenant_id = $1", name_or_id
         )
         return Tenant(**dict(row)) if row else None
+
+    async def set_keep_generation_inputs(self, tenant: Tenant, keep: bool) -> Tenant:
+        row = await self._pool.fetchrow(
+            "update gateway.tenants set keep_generation_inputs = $2 where tenant_id = $1"
+            " returning *",
+            tenant.tenant_id,
+            keep,
+        )
+        if row is None:
+            raise LookupError(f"no tenant {tenant.tenant_id}")
+        return Tenant(**dict(row))
 
     async def issue_key(self, tenant: Tenant, role: Role) -> IssuedKey:
         async with self._pool.acquire() as conn:

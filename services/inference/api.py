@@ -67,6 +67,7 @@ class InferenceApi:
                 seed=request.seed if request.HasField("seed") else None,
                 stop=list(request.stop),
                 api_key_id=request.api_key_id,
+                keep_input=not request.discard_input,
             )
             traceparent = metadata_value(context, "traceparent")
             events = generation.generate(

@@ -50,6 +50,7 @@ class GenerateRequest:
     messages: Sequence[tuple[str, str]]
     params: SamplingParams
     api_key_id: str | None = None
+    keep_input: bool = True  # the tenant's setting (and the platform's tunable) decide
 
     @property
     def kind(self) -> str:
@@ -69,6 +70,7 @@ def parse_request(
     seed: int | None,
     stop: Sequence[str],
     api_key_id: str = "",
+    keep_input: bool = True,
 ) -> GenerateRequest:
     """Raise InvalidArgument or UnknownModel naming the first problem."""
     tenant = parse_tenant_id(tenant_id)
@@ -101,12 +103,14 @@ def parse_request(
         max_tokens=max_tokens,
         stop=tuple(stop),
     )
-    return GenerateRequest(tenant, model, prompt or None, messages, params, api_key_id or None)
+    return GenerateRequest(
+        tenant, model, prompt or None, messages, params, api_key_id or None, keep_input
+    )
 
 
 @dataclass(frozen=True)
 class Recorder:
-    """Where a generation's receipt goes, and whether its input is kept."""
+    """Where a generation's receipt goes, and whether the platform keeps inputs at all."""
 
     blobs: BlobStore
     publisher: Publisher
@@ -166,6 +170,7 @@ async def _record(
     input_bytes = receipts.input_document(request.prompt, list(request.messages))
     output_bytes = receipts.output_document(finished)
     p = request.params
+    keep_input = request.keep_input and recorder.store_inputs()
     receipt = InferencePerformed(
         generation_id=generation_id,
         tenant_id=request.tenant_id,
@@ -173,7 +178,7 @@ async def _record(
         model_version=served.info.version,
         tokenizer_atom_id=served.tokenizer_atom_id,
         kind=request.kind,
-        input_atom_id=hashlib.sha256(input_bytes).hexdigest() if recorder.store_inputs() else None,
+        input_atom_id=hashlib.sha256(input_bytes).hexdigest() if keep_input else None,
         input_sha256=hashlib.sha256(input_bytes).hexdigest(),
         output_atom_id=hashlib.sha256(output_bytes).hexdigest(),
         temperature=p.temperature,

@@ -1,4 +1,5 @@
-"""Admin: rate cards (platform-wide) and tenant quotas, forwarded to billing."""
+"""Admin: rate cards (platform-wide) and tenant quotas, forwarded to billing; a tenant's
+settings, kept by the gateway."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from services.gateway import timestamps
 from services.gateway.clients import PUT_QUOTA, PUT_RATES
 from services.gateway.deps import Admin, GatewayDep
 from services.gateway.problems import ProblemError, documented
+from services.gateway.store import Tenant
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -24,6 +26,7 @@ Decimal = Annotated[
         description="A non-negative decimal, as a string",
     ),
 ]
+TenantRef = Annotated[str, Path(min_length=1, max_length=64, description="Tenant id or name")]
 PERIODS = {"day": billing_pb2.QUOTA_PERIOD_DAY, "month": billing_pb2.QUOTA_PERIOD_MONTH}
 PERIOD_NAMES: dict[int, Literal["day", "month"]] = {
     billing_pb2.QUOTA_PERIOD_DAY: "day",
@@ -116,15 +119,8 @@ async def put_rates(body: RatesUpdate, gw: GatewayDep, _: Admin) -> RateCard:
     summary="Set a tenant's quota for an operation",
     responses=documented(401, 403, 404, 422, 429),
 )
-async def put_quota(
-    tenant: Annotated[str, Path(min_length=1, max_length=64, description="Tenant id or name")],
-    body: QuotaUpdate,
-    gw: GatewayDep,
-    _: Admin,
-) -> Quota:
-    found = await gw.store.find_tenant(tenant)
-    if found is None:
-        raise ProblemError(404, f"no tenant {tenant!r}")
+async def put_quota(tenant: TenantRef, body: QuotaUpdate, gw: GatewayDep, _: Admin) -> Quota:
+    found = await _tenant(gw, tenant)
     request = billing_pb2.PutQuotaRequest(
         tenant_id=found.tenant_id,
         operation=body.operation,
@@ -143,4 +139,55 @@ async def put_quota(
         period=PERIOD_NAMES.get(quota.period, "month"),
         soft_limit_ratio=quota.soft_limit_ratio or None,
         plan=quota.plan or None,
+    )
+
+
+class TenantSettingsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keep_generation_inputs: bool = Field(
+        description="Keep each generation's input (prompt or messages) as an atom of the"
+        " tenant, so the generation can be re-run from its receipt; false: the receipt keeps"
+        " the input's SHA-256 only"
+    )
+
+
+class TenantSettings(TenantSettingsUpdate):
+    tenant_id: str
+    name: str
+
+
+@router.get(
+    "/tenants/{tenant}/settings",
+    summary="A tenant's settings",
+    responses=documented(401, 403, 404, 429),
+)
+async def get_tenant_settings(tenant: TenantRef, gw: GatewayDep, _: Admin) -> TenantSettings:
+    return _settings(await _tenant(gw, tenant))
+
+
+@router.put(
+    "/tenants/{tenant}/settings",
+    summary="Change a tenant's settings",
+    responses=documented(401, 403, 404, 422, 429),
+)
+async def put_tenant_settings(
+    tenant: TenantRef, body: TenantSettingsUpdate, gw: GatewayDep, _: Admin
+) -> TenantSettings:
+    found = await _tenant(gw, tenant)
+    return _settings(await gw.store.set_keep_generation_inputs(found, body.keep_generation_inputs))
+
+
+async def _tenant(gw: GatewayDep, tenant: str) -> Tenant:
+    found = await gw.store.find_tenant(tenant)
+    if found is None:
+        raise ProblemError(404, f"no tenant {tenant!r}")
+    return found
+
+
+def _settings(tenant: Tenant) -> TenantSettings:
+    return TenantSettings(
+        tenant_id=tenant.tenant_id,
+        name=tenant.name,
+        keep_generation_inputs=tenant.keep_generation_inputs,
     )

@@ -262,6 +262,8 @@ async def _answer(
 ) -> Response | ChatCompletion | Completion:
     # A quota on generate counts completion tokens: an answer stops where the quota does.
     request.max_tokens = await quota.grant(gw, principal, "generate", response, request.max_tokens)
+    tenant = await gw.store.find_tenant(principal.tenant_id)
+    request.discard_input = tenant is not None and not tenant.keep_generation_inputs
     events = gw.peers.stream(GENERATE, request)
     started = await _first(events)
     if body.stream:

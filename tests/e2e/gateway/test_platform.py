@@ -596,6 +596,33 @@ def test_a_generation_stops_where_its_quota_does(platform: Platform, admin_key: 
     assert refused.json()["type"] == "urn:hartonomous:problem:quota-exceeded"
 
 
+def test_a_tenant_that_keeps_no_prompts_gets_receipts_that_cannot_rerun(
+    platform: Platform, admin_key: str
+) -> None:
+    tenant = _tenant(platform, "discreet")
+    url = f"/v1/admin/tenants/{tenant.tenant_id}/settings"
+    with platform.client(admin_key) as http:
+        assert http.get(url).json()["keep_generation_inputs"] is True
+        changed = http.put(url, json={"keep_generation_inputs": False})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["keep_generation_inputs"] is False
+        assert http.put(url, json={"keep_generation_inputs": "maybe"}).status_code == 422
+        assert http.get("/v1/admin/tenants/nobody/settings").status_code == 404
+    ask = {"prompt": "One, two, three,", "max_tokens": 4, "temperature": 0}
+    with platform.client(tenant.writer) as http:
+        answered = http.post("/v1/completions", json=ask)
+        assert answered.status_code == 200, answered.text
+        assert http.get(url).status_code == 403  # settings are the platform admin's
+    with platform.client(admin_key) as http:
+        verified = http.post(f"/v1/admin/inference/{answered.json()['id']}/verify").json()
+    assert verified["verdict"] == "cannot_rerun", verified
+    assert "did not store the input" in verified["reason"]
+
+    platform.cli("tenants", "set", "discreet", "--keep-generation-inputs", "true")
+    with platform.client(admin_key) as http:
+        assert http.get(url).json()["keep_generation_inputs"] is True
+
+
 def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:
     listed = json.loads(platform.cli("keys", "list", "--tenant", "acme", "--json"))
     assert {row["role"] for row in listed} >= {"reader", "writer"}
