@@ -103,7 +103,10 @@ async def _serve(gateway: Gateway, listener: socket.socket, resources: AsyncExit
 def _bind(host: str, port: int) -> socket.socket:
     """Bind here rather than in uvicorn, whose bind failure is a sys.exit in the event loop."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio turns Nagle off only on sockets whose proto says TCP,
+    # and with Nagle on, a response's body waits behind the delayed ACK of its headers (~40
+    # ms on every request of a kept-alive connection).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
