@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -52,11 +55,19 @@ def configure_logging(level: str = "INFO") -> None:
 def tracer(name: str) -> trace.Tracer:
     """A tracer (named for the instrumenting module) that makes real spans. Without an SDK
     provider the API hands out invalid span contexts and no traceparent would ever be sent; a
-    provider an operator installed first (e.g. with an OTLP exporter) is kept."""
+    provider an operator installed first is kept. With `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+    `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, spans are exported there over OTLP/HTTP
+    (protobuf) in batches, configured by the exporter's usual `OTEL_*` variables."""
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         resource = Resource.create({"service.name": "hartonomous"})
-        trace.set_tracer_provider(TracerProvider(resource=resource))
+        provider = TracerProvider(resource=resource)
+        if any(os.environ.get(name) for name in _OTLP_ENDPOINTS):
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(provider)
     return trace.get_tracer(name)
+
+
+_OTLP_ENDPOINTS = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
 
 
 @contextmanager
@@ -68,3 +79,24 @@ def continue_trace(
     parent = _PROPAGATOR.extract({"traceparent": traceparent} if traceparent else {})
     with tracer(__name__).start_as_current_span(name, context=parent, kind=kind) as span:
         yield span
+
+
+@contextmanager
+def span(name: str) -> Iterator[trace.Span]:
+    """A child of the current span, for a part of a request's time worth seeing on its own
+    (a store query, a log append): `with span("search: store query"): ...`."""
+    with tracer(__name__).start_as_current_span(name) as current:
+        yield current
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, for a call that should nest under it."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def record_span(name: str, start_ns: int, end_ns: int) -> None:
+    """A finished child of the current span, timed elsewhere (wall clock, ns): a wait that
+    happened in another task or thread, such as a batch a request joined."""
+    tracer(__name__).start_span(name, start_time=start_ns).end(end_time=end_ns)

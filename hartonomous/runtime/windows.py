@@ -16,14 +16,18 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from hartonomous.events.payloads import GaugeSample, OperationWindow, TelemetryRecorded
+from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.runtime.publisher import Publisher
+from hartonomous.telemetry import continue_trace
 from hartonomous.tunables import LiveConfig, Value
 
 logger = logging.getLogger(__name__)
@@ -168,7 +172,8 @@ class TelemetryEmitter:
 
 class TimingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # untyped base
     """Every gRPC call's latency and outcome into the recorder (health and reflection left
-    out): the server half of the operations in a window."""
+    out): the server half of the operations in a window. Each call also runs in a server span
+    that continues the caller's `traceparent`, so the spans a handler opens nest under it."""
 
     def __init__(self, recorder: WindowRecorder) -> None:
         self._recorder = recorder
@@ -183,6 +188,13 @@ class TimingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # un
         if handler is None or operation.startswith(("grpc.health", "grpc.reflection")):
             return handler
         return _timed(handler, operation, self._recorder)
+
+
+def _server_span(
+    operation: str, context: grpc.aio.ServicerContext[Any, Any]
+) -> AbstractContextManager[trace.Span]:
+    traceparent = metadata_value(context, "traceparent")
+    return continue_trace(operation, traceparent, kind=trace.SpanKind.SERVER)
 
 
 def _timed(handler: Any, operation: str, recorder: WindowRecorder) -> Any:
@@ -200,15 +212,17 @@ def _timed(handler: Any, operation: str, recorder: WindowRecorder) -> Any:
     def unary(behavior: Any) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             watch(context)
-            return await behavior(request, context)
+            with _server_span(operation, context):
+                return await behavior(request, context)
 
         return call
 
     def streaming(behavior: Any) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             watch(context)
-            async for message in behavior(request, context):
-                yield message
+            with _server_span(operation, context):
+                async for message in behavior(request, context):
+                    yield message
 
         return call
 

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hartonomous.eventlog.port import EventLog
 from hartonomous.runtime.windows import WindowRecorder
+from hartonomous.telemetry import span
 from services.gateway.auth import CHALLENGE, Authenticator, Principal, Unauthenticated
 from services.gateway.clients import Peers
 from services.gateway.config import GatewayConfig
@@ -64,7 +65,8 @@ class Requires:
                 headers=CHALLENGE,
             )
         try:
-            principal = await gw.authenticator.authenticate(credentials.credentials)
+            with span("gateway: auth"):
+                principal = await gw.authenticator.authenticate(credentials.credentials)
         except Unauthenticated as exc:
             raise ProblemError(401, str(exc), kind="unauthenticated", headers=CHALLENGE) from None
         request.state.principal = principal  # for the access log

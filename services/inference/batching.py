@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from types import TracebackType
 import jax
 import numpy as np
 
+from hartonomous.telemetry import record_span
 from services.inference.memory import release_free_heap
 from services.inference.models.minilm import MiniLM
 from services.inference.planning import (
@@ -70,6 +72,9 @@ class _Request:
     result: Embedded
     future: asyncio.Future[Embedded]
     remaining: int
+    queued_ns: int  # wall clock, for the request's trace: queued, then computed
+    computing_from_ns: int = 0
+    computed_ns: int = 0
 
 
 @dataclass
@@ -169,13 +174,16 @@ class Batcher:
         if not texts:
             return result
         loop = asyncio.get_running_loop()
-        request = _Request(result=result, future=loop.create_future(), remaining=len(texts))
+        request = _Request(result, loop.create_future(), len(texts), time.time_ns())
         if self._collector is None or self._collector.done():
             self._collector = loop.create_task(self._collect(), name="inference-batcher")
         now = loop.time()
         self._pending.extend(_Item(t, request, i, now) for i, t in enumerate(texts))
         self._arrived.set()
-        return await request.future
+        embedded = await request.future
+        record_span("inference: batcher queue", request.queued_ns, request.computing_from_ns)
+        record_span("inference: tokenize + model", request.computing_from_ns, request.computed_ns)
+        return embedded
 
     async def warmup(self, shapes: Sequence[Shape] | None = None) -> None:
         """Compile `shapes` (default: every shape the current settings allow); shapes already
@@ -270,6 +278,7 @@ class Batcher:
 
     async def _process(self, batch: list[_Item], max_batch_size: int) -> None:
         loop = asyncio.get_running_loop()
+        started = time.time_ns()
         try:
             rows, tokens, calls = await loop.run_in_executor(
                 self._executor, self._run, [item.text for item in batch], max_batch_size
@@ -279,8 +288,11 @@ class Batcher:
                 if not item.request.future.done():
                     item.request.future.set_exception(exc)
         else:
+            computed = time.time_ns()
             for item, row, count in zip(batch, rows, tokens, strict=True):
                 request = item.request
+                request.computing_from_ns = request.computing_from_ns or started
+                request.computed_ns = computed
                 request.result.vectors[item.row] = row
                 request.result.tokens[item.row] = count
                 request.remaining -= 1

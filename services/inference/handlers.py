@@ -28,6 +28,7 @@ from hartonomous.events.payloads import (
 )
 from hartonomous.runtime.projection import Handler, Projection
 from hartonomous.runtime.publisher import Publisher
+from hartonomous.telemetry import span
 from services.inference import domain
 from services.inference.batching import Embedded
 from services.inference.domain import AtomText, ModelInfo
@@ -67,9 +68,10 @@ async def embed(
     usage = domain.usage_payload(
         tenant_id, "tokens", int(embedded.tokens.sum()), loaded.info, datetime.now(UTC)
     )
-    await deps.publisher.publish(
-        deps.publisher.new(usage, tenant_id=tenant_id, traceparent=traceparent)
-    )
+    with span("inference: metering append"):
+        await deps.publisher.publish(
+            deps.publisher.new(usage, tenant_id=tenant_id, traceparent=traceparent)
+        )
     return embedded, loaded.info
 
 

@@ -12,6 +12,7 @@ import grpc
 
 from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.runtime.grpc_server import metadata_value
+from hartonomous.telemetry import span
 from hartonomous.v1 import search_pb2
 from services.search import domain
 from services.search.domain import Mode
@@ -57,7 +58,8 @@ class SearchApi:
             traceparent = metadata_value(context, "traceparent")
             hits = await self._searcher.search(query, traceparent)
             # Results that were not billed are never returned.
-            await self._meter.record(query, hits, traceparent, request.api_key_id or None)
+            with span("search: metering append"):
+                await self._meter.record(query, hits, traceparent, request.api_key_id or None)
             return search_pb2.SearchReply(
                 results=[
                     search_pb2.SearchResult(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from hartonomous.telemetry import current_traceparent
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
 from services.search.domain import QueryVector
 
@@ -25,7 +26,9 @@ class Embedder:
         self._timeout = timeout
 
     async def embed(self, tenant_id: str, text: str, traceparent: str | None) -> QueryVector:
-        metadata = (("traceparent", traceparent),) if traceparent else None
+        # The current span (the query's embedding) is the call's parent when there is one.
+        parent = current_traceparent() or traceparent
+        metadata = (("traceparent", parent),) if parent else None
         try:
             reply = await self._stub.Embed(
                 inference_pb2.EmbedRequest(texts=[text], tenant_id=tenant_id),

@@ -6,6 +6,7 @@ whether the cache is on or not."""
 
 from __future__ import annotations
 
+from hartonomous.telemetry import span
 from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Hit, Mode, QueryVector, SearchQuery
 from services.search.embedder import Embedder
@@ -37,14 +38,17 @@ class Searcher:
             # Sparse scores need no model, so no model version narrows the points: each chunk
             # has one point per model, and the best of them stands for it.
             models = await self._joins.model_versions()
-            hits = await self._store.sparse(terms, query.filter(), query.k * max(1, models))
+            with span("search: store query"):
+                hits = await self._store.sparse(terms, query.filter(), query.k * max(1, models))
             return domain.distinct_chunks(hits, query.k)
-        embedded = await self._embed(query, traceparent)
+        with span("search: embed query"):
+            embedded = await self._embed(query, traceparent)
         where = query.filter(embedded.model_version)
-        if query.mode is Mode.DENSE:
-            return await self._store.dense(embedded.vector, where, query.k)
-        candidates = max(query.k, FUSION_CANDIDATES)
-        return await self._store.hybrid(embedded.vector, terms, where, query.k, candidates)
+        with span("search: store query"):
+            if query.mode is Mode.DENSE:
+                return await self._store.dense(embedded.vector, where, query.k)
+            candidates = max(query.k, FUSION_CANDIDATES)
+            return await self._store.hybrid(embedded.vector, terms, where, query.k, candidates)
 
     async def _embed(self, query: SearchQuery, traceparent: str | None) -> QueryVector:
         self.repeats.observe(query.tenant_id, query.text)

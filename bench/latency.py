@@ -1,0 +1,185 @@
+"""The request path, one client, sequential: how long `POST /v1/search` (dense, sparse,
+hybrid) and `POST /v1/embeddings` (batches of 64) take through the public API of a fresh
+platform (`hartonomous up`, embedded defaults), and where each request's time goes.
+
+The platform exports its spans over OTLP to a receiver in this process (bench/_otlp.py); each
+request carries its own `traceparent`, so its spans are found again and its time is split
+into each part's own time (the gateway's auth, the gRPC hops, the batcher's queue, the model,
+the store, the metering append, ...) and the time outside the gateway's request span (HTTP
+client and server). The budget prints as a table per request kind, with each part's p50, p99
+and share.
+
+Corpus: CORPUS short documents (standard-library docstring paragraphs, 60-800 characters),
+ingested through `POST /v1/atoms` and searchable before timing starts; queries of six words.
+Embeddings: the same 64-text batches through the gateway and through `MiniLM.encode` in this
+process (the batcher's own speed, the peer), texts/s.
+
+BENCH_QUICK=1: 300 documents and 20 requests per kind (a smoke run; figures meaningless).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench._otlp import Receiver, budget, exporting_to, own_times, print_budget, receiving
+from bench._platform import platform
+from bench._search_data import stdlib_paragraphs
+from bench.common import Metric, percentile, write
+from services.inference.models.minilm import load_minilm
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+CORPUS = 300 if QUICK else 3000
+REQUESTS = 20 if QUICK else 300
+WARMUP = 5 if QUICK else 30
+BATCH = 64
+EMBED_BATCHES = 4 if QUICK else 20
+EMBED_WARMUP = 2 if QUICK else 5
+MODEL = "all-MiniLM-L6-v2"
+# Goals (issue 22) on a quiet 2-core machine: p50 and p99 in ms.
+GOALS = {"dense": (15, 40), "sparse": (5, 15), "hybrid": (20, 45)}
+ENV = {
+    "HARTONOMOUS_GATEWAY_RATE_PER_SECOND": "1000000",
+    "HARTONOMOUS_GATEWAY_RATE_BURST": "1000000",
+}
+SPAN_WAIT_S = 30.0
+
+
+def _ingest(http: httpx.Client, texts: list[str]) -> None:
+    """Every text as an atom; returns once the last one is searchable (bounded wait)."""
+    marker = "zq" + uuid.uuid4().hex[:10]
+    for i, text in enumerate(texts):
+        content = f"{text} {marker}" if i == len(texts) - 1 else text
+        http.post("/v1/atoms", json={"content": content}).raise_for_status()
+        if i % 500 == 0:
+            print(f"ingested {i}/{len(texts)}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        found = http.post("/v1/search", json={"query": marker, "mode": "sparse"})
+        if found.status_code == 200 and found.json()["results"]:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the corpus never became searchable")
+
+
+def _queries(texts: list[str], n: int) -> list[str]:
+    """Six words from a random document each: queries that find something."""
+    rng = random.Random(7)
+    out: list[str] = []
+    while len(out) < n:
+        words = [w for w in rng.choice(texts).split() if w.isalpha()]
+        if len(words) >= 6:
+            start = rng.randrange(len(words) - 5)
+            out.append(" ".join(words[start : start + 6]))
+    return out
+
+
+def _timed(
+    http: httpx.Client, send: Callable[[httpx.Client, dict[str, str]], None]
+) -> tuple[float, str]:
+    """One request with a traceparent of its own: (ms, trace id)."""
+    trace_id = uuid.uuid4().hex
+    headers = {"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}
+    started = time.perf_counter()
+    send(http, headers)
+    return (time.perf_counter() - started) * 1000, trace_id
+
+
+def _run(
+    http: httpx.Client,
+    receiver: Receiver,
+    sends: list[Callable[[httpx.Client, dict[str, str]], None]],
+    warmup: int,
+) -> tuple[list[float], list[dict[str, float]]]:
+    """The first `warmup` untimed, then each timed and its budget from its spans."""
+    for send in sends[:warmup]:
+        send(http, {})
+    timed = [_timed(http, send) for send in sends[warmup:]]
+    deadline = time.monotonic() + SPAN_WAIT_S
+    budgets: list[dict[str, float]] = []
+    for ms, trace_id in timed:
+        spans = receiver.spans(trace_id)
+        while not spans and time.monotonic() < deadline:
+            time.sleep(0.2)
+            spans = receiver.spans(trace_id)
+        budgets.append(own_times(spans, ms))
+    return [ms for ms, _ in timed], budgets
+
+
+def _search(mode: str, query: str) -> Callable[[httpx.Client, dict[str, str]], None]:
+    def send(http: httpx.Client, headers: dict[str, str]) -> None:
+        body = {"query": query, "mode": mode, "k": 10}
+        http.post("/v1/search", json=body, headers=headers).raise_for_status()
+
+    return send
+
+
+def _embed(batch: list[str]) -> Callable[[httpx.Client, dict[str, str]], None]:
+    def send(http: httpx.Client, headers: dict[str, str]) -> None:
+        body = {"input": batch, "model": MODEL}
+        http.post("/v1/embeddings", json=body, headers=headers).raise_for_status()
+
+    return send
+
+
+def _in_process_rate(batches: list[list[str]]) -> float:
+    """The batcher's own speed on the same batches: MiniLM.encode in this process, texts/s
+    (every shape compiled first)."""
+    model = load_minilm()
+    for batch in batches:
+        model.encode(batch, batch_size=BATCH)
+    started = time.perf_counter()
+    for batch in batches:
+        np.asarray(model.encode(batch, batch_size=BATCH))
+    return sum(map(len, batches)) / (time.perf_counter() - started)
+
+
+def measure(receiver: Receiver, url: str, key: str, texts: list[str]) -> list[Metric]:
+    metrics: list[Metric] = []
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        _ingest(http, texts)
+        queries = _queries(texts, WARMUP + REQUESTS)
+        for mode, (goal_p50, goal_p99) in GOALS.items():
+            sends = [_search(mode, q) for q in queries]
+            latencies, parts = _run(http, receiver, sends, WARMUP)
+            print_budget(f"{mode} search", budget(parts, latencies), latencies)
+            p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+            goal = "goal (issue 22)"
+            metrics.append(Metric(f"{mode} search p50", "ms", p50, goal, goal_p50, False))
+            metrics.append(Metric(f"{mode} search p99", "ms", p99, goal, goal_p99, False))
+        rng = random.Random(11)
+        batches = [rng.sample(texts, BATCH) for _ in range(EMBED_WARMUP + EMBED_BATCHES)]
+        sends = [_embed(b) for b in batches]
+        latencies, parts = _run(http, receiver, sends, EMBED_WARMUP)
+        print_budget(f"embeddings, batches of {BATCH}", budget(parts, latencies), latencies)
+    rate = BATCH * len(latencies) / (sum(latencies) / 1000)
+    peer = _in_process_rate(batches[EMBED_WARMUP:])
+    metrics.append(
+        Metric(f"/v1/embeddings, batches of {BATCH}", "texts/s", rate, "MiniLM.encode", peer)
+    )
+    return metrics
+
+
+def main() -> None:
+    texts = stdlib_paragraphs(CORPUS)
+    with (
+        receiving() as receiver,
+        tempfile.TemporaryDirectory(prefix="bench-latency-") as scratch,
+        platform(Path(scratch) / "data", {**ENV, **exporting_to(receiver)}) as target,
+    ):
+        metrics = measure(receiver, target.url, target.key, texts)
+    print(f"wrote {write('latency', metrics)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
