@@ -2,7 +2,10 @@
 
 Texts from concurrent `embed` calls wait in one queue; a collector task takes up to
 `max_batch_size` of them, or whatever arrived within `max_wait_ms` of the oldest, and
-runs them on worker threads so the event loop never blocks on the model. Inside a
+runs them on worker threads so the event loop never blocks on the model. The wait only
+applies to a batch begun while another one runs: a model with nothing to do takes what is
+there at once (waiting would only delay a lone caller), while under load batches still fill
+for max_wait_ms, the knob the autonomous loop tunes. Inside a
 batch, texts are split into runs of similar length (`plan_calls`, the split that pads
 least) and each run is padded to a (call size, length bucket) shape, so the model only
 ever sees a small fixed set of shapes: after `warmup()` compiles them all, no request
@@ -305,7 +308,8 @@ class Batcher:
 
     async def _take_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> int:
         """Fill `batch` with up to max_batch_size items, waiting at most max_wait_ms after
-        the oldest one arrived (items that queued while the workers were busy go at once).
+        the oldest one arrived when another batch was running then (items that queued while
+        the workers were busy go at once; so do items that find no batch running).
 
         Returns the max_batch_size it filled to: the settings are read once the first item is
         there, so an `update` landing mid-take applies to the next batch.
@@ -315,11 +319,12 @@ class Batcher:
             await self._arrived.wait()
         max_batch_size = self._max_batch_size
         deadline = self._pending[0].enqueued_at + self._max_wait_ms / 1000
+        idle = not self._running  # when the first item came: nothing to wait behind
         while True:
             while self._pending and len(batch) < max_batch_size:
                 batch.append(self._pending.popleft())
             timeout = deadline - loop.time()
-            if len(batch) >= max_batch_size or timeout <= 0:
+            if len(batch) >= max_batch_size or timeout <= 0 or idle:
                 return max_batch_size
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):

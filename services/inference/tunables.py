@@ -15,7 +15,8 @@ TUNABLES = (
         default=5.0,
         minimum=0.0,
         maximum=1000.0,
-        description="How long the batcher waits for more texts before it runs a batch",
+        description="How long the batcher waits for more texts before it runs a batch, while"
+        " another batch is running (an idle model runs a batch at once)",
         owner="inference",
         group="inference.batching",
     ),

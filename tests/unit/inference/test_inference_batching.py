@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import jax
 import numpy as np
@@ -76,11 +77,22 @@ async def test_a_request_larger_than_a_batch_keeps_its_order(model: MiniLM) -> N
 
 
 async def test_callers_arriving_within_max_wait_share_a_batch(model: MiniLM) -> None:
+    """While a batch runs, the next one waits up to max_wait_ms for more callers."""
     async with Batcher(model, max_batch_size=8, max_wait_ms=500, length_buckets=LENGTHS) as b:
+        running = asyncio.create_task(b.embed([LONG] * 8))  # a full batch: it goes at once
         first = asyncio.create_task(b.embed(["first"]))
         await asyncio.sleep(0.05)
-        await asyncio.gather(first, b.embed(["second"]))
-        assert b.stats().last_batch_sizes == (2,)
+        await asyncio.gather(running, first, b.embed(["second"]))
+        assert sorted(b.stats().last_batch_sizes) == [2, 8]  # in the order they finished
+
+
+async def test_a_caller_that_finds_the_model_idle_does_not_wait(model: MiniLM) -> None:
+    async with Batcher(model, max_batch_size=8, max_wait_ms=5000, length_buckets=LENGTHS) as b:
+        await b.warmup()
+        started = time.monotonic()
+        await b.embed(["alone"])
+        assert time.monotonic() - started < 2.5  # not the 5 s a batch may wait for company
+        assert b.stats().last_batch_sizes == (1,)
 
 
 def test_compile_counter_sees_compilations() -> None:
@@ -167,11 +179,13 @@ async def test_close_fails_waiting_callers(model: MiniLM) -> None:
 
 async def test_update_during_a_take_applies_to_the_next_batch(model: MiniLM) -> None:
     async with Batcher(model, max_batch_size=8, max_wait_ms=200, length_buckets=LENGTHS) as b:
+        running = asyncio.create_task(b.embed([LONG] * 8))
         calls = [asyncio.create_task(b.embed([t])) for t in TEXTS[:5]]
-        await asyncio.sleep(0.02)  # the collector now holds 5 and waits for more
+        await asyncio.sleep(0.02)  # a batch runs, so the collector holds 5 and waits for more
         await b.update(max_batch_size=2)
         results = await asyncio.gather(*calls)
-        assert b.stats().last_batch_sizes == (5,)
+        await running
+        assert sorted(b.stats().last_batch_sizes) == [5, 8]  # in the order they finished
         await asyncio.gather(*(b.embed([t]) for t in TEXTS[:4]))
-        assert b.stats().last_batch_sizes == (5, 2, 2)
+        assert b.stats().last_batch_sizes[2:] == (2, 2)
     np.testing.assert_allclose(np.concatenate(results), model.encode(TEXTS[:5]), atol=1e-5)
