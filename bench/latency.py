@@ -10,7 +10,8 @@ client and server). The budget prints as a table per request kind, with each par
 and share.
 
 Corpus: CORPUS short documents (standard-library docstring paragraphs, 60-800 characters),
-ingested through `POST /v1/atoms` and searchable before timing starts; queries of six words.
+ingested through `POST /v1/atoms`, searchable, and the platform idle (its projections caught
+up) before timing starts; queries of six words.
 Embeddings: the same 64-text batches through the gateway and through `MiniLM.encode` in this
 process (the batcher's own speed, the peer), texts/s.
 
@@ -32,7 +33,7 @@ import httpx
 import numpy as np
 
 from bench._otlp import Receiver, budget, exporting_to, own_times, print_budget, receiving
-from bench._platform import platform
+from bench._platform import Platform, platform
 from bench._search_data import stdlib_paragraphs
 from bench.common import Metric, percentile, write
 from services.inference.models.minilm import load_minilm
@@ -52,6 +53,7 @@ ENV = {
     "HARTONOMOUS_GATEWAY_RATE_BURST": "1000000",
 }
 SPAN_WAIT_S = 30.0
+QUIET_S = 3
 
 
 def _ingest(http: httpx.Client, texts: list[str]) -> None:
@@ -69,6 +71,24 @@ def _ingest(http: httpx.Client, texts: list[str]) -> None:
             return
         time.sleep(0.5)
     raise SystemExit("the corpus never became searchable")
+
+
+def _quiet(pid: int) -> None:
+    """Until the platform has digested the corpus (its projections, provenance and billing
+    catch up after the last document is searchable): QUIET_S seconds in a row under 5% of a
+    core, bounded by 10 minutes."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    calm, deadline = 0, time.monotonic() + 600
+    while calm < QUIET_S and time.monotonic() < deadline:
+        before = cpu_s()
+        time.sleep(1.0)
+        calm = calm + 1 if cpu_s() - before < 0.05 else 0
+    print(f"platform quiet: {calm >= QUIET_S}", file=sys.stderr, flush=True)
 
 
 def _queries(texts: list[str], n: int) -> list[str]:
@@ -143,11 +163,12 @@ def _in_process_rate(batches: list[list[str]]) -> float:
     return sum(map(len, batches)) / (time.perf_counter() - started)
 
 
-def measure(receiver: Receiver, url: str, key: str, texts: list[str]) -> list[Metric]:
+def measure(receiver: Receiver, target: Platform, texts: list[str]) -> list[Metric]:
     metrics: list[Metric] = []
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+    headers = {"Authorization": f"Bearer {target.key}"}
+    with httpx.Client(base_url=target.url, headers=headers, timeout=120) as http:
         _ingest(http, texts)
+        _quiet(target.pid)
         queries = _queries(texts, WARMUP + REQUESTS)
         for mode, (goal_p50, goal_p99) in GOALS.items():
             sends = [_search(mode, q) for q in queries]
@@ -177,7 +198,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-latency-") as scratch,
         platform(Path(scratch) / "data", {**ENV, **exporting_to(receiver)}) as target,
     ):
-        metrics = measure(receiver, target.url, target.key, texts)
+        metrics = measure(receiver, target, texts)
     print(f"wrote {write('latency', metrics)}", file=sys.stderr)
 
 
