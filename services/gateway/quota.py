@@ -50,14 +50,12 @@ async def grant(
     the quota allows: all of it, or what is left of the limit when that is less (the request
     then stops there, cleanly, and says so in `X-Quota-Warning`), reserved either way."""
     decision = await _decide(gw, principal, operation, response, wanted)
-    if decision is None or decision.allowed or not decision.limit:
-        if decision is not None:
-            _apply(decision, operation, response)
+    if decision is None:
         return wanted
-    left = int(Decimal(decision.limit) - Decimal(decision.used))
-    if left < 1:
-        _apply(decision, operation, response)  # raises: nothing left
-        return 0
+    left = int(Decimal(decision.limit) - Decimal(decision.used)) if decision.limit else 0
+    if decision.allowed or left < 1:
+        _apply(decision, operation, response)  # raises when denied: nothing left to grant
+        return wanted
     decision = await _decide(gw, principal, operation, response, left)
     if decision is None:
         return wanted

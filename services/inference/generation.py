@@ -171,6 +171,7 @@ async def _record(
     output_bytes = receipts.output_document(finished)
     p = request.params
     keep_input = request.keep_input and recorder.store_inputs()
+    input_sha256 = hashlib.sha256(input_bytes).hexdigest()
     receipt = InferencePerformed(
         generation_id=generation_id,
         tenant_id=request.tenant_id,
@@ -178,8 +179,8 @@ async def _record(
         model_version=served.info.version,
         tokenizer_atom_id=served.tokenizer_atom_id,
         kind=request.kind,
-        input_atom_id=hashlib.sha256(input_bytes).hexdigest() if keep_input else None,
-        input_sha256=hashlib.sha256(input_bytes).hexdigest(),
+        input_atom_id=input_sha256 if keep_input else None,
+        input_sha256=input_sha256,
         output_atom_id=hashlib.sha256(output_bytes).hexdigest(),
         temperature=p.temperature,
         top_p=p.top_p,

@@ -1,7 +1,7 @@
 """A loaded Llama-architecture model: params, config, its own tokenizer, its version, and
 greedy generation over a preallocated KV cache (the serving engine batches the same
-`llama.forward` and `llama.decode_step`). Built from a GGUF header's metadata and its tensors, whether they were read
-from a file or from tensor atoms."""
+`llama.forward` and `llama.decode_step`). Built from a GGUF header's metadata and its
+tensors, whether they were read from a file or from tensor atoms."""
 
 from __future__ import annotations
 
