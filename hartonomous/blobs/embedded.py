@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 from hartonomous.blobs.port import (
@@ -34,6 +35,16 @@ def _place(tmp: Path, final: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _unlink_if_older(path: Path, cutoff: datetime) -> bool:
+    try:
+        if path.stat().st_mtime >= cutoff.timestamp():
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class DirectoryBlobStore(BlobStore):
@@ -72,6 +83,9 @@ class DirectoryBlobStore(BlobStore):
 
     async def exists(self, sha256: str) -> bool:
         return await asyncio.to_thread(self.path(sha256).is_file)
+
+    async def delete(self, sha256: str, *, written_before: datetime) -> bool:
+        return await asyncio.to_thread(_unlink_if_older, self.path(sha256), written_before)
 
     async def read(self, sha256: str) -> AsyncIterator[bytes]:
         path = self.path(sha256)

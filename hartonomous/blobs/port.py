@@ -7,6 +7,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 READ_CHUNK = 1 << 20
 
@@ -42,6 +43,12 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def read(self, sha256: str) -> AsyncIterator[bytes]:
         """The blob's bytes in chunks (raises BlobNotFoundError)."""
+
+    @abc.abstractmethod
+    async def delete(self, sha256: str, *, written_before: datetime) -> bool:
+        """Remove the blob unless it was (re)written at or after `written_before`: an upload of
+        the same bytes racing the delete keeps them. True when removed; a missing blob is not
+        an error (False)."""
 
     async def get(self, sha256: str) -> bytes:
         return b"".join([chunk async for chunk in self.read(sha256)])

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -213,6 +214,23 @@ class S3BlobStore(BlobStore):
             return await self._head(key)
         except (BotoCoreError, ClientError) as exc:
             raise BlobError(f"could not look up blob {sha256}: {exc}") from exc
+
+    async def delete(self, sha256: str, *, written_before: datetime) -> bool:
+        key = self.key(sha256)
+        try:
+            head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+            # LastModified has whole seconds: a write in the same second as the cutoff is
+            # counted as after it.
+            if head["LastModified"] + timedelta(seconds=1) > written_before:
+                return False
+            await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return False
+            raise BlobError(f"could not delete blob {sha256}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BlobError(f"could not delete blob {sha256}: {exc}") from exc
+        return True
 
     async def read(self, sha256: str) -> AsyncIterator[bytes]:
         key = self.key(sha256)

@@ -44,6 +44,14 @@ class AtomReferenced(Payload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AtomReleased(Payload):
+    atom_id: str
+    tenant_id: str
+    actor: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TextChunk(Payload):
     index: int
     atom_id: str
@@ -378,6 +386,7 @@ EVENT_PAYLOADS: Mapping[str, type[Payload]] = {
     for cls in (
         AtomIngested,
         AtomReferenced,
+        AtomReleased,
         AtomChunked,
         StorageMeasured,
         EmbeddingComputed,

@@ -71,6 +71,7 @@ class Rpc:
 INGEST_ATOM = Rpc("ingest", "IngestAtom", 600.0, exhausted=413)
 GET_ATOM = Rpc("ingest", "GetAtom", 5.0)
 READ_ATOM = Rpc("ingest", "ReadAtom", 600.0)
+RELEASE_ATOM = Rpc("ingest", "ReleaseAtom", 30.0)
 INGEST_MODEL = Rpc("ingest", "IngestModel", 3600.0, exhausted=413)
 GET_MODEL = Rpc("ingest", "GetModel", 10.0)
 GET_MODEL_VERSION = Rpc("ingest", "GetModelVersion", 5.0)

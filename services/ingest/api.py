@@ -13,7 +13,7 @@ from hartonomous.runtime.grpc_errors import GrpcErrors
 from hartonomous.runtime.grpc_server import metadata_value
 from hartonomous.tenants import parse_tenant_id
 from hartonomous.v1 import ingest_pb2
-from services.ingest import handlers, model_files, model_history, models
+from services.ingest import handlers, model_files, model_history, models, release
 from services.ingest.domain import errors, header
 from services.ingest.domain.models.version import parse_model_header
 from services.ingest.domain.results import (
@@ -37,6 +37,7 @@ _ERRORS = GrpcErrors(
         errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
         errors.ModelFileDamaged: grpc.StatusCode.DATA_LOSS,
         errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+        errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
         BlobNotFoundError: grpc.StatusCode.DATA_LOSS,
     },
     withheld={BlobNotFoundError: "the atom's bytes are lost"},
@@ -73,6 +74,28 @@ class IngestApi:
                 raise errors.AtomNotFound(tenant_id, atom_id)
             async for data in self._deps.blobs.read(atom_id):
                 yield ingest_pb2.AtomData(data=data)
+
+    async def ReleaseAtom(
+        self, request: ingest_pb2.ReleaseAtomRequest, context: Context
+    ) -> ingest_pb2.ReleaseAtomReply:
+        async with _ERRORS.scope(context, "ReleaseAtom"):
+            tenant_id, atom_id = _target(request)
+            if not request.actor:
+                raise errors.InvalidArgument("actor is required: who deletes the atom")
+            released = await release.release(
+                self._deps,
+                release.ReleaseRequest(
+                    tenant_id=tenant_id,
+                    atom_id=atom_id,
+                    actor=request.actor,
+                    reason=request.reason.strip() or None,
+                    traceparent=request.traceparent or metadata_value(context, "traceparent"),
+                    request_id=request.request_id or None,
+                ),
+            )
+            return ingest_pb2.ReleaseAtomReply(
+                request_id=released.request_id, blobs_removed=released.blobs_removed
+            )
 
     async def IngestModel(
         self, requests: AsyncIterator[ingest_pb2.IngestModelRequest], context: Context
@@ -198,7 +221,9 @@ async def _data(
         yield request.data
 
 
-def _target(request: ingest_pb2.GetAtomRequest | ingest_pb2.ReadAtomRequest) -> tuple[str, str]:
+def _target(
+    request: ingest_pb2.GetAtomRequest | ingest_pb2.ReadAtomRequest | ingest_pb2.ReleaseAtomRequest,
+) -> tuple[str, str]:
     return parse_tenant_id(request.tenant_id), header.parse_atom_id(request.atom_id)
 
 

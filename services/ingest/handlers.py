@@ -29,6 +29,7 @@ from hartonomous.events.payloads import (
     AtomChunked,
     AtomIngested,
     AtomReferenced,
+    AtomReleased,
     ModelDecomposed,
     ModelVersionPromoted,
     Payload,
@@ -84,7 +85,8 @@ async def ingest_atom(deps: Deps, header: IngestHeader, data: AsyncIterator[byte
     atom_id = blob.sha256
     request_id = header.request_id or new_event_id()
     stored = await deps.catalog.find(atom_id)
-    if stored is None:
+    # Bytes no tenant references any more are treated as new: their blobs are (being) removed.
+    if stored is None or not stored.referenced:
         chunks = await _chunk(deps, atom_id, content)
         events = _ingested(deps, atom_id, header, content, chunks, request_id)
         result = IngestResult(
@@ -218,6 +220,13 @@ async def on_atom_referenced(tx: CatalogWriter, event: Event[AtomReferenced]) ->
     await _upsert_ref(tx, event)
 
 
+async def on_atom_released(tx: CatalogWriter, event: Event[AtomReleased]) -> None:
+    released = event.payload
+    await tx.release_ref(
+        released.tenant_id, released.atom_id, event.envelope.occurred_at, event.envelope.event_id
+    )
+
+
 async def on_atom_chunked(tx: CatalogWriter, event: Event[AtomChunked]) -> None:
     """The chunks become atoms of their own (text/plain: a slice of JSON is no JSON)."""
     chunked = event.payload
@@ -259,6 +268,7 @@ async def on_model_version_promoted(tx: CatalogWriter, event: Event[ModelVersion
 HANDLERS: Mapping[type[Payload], Handler[CatalogWriter]] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
+    AtomReleased: on_atom_released,
     AtomChunked: on_atom_chunked,
     ModelDecomposed: on_model_decomposed,
     ModelVersionPromoted: on_model_version_promoted,

@@ -111,6 +111,7 @@ create index if not exists model_promotions_by_name
 create table if not exists {SCHEMA}.storage_metering (
     singleton boolean primary key default true check (singleton),
     metered_until timestamptz not null);
+alter table {SCHEMA}.refs add column if not exists released_at timestamptz;
 """
 
 # The earliest event that described an atom decides what it is.
@@ -125,17 +126,30 @@ on conflict (atom_id) do update set
 where excluded.event_id < a.event_id
 """
 
-# A reference spans first to last sighting; its latest event decides metadata and source.
+# A reference spans first to last sighting; its latest event decides metadata and source, and
+# whether it is released (AtomReleased). A reference made after a release starts anew.
 _UPSERT_REF = f"""
-insert into {SCHEMA}.refs as r values ($1, $2, $3, $4, $5, $5, $6)
+insert into {SCHEMA}.refs as r values ($1, $2, $3, $4, $5, $5, $6, null)
 on conflict (tenant_id, atom_id) do update set
-    first_seen = least(r.first_seen, excluded.first_seen),
+    first_seen = case when r.released_at is not null and excluded.event_id > r.event_id
+                      then excluded.first_seen else least(r.first_seen, excluded.first_seen) end,
+    released_at = case when excluded.event_id > r.event_id then null else r.released_at end,
     last_seen = greatest(r.last_seen, excluded.last_seen),
     metadata_json = case when excluded.event_id > r.event_id
                          then excluded.metadata_json else r.metadata_json end,
     source_uri = case when excluded.event_id > r.event_id
                       then excluded.source_uri else r.source_uri end,
     event_id = greatest(r.event_id, excluded.event_id)
+"""
+
+# A release keeps the row as a tombstone (so an older event delivered again cannot bring the
+# reference back) and nothing of what the tenant said about the atom.
+_RELEASE_REF = f"""
+insert into {SCHEMA}.refs as r values ($1, $2, '{{}}', null, $3, $3, $4, $3)
+on conflict (tenant_id, atom_id) do update set
+    released_at = excluded.released_at, metadata_json = '{{}}', source_uri = null,
+    event_id = excluded.event_id
+where excluded.event_id > r.event_id
 """
 
 # The earliest chunking of a parent is its chunk set; returns a row when this one won.
@@ -219,16 +233,36 @@ select $1::text, * from unnest($2::int[], $3::text[], $4::bigint[], $5::bigint[]
 _HOLDINGS = f"""
 select r.tenant_id, count(*) as atoms, sum(a.size_bytes) as bytes
 from {SCHEMA}.refs r join {SCHEMA}.atoms a using (atom_id)
-where r.first_seen < $1
+where r.first_seen < $1 and (r.released_at is null or r.released_at > $1)
 group by r.tenant_id order by r.tenant_id
 """
 
 # A tenant sees the atoms it references, and the chunks of the texts it references.
 _VISIBLE = f"""
-(exists (select 1 from {SCHEMA}.refs r where r.tenant_id = $1 and r.atom_id = $2)
+(exists (select 1 from {SCHEMA}.refs r
+         where r.tenant_id = $1 and r.atom_id = $2 and r.released_at is null)
  or exists (select 1 from {SCHEMA}.chunks c
             join {SCHEMA}.refs r on r.atom_id = c.parent_atom_id and r.tenant_id = $1
-            where c.atom_id = $2))
+            where c.atom_id = $2 and r.released_at is null))
+"""
+
+# Atoms some tenant references (or whose text it does, for a chunk): their blobs are live.
+_LIVE = f"""
+select a.atom_id from {SCHEMA}.atoms a
+where a.atom_id = any($1::text[])
+  and (exists (select 1 from {SCHEMA}.refs r
+               where r.atom_id = a.atom_id and r.released_at is null)
+       or exists (select 1 from {SCHEMA}.chunks c
+                  join {SCHEMA}.refs r on r.atom_id = c.parent_atom_id and r.released_at is null
+                  where c.atom_id = a.atom_id))
+"""
+
+# Why a tenant may not release an atom it sees: it is a part of one of its model versions.
+_MODEL_PART = f"""
+select name, version from {SCHEMA}.model_versions where tenant_id = $1 and manifest_atom_id = $2
+union
+select name, version from {SCHEMA}.model_tensors where tenant_id = $1 and atom_id = $2
+order by name, version limit 1
 """
 
 
@@ -240,6 +274,8 @@ class StoredAtom:
     mime_type: str
     size_bytes: int
     chunk_atom_ids: list[str]
+    referenced: bool
+    """Some tenant references it now; when none does, its blobs are being (or were) removed."""
 
 
 class CatalogWriter:
@@ -284,6 +320,11 @@ class CatalogWriter:
         await self._conn.execute(
             _UPSERT_REF, tenant_id, atom_id, metadata_json, source_uri, seen_at, event_id
         )
+
+    async def release_ref(
+        self, tenant_id: str, atom_id: str, released_at: datetime, event_id: str
+    ) -> None:
+        await self._conn.execute(_RELEASE_REF, tenant_id, atom_id, released_at, event_id)
 
     async def put_chunk_set(
         self, parent_id: str, chunker: str, chunks: Sequence[Chunk], event_id: str
@@ -381,8 +422,13 @@ class Catalog:
         if row is None:
             return None
         chunks = await self._chunks(self._pool, atom_id)
+        live = await self.known([atom_id])
         return StoredAtom(
-            row["modality"], row["mime_type"], row["size_bytes"], [c.atom_id for c in chunks]
+            row["modality"],
+            row["mime_type"],
+            row["size_bytes"],
+            [c.atom_id for c in chunks],
+            referenced=atom_id in live,
         )
 
     async def holds(self, tenant_id: str, atom_id: str) -> bool:
@@ -476,11 +522,26 @@ class Catalog:
         ]
 
     async def known(self, atom_ids: Sequence[str]) -> set[str]:
-        """Which of these ids the catalog holds as atoms (their blobs are live)."""
-        rows = await self._pool.fetch(
-            f"select atom_id from {SCHEMA}.atoms where atom_id = any($1::text[])", list(atom_ids)
-        )
+        """Which of these ids are live atoms: some tenant references them, or a text they are a
+        chunk of (their blobs must stay)."""
+        rows = await self._pool.fetch(_LIVE, list(atom_ids))
         return {row["atom_id"] for row in rows}
+
+    async def refers(self, tenant_id: str, atom_id: str) -> bool:
+        """The tenant holds the atom itself (not only as a chunk of one of its texts)."""
+        return bool(
+            await self._pool.fetchval(
+                f"select exists (select 1 from {SCHEMA}.refs where tenant_id = $1"
+                " and atom_id = $2 and released_at is null)",
+                tenant_id,
+                atom_id,
+            )
+        )
+
+    async def model_part(self, tenant_id: str, atom_id: str) -> tuple[str, str] | None:
+        """The tenant's model (name, version) the atom is the manifest or a tensor of."""
+        row = await self._pool.fetchrow(_MODEL_PART, tenant_id, atom_id)
+        return None if row is None else (row["name"], row["version"])
 
     async def holdings(self, at: datetime) -> list[Holding]:
         """Every tenant's references made before `at`, by tenant id."""

@@ -31,6 +31,7 @@ from hartonomous.events.payloads import (
     AtomChunked,
     AtomIngested,
     AtomReferenced,
+    AtomReleased,
     ConfigChanged,
     DecisionMade,
     DecisionResolved,
@@ -109,6 +110,17 @@ def on_atom_referenced(f: FactSet, payload: AtomReferenced, env: Envelope) -> No
     atom = _atom(f, atom_id)
     tenant = _tenant(f, payload.tenant_id)
     f.edge(Rel.REFERENCED, tenant, atom, tenant=payload.tenant_id, props=_holding(payload, env))
+
+
+def on_atom_released(f: FactSet, payload: AtomReleased, env: Envelope) -> None:
+    """A tombstone: who deleted the atom for the tenant, when and why, and nothing of its
+    content (the Event node says when it was recorded)."""
+    props: dict[str, str] = {"actor": payload.actor, "released_at": env.occurred_at.isoformat()}
+    if payload.reason is not None:
+        props["reason"] = payload.reason
+    atom = _atom(f, payload.atom_id)
+    tenant = _tenant(f, payload.tenant_id)
+    f.edge(Rel.RELEASED, tenant, atom, tenant=payload.tenant_id, props=props)
 
 
 def chunk_key(parent_atom_id: str, chunker: str, index: int) -> str:
@@ -492,6 +504,7 @@ Mapper = Callable[[FactSet, Any, Envelope], None]
 MAPPERS: Mapping[type[Payload], Mapper] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
+    AtomReleased: on_atom_released,
     AtomChunked: on_atom_chunked,
     EmbeddingComputed: on_embedding_computed,
     UsageRecorded: on_usage_recorded,

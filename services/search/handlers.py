@@ -22,6 +22,7 @@ from hartonomous.events.payloads import (
     AtomChunked,
     AtomIngested,
     AtomReferenced,
+    AtomReleased,
     EmbeddingComputed,
     Payload,
 )
@@ -72,6 +73,16 @@ async def on_atom_referenced(deps: Deps, event: Event[AtomReferenced]) -> None:
     await _index(deps, await deps.joins.add_reference(_reference(event)))
 
 
+async def on_atom_released(deps: Deps, event: Event[AtomReleased]) -> None:
+    """The tenant deleted the document: its points go, in every mode (other tenants keep
+    theirs)."""
+    released = event.payload
+    await deps.joins.release_reference(
+        released.tenant_id, released.atom_id, event.envelope.event_id
+    )
+    await deps.store.delete(released.atom_id, tenant_id=released.tenant_id)
+
+
 async def on_atom_chunked(deps: Deps, event: Event[AtomChunked]) -> None:
     """Chunks are facts about the bytes, whoever had them chunked: every tenant referencing the
     document gets points for them. The parent is read once and sliced (and each slice checked
@@ -104,6 +115,7 @@ async def on_embedding_computed(deps: Deps, event: Event[EmbeddingComputed]) -> 
 HANDLERS: Mapping[type[Payload], Handler[Deps]] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
+    AtomReleased: on_atom_released,
     AtomChunked: on_atom_chunked,
     EmbeddingComputed: on_embedding_computed,
 }

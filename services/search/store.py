@@ -25,9 +25,10 @@ if TYPE_CHECKING:  # the proxy class is generic only in the type stubs
 
     Connection = PoolConnectionProxy[asyncpg.Record]
 
-VERSION = 2
+VERSION = 3
 """What the schema's rows mean; bumped when that changes (2: chunks keep term counts, where 1
-kept BM25 weights). A schema of another version is dropped and rebuilt from the log."""
+kept BM25 weights; 3: references can be released, points know their tenant). A schema of
+another version is dropped and rebuilt from the log."""
 
 _DDL = """
 create schema if not exists search;
@@ -38,6 +39,7 @@ create table if not exists search.documents (
 create table if not exists search.refs (
   document_id text not null, tenant_id text not null, meta jsonb not null,
   referenced_at timestamptz not null, event_id text not null,
+  released boolean not null default false,
   primary key (document_id, tenant_id));
 create table if not exists search.chunk_sets (
   document_id text primary key, event_id text not null);
@@ -51,7 +53,8 @@ create table if not exists search.vectors (
   event_id text not null, primary key (atom_id, model_version));
 create table if not exists search.model_versions (model_version text primary key);
 create table if not exists search.points (
-  point_id uuid primary key, document_id text not null, chunk_id text not null);
+  point_id uuid primary key, document_id text not null, chunk_id text not null,
+  tenant_id text not null);
 create index if not exists points_by_document on search.points (document_id);
 """
 
@@ -168,11 +171,13 @@ class JoinStore:
             )
 
     async def _add_reference(self, conn: Connection, ref: Reference) -> None:
-        # The latest reference of a tenant to a document says what its metadata is now.
+        # The latest reference of a tenant to a document says what its metadata is now (and
+        # one made after a release gives the document back).
         await conn.execute(
             "insert into search.refs as r values ($1, $2, $3, $4, $5)"
             " on conflict (document_id, tenant_id) do update set meta = excluded.meta,"
-            "  referenced_at = excluded.referenced_at, event_id = excluded.event_id"
+            "  referenced_at = excluded.referenced_at, event_id = excluded.event_id,"
+            "  released = false"
             " where excluded.event_id > r.event_id",
             ref.document_id,
             ref.tenant_id,
@@ -180,6 +185,25 @@ class JoinStore:
             ref.referenced_at,
             ref.event_id,
         )
+
+    async def release_reference(self, tenant_id: str, document_id: str, event_id: str) -> None:
+        """An AtomReleased: the tenant's reference ends (the row stays as a tombstone, without
+        metadata, so an older reference delivered again cannot revive it)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="serializable"):
+            await conn.execute(
+                "insert into search.refs as r values ($1, $2, '{}', now(), $3, true)"
+                " on conflict (document_id, tenant_id) do update set meta = '{}',"
+                "  event_id = excluded.event_id, released = true"
+                " where excluded.event_id > r.event_id",
+                document_id,
+                tenant_id,
+                event_id,
+            )
+            await conn.execute(
+                "delete from search.points where document_id = $1 and tenant_id = $2",
+                document_id,
+                tenant_id,
+            )
 
     async def add_chunk_set(
         self, document_id: str, event_id: str, chunks: Sequence[Chunk]
@@ -247,18 +271,21 @@ class JoinStore:
             )
 
     async def _join(self, conn: Connection, where: str, *args: str) -> list[IndexedChunk]:
-        """`where`: one of the fixed restrictions above, with the values as parameters."""
-        return [_indexed(row) for row in await conn.fetch(f"{_JOIN} where {where}", *args)]
+        """`where`: one of the fixed restrictions above, with the values as parameters; released
+        references make no points."""
+        sql = f"{_JOIN} where not r.released and ({where})"
+        return [_indexed(row) for row in await conn.fetch(sql, *args)]
 
     async def mark_indexed(self, chunks: Sequence[IndexedChunk]) -> list[IndexedChunk]:
         """Remember that these points are in the store; returns those that were not before."""
         rows = await self._pool.fetch(
             "insert into search.points"
-            " select * from unnest($1::uuid[], $2::text[], $3::text[])"
+            " select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
             " on conflict do nothing returning point_id::text",
             [c.point_id for c in chunks],
             [c.document_id for c in chunks],
             [c.chunk.atom_id for c in chunks],
+            [c.tenant_id for c in chunks],
         )
         new = {row["point_id"] for row in rows}
         return [c for c in chunks if c.point_id in new]

@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,19 @@ async def test_a_large_streamed_put_round_trips_in_bounded_chunks(harness: Harne
     assert max(len(chunk) for chunk in chunks) <= 1 << 20
     assert b"".join(chunks) == data
     assert harness.listing() == [blob_path(sha)]
+
+
+async def test_delete_removes_a_blob_written_before_the_cutoff_only(harness: Harness) -> None:
+    store = harness.store
+    ref = await store.put(stream(b"delete me"))
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    assert not await store.delete(ref.sha256, written_before=before)  # rewritten since: kept
+    assert await store.get(ref.sha256) == b"delete me"
+    assert await store.delete(ref.sha256, written_before=datetime.now(UTC) + timedelta(minutes=1))
+    assert not await store.exists(ref.sha256)
+    assert [k for k in harness.listing() if ref.sha256 in k] == []
+    after = datetime.now(UTC) + timedelta(minutes=1)
+    assert not await store.delete(ref.sha256, written_before=after)  # gone: not an error
 
 
 async def test_a_missing_blob_is_not_found(harness: Harness) -> None:

@@ -22,6 +22,7 @@ from hartonomous.events.payloads import (
     AtomChunked,
     AtomIngested,
     AtomReferenced,
+    AtomReleased,
     EmbeddingComputed,
     Payload,
     TextChunk,
@@ -102,6 +103,11 @@ def referenced(doc: Doc, tenant: str, metadata: Mapping[str, Any]) -> Record:
     payload = AtomReferenced(
         atom_id=doc.atom_id, tenant_id=tenant, metadata_json=json.dumps(metadata)
     )
+    return _record(tenant, payload)
+
+
+def released(doc: Doc, tenant: str) -> Record:
+    payload = AtomReleased(atom_id=doc.atom_id, tenant_id=tenant, actor="tests", reason="gone")
     return _record(tenant, payload)
 
 

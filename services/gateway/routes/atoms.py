@@ -1,5 +1,5 @@
 """/v1/atoms: ingest content (a streamed multipart upload, or JSON text), read the catalog
-entry, and stream the bytes back with their mime type."""
+entry, stream the bytes back with their mime type, and delete a document."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hartonomous.v1 import ingest_pb2
 from services.gateway import quota, timestamps
 from services.gateway.auth import Principal
-from services.gateway.clients import GET_ATOM, INGEST_ATOM, READ_ATOM
+from services.gateway.clients import GET_ATOM, INGEST_ATOM, READ_ATOM, RELEASE_ATOM
 from services.gateway.deps import GatewayDep, Reader, Writer
 from services.gateway.problems import ProblemError, documented
 from services.gateway.uploads import FILE_FIELD, message_pieces, open_upload
@@ -217,6 +217,34 @@ async def read_content(atom_id: AtomId, gw: GatewayDep, principal: Reader) -> Re
         media_type=atom.mime_type or "application/octet-stream",
         headers={"Content-Length": str(atom.size_bytes)},
     )
+
+
+@router.delete(
+    "/{atom_id}",
+    status_code=204,
+    summary="Delete a document",
+    description="Ends this tenant's reference to the atom: it leaves the catalog, every search "
+    "mode and storage metering at once, for good (a rebuild or replay of the log keeps it "
+    "deleted); the log keeps who deleted it, when and why. The bytes are removed once no tenant "
+    "references them. Deleting again is a 404 (the tenant holds it no more); a chunk of a held "
+    "text or a part of a model version is a 409.",
+    response_class=Response,
+    responses=documented(401, 403, 404, 409, 422, 429, 503, 504),
+)
+async def delete_atom(
+    atom_id: AtomId,
+    gw: GatewayDep,
+    principal: Writer,
+    reason: Annotated[str | None, Query(max_length=1024, description="Why, for the log")] = None,
+) -> Response:
+    request = ingest_pb2.ReleaseAtomRequest(
+        tenant_id=principal.tenant_id,
+        atom_id=atom_id,
+        actor=f"key:{principal.key_id}",
+        reason=reason or "",
+    )
+    await gw.peers.unary(RELEASE_ATOM, request)
+    return Response(status_code=204)
 
 
 async def _atom(gw: GatewayDep, principal: Principal, atom_id: str) -> ingest_pb2.Atom:

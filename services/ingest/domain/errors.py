@@ -19,6 +19,10 @@ class AlreadyExists(IngestError):
     pass
 
 
+class FailedPrecondition(IngestError):
+    """The request names something the caller holds, but not in a state that allows it."""
+
+
 class AtomNotFound(IngestError):
     """The same answer whether the atom does not exist or is another tenant's: ids reveal
     nothing across tenants."""

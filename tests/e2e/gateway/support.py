@@ -11,12 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import pytest
 
 from hartonomous.commands import discover_commands
 from hartonomous.settings import Settings, add_arguments
@@ -121,6 +122,20 @@ class Platform:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@contextlib.contextmanager
+def module_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A platform on a fresh data dir for a test module, stopped cleanly (exit status 0) at its
+    end."""
+    running = Platform(tmp_path_factory.mktemp("data") / "d", tmp_path_factory.mktemp("logs"))
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.process is not None:
+            assert running.stop() == 0, running.stderr()[-4000:]
+        running.release()
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.5) -> T:

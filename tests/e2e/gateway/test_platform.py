@@ -24,7 +24,7 @@ import pytest
 from openai import OpenAI
 
 from hartonomous.modelfiles import SMOLLM2_NAME, smollm2_gguf
-from tests.e2e.gateway.support import KEY, Platform, eventually
+from tests.e2e.gateway.support import KEY, Platform, eventually, module_platform
 from tests.support.platform import cli
 
 PROBLEM = "application/problem+json"
@@ -49,14 +49,8 @@ class Doc:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    running = Platform(tmp_path_factory.mktemp("data") / "d", tmp_path_factory.mktemp("logs"))
-    running.start()
-    try:
+    with module_platform(tmp_path_factory) as running:
         yield running
-    finally:
-        if running.process is not None:
-            assert running.stop() == 0, running.stderr()[-4000:]
-        running.release()
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from tests.support.search_projection import (
     ingested,
     open_projection,
     referenced,
+    released,
     snapshot,
     store_blob,
     text_chunks,
@@ -146,6 +147,36 @@ async def test_any_delivery_order_and_every_event_twice_give_the_same_points(
     assert len(expected) == sum(len(distinct_chunks(d)) for d in docs) + sum(
         len(distinct_chunks(d)) for d in docs[1:]
     )
+
+
+async def test_a_release_takes_only_that_tenants_points_in_any_delivery_order(
+    projection: SearchProjection, corpus: list[Doc], embeddings: Embeddings, tmp_path: Path
+) -> None:
+    docs = pick(corpus, "fastavro", "grpcio")
+    fastavro, grpcio = docs
+    await publish(projection, docs, embeddings, shared=[fastavro])
+    await projection.event_log.append([released(fastavro, A)])
+    await projection.run()
+    expected = await snapshot(projection.store)
+    points = await payloads(projection.store)
+    held = {(p["tenant_id"], p["document_id"]) for p in points}
+    assert held == {(A, grpcio.atom_id), (B, fastavro.atom_id)}
+    assert sum(p["tenant_id"] == B for p in points) == len(distinct_chunks(fastavro))
+
+    for seed in (3, 4):  # a release delivered before what it releases still wins
+        shuffled = await logged(projection) * 2
+        random.Random(seed).shuffle(shuffled)
+        async with open_projection(await fresh_database(), tmp_path / f"replay{seed}") as other:
+            for doc in docs:
+                await store_blob(other.deps.blobs, doc)
+            await feed(other, shuffled)
+            assert await snapshot(other.store) == expected
+
+    # The same tenant ingesting the bytes again later is a new reference: its points return.
+    await projection.event_log.append([referenced(fastavro, A, {"package": "fastavro"})])
+    await projection.run()
+    again = {(p["tenant_id"], p["document_id"]) for p in await payloads(projection.store)}
+    assert (A, fastavro.atom_id) in again
 
 
 async def feed(projection: SearchProjection, events: Sequence[tuple[Event, StoredRecord]]) -> None:
