@@ -44,6 +44,10 @@ _ERRORS = GrpcErrors(
 )
 
 
+DEFAULT_PAGE = 200
+MAX_PAGE = 1000
+
+
 class IngestApi:
     def __init__(self, deps: handlers.Deps) -> None:
         self._deps = deps
@@ -74,6 +78,18 @@ class IngestApi:
                 raise errors.AtomNotFound(tenant_id, atom_id)
             async for data in self._deps.blobs.read(atom_id):
                 yield ingest_pb2.AtomData(data=data)
+
+    async def ListAtoms(
+        self, request: ingest_pb2.ListAtomsRequest, context: Context
+    ) -> ingest_pb2.AtomPage:
+        async with _ERRORS.scope(context, "ListAtoms"):
+            tenant_id = parse_tenant_id(request.tenant_id)
+            limit = request.limit or DEFAULT_PAGE
+            if not 1 <= limit <= MAX_PAGE:
+                raise errors.InvalidArgument(f"limit must be 1 to {MAX_PAGE}, got {limit}")
+            views = await self._deps.catalog.documents(tenant_id, request.after_atom_id, limit)
+            last = views[-1].atom_id if len(views) == limit else ""
+            return ingest_pb2.AtomPage(atoms=[_atom(v) for v in views], next_after=last)
 
     async def ReleaseAtom(
         self, request: ingest_pb2.ReleaseAtomRequest, context: Context

@@ -246,6 +246,19 @@ _VISIBLE = f"""
             where c.atom_id = $2 and r.released_at is null))
 """
 
+# A page of the documents a tenant holds itself (not its model parts), in atom id order.
+_DOCUMENTS = f"""
+select a.atom_id, a.modality, a.mime_type, a.size_bytes, a.created_at,
+       r.metadata_json, r.source_uri, s.chunker
+from {SCHEMA}.refs r
+join {SCHEMA}.atoms a using (atom_id)
+left join {SCHEMA}.chunk_sets s on s.parent_atom_id = a.atom_id
+where r.tenant_id = $1 and r.released_at is null and r.atom_id > $2
+  and a.modality not in ('model', 'tensor')
+order by r.atom_id
+limit $3
+"""
+
 # Atoms some tenant references (or whose text it does, for a chunk): their blobs are live.
 _LIVE = f"""
 select a.atom_id from {SCHEMA}.atoms a
@@ -276,6 +289,21 @@ class StoredAtom:
     chunk_atom_ids: list[str]
     referenced: bool
     """Some tenant references it now; when none does, its blobs are being (or were) removed."""
+
+
+def _view(atom_id: str, row: asyncpg.Record, chunks: list[Chunk]) -> AtomView:
+    """A catalog row (atom, the tenant's reference, chunking) as the tenant sees it."""
+    return AtomView(
+        atom_id=atom_id,
+        modality=row["modality"],
+        mime_type=row["mime_type"],
+        size_bytes=row["size_bytes"],
+        metadata_json=row["metadata_json"] or "{}",
+        source_uri=row["source_uri"],
+        created_at=row["created_at"],
+        chunker=row["chunker"],
+        chunks=chunks,
+    )
 
 
 class CatalogWriter:
@@ -449,18 +477,14 @@ class Catalog:
             )
             if row is None:
                 return None
-            chunks = await self._chunks(conn, atom_id)
-        return AtomView(
-            atom_id=atom_id,
-            modality=row["modality"],
-            mime_type=row["mime_type"],
-            size_bytes=row["size_bytes"],
-            metadata_json=row["metadata_json"] or "{}",
-            source_uri=row["source_uri"],
-            created_at=row["created_at"],
-            chunker=row["chunker"],
-            chunks=chunks,
-        )
+            return _view(atom_id, row, await self._chunks(conn, atom_id))
+
+    async def documents(self, tenant_id: str, after: str, limit: int) -> list[AtomView]:
+        """The tenant's documents with ids after `after`, at most `limit`, by id."""
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            rows = await conn.fetch(_DOCUMENTS, tenant_id, after, limit)
+            chunks = await self._chunks_of(conn, [row["atom_id"] for row in rows])
+        return [_view(row["atom_id"], row, chunks.get(row["atom_id"], [])) for row in rows]
 
     async def model_version(
         self, tenant_id: str, name: str, version: str
@@ -562,18 +586,28 @@ class Catalog:
             until,
         )
 
+    @classmethod
+    async def _chunks(cls, conn: asyncpg.Pool | PooledConnection, parent_id: str) -> list[Chunk]:
+        return (await cls._chunks_of(conn, [parent_id])).get(parent_id, [])
+
     @staticmethod
-    async def _chunks(conn: asyncpg.Pool | PooledConnection, parent_id: str) -> list[Chunk]:
+    async def _chunks_of(
+        conn: asyncpg.Pool | PooledConnection, parent_ids: Sequence[str]
+    ) -> dict[str, list[Chunk]]:
+        """Each parent's chunks in order (parents without chunks are absent)."""
         rows = await conn.fetch(
-            "select chunk_index, atom_id, start_char, end_char, start_byte, end_byte"
-            f" from {SCHEMA}.chunks where parent_atom_id = $1 order by chunk_index",
-            parent_id,
+            "select parent_atom_id, chunk_index, atom_id, start_char, end_char, start_byte,"
+            f" end_byte from {SCHEMA}.chunks where parent_atom_id = any($1::text[])"
+            " order by parent_atom_id, chunk_index",
+            list(parent_ids),
         )
-        return [
-            Chunk(
-                r["chunk_index"],
-                r["atom_id"],
-                Span(r["start_char"], r["end_char"], r["start_byte"], r["end_byte"]),
+        found: dict[str, list[Chunk]] = {}
+        for r in rows:
+            found.setdefault(r["parent_atom_id"], []).append(
+                Chunk(
+                    r["chunk_index"],
+                    r["atom_id"],
+                    Span(r["start_char"], r["end_char"], r["start_byte"], r["end_byte"]),
+                )
             )
-            for r in rows
-        ]
+        return found

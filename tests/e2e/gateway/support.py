@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-import pytest
 
 from hartonomous.commands import discover_commands
 from hartonomous.settings import Settings, add_arguments
@@ -48,6 +47,8 @@ class Platform:
     process: subprocess.Popen[str] | None = None
     # What each start printed on stdout (the banner), in order.
     outputs: list[str] = field(default_factory=list)
+    # Settings over GATEWAY_ENV's.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -62,7 +63,7 @@ class Platform:
                 self.data_dir,
                 self.grpc_port,
                 http_port=self.http_port,
-                env=GATEWAY_ENV,
+                env={**GATEWAY_ENV, **self.env},
                 stdout=stdout,
                 stderr=err,
             )
@@ -125,10 +126,13 @@ class Platform:
 
 
 @contextlib.contextmanager
-def module_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """A platform on a fresh data dir for a test module, stopped cleanly (exit status 0) at its
-    end."""
-    running = Platform(tmp_path_factory.mktemp("data") / "d", tmp_path_factory.mktemp("logs"))
+def running_platform(
+    data_dir: Path, logs: Path, env: dict[str, str] | None = None
+) -> Iterator[Platform]:
+    """A platform on `data_dir` (its logs in `logs`, `env` over GATEWAY_ENV), stopped cleanly
+    (exit status 0) at the end unless stopped before."""
+    logs.mkdir(parents=True, exist_ok=True)
+    running = Platform(data_dir, logs, env=env or {})
     running.start()
     try:
         yield running

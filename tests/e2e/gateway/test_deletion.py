@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.gateway.support import Platform, eventually, module_platform
+from tests.e2e.gateway.support import Platform, eventually, running_platform
 from tests.support.platform import cli
 
 MODES = ("dense", "sparse", "hybrid")
@@ -44,7 +44,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with module_platform(tmp_path_factory) as running:
+    with running_platform(
+        tmp_path_factory.mktemp("data") / "d", tmp_path_factory.mktemp("logs")
+    ) as running:
         yield running
 
 

@@ -24,7 +24,7 @@ import pytest
 from openai import OpenAI
 
 from hartonomous.modelfiles import SMOLLM2_NAME, smollm2_gguf
-from tests.e2e.gateway.support import KEY, Platform, eventually, module_platform
+from tests.e2e.gateway.support import KEY, Platform, eventually, running_platform
 from tests.support.platform import cli
 
 PROBLEM = "application/problem+json"
@@ -49,7 +49,9 @@ class Doc:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with module_platform(tmp_path_factory) as running:
+    with running_platform(
+        tmp_path_factory.mktemp("data") / "d", tmp_path_factory.mktemp("logs")
+    ) as running:
         yield running
 
 
