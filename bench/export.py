@@ -10,7 +10,8 @@ idle (embedded and indexed) before timing.
 - import: `hartonomous import` of that archive into a second fresh platform, as a new tenant.
   Peer: the setup's own ingest of the same documents through the API (4 clients).
 
-BENCH_QUICK=1: 300 documents (a smoke run; figures meaningless).
+BENCH_QUICK=1: 300 documents (a smoke run; figures meaningless); BENCH_EXPORT_DOCUMENTS=N:
+N documents.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bench.common import Metric, write
 from bench.latency import ENV, _quiet
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-DOCUMENTS = 300 if QUICK else 10_000
+DOCUMENTS = int(os.environ.get("BENCH_EXPORT_DOCUMENTS", 300 if QUICK else 10_000))
 INGESTERS = 4
 
 

@@ -44,6 +44,9 @@ _ERRORS = GrpcErrors(
 )
 
 
+DRAIN_LIMIT = 16 << 20
+"""Bytes of a refused upload read to the end so that its client hears why (larger: cut off)."""
+
 DEFAULT_PAGE = 200
 MAX_PAGE = 1000
 
@@ -119,16 +122,20 @@ class IngestApi:
         async with _ERRORS.scope(context, "IngestModel"):
             h = await _first_header(requests)
             fields = _request_fields(h, context)
-            model_header = parse_model_header(
-                name=h.name,
-                version=h.version,
-                files=dict(h.files),
-                tenant_id=fields["tenant_id"],
-                source_uri=fields["source_uri"],
-                traceparent=fields["traceparent"],
-                request_id=fields["request_id"],
-                api_key_id=fields["api_key_id"],
-            )
+            try:
+                model_header = parse_model_header(
+                    name=h.name,
+                    version=h.version,
+                    files=dict(h.files),
+                    tenant_id=fields["tenant_id"],
+                    source_uri=fields["source_uri"],
+                    traceparent=fields["traceparent"],
+                    request_id=fields["request_id"],
+                    api_key_id=fields["api_key_id"],
+                )
+            except errors.IngestError:
+                await _drain(requests, DRAIN_LIMIT)
+                raise
             view = await models.ingest_model(self._deps, model_header, _data(requests))
             return _model_version(view)
 
@@ -235,6 +242,17 @@ async def _data(
         if request.WhichOneof("part") == "header":
             raise errors.InvalidArgument("only the first message may carry a header")
         yield request.data
+
+
+async def _drain(requests: AsyncIterator[Any], limit: int) -> None:
+    """Read what the client still sends (up to `limit` bytes) before refusing its header: a
+    gRPC client still writing when the call ends may see a transport error (INTERNAL), not
+    the reason."""
+    read = 0
+    async for request in requests:
+        read += request.ByteSize()
+        if read > limit:
+            return
 
 
 def _target(
