@@ -80,7 +80,7 @@ def platform(
         yield Platform(url, f"127.0.0.1:{grpc_port}", key, tenant_id, process.pid)
     finally:
         process.terminate()
-        process.wait(timeout=60)
+        process.wait(timeout=300)  # a platform that just took thousands of documents drains a while
         if not isinstance(sink, int):
             sink.close()
 
