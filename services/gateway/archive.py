@@ -24,6 +24,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from services.gateway.uploads import single
+
 FORMAT = "hartonomous-export/1"
 ROOT = "hartonomous-export"
 MANIFEST = "manifest.json"
@@ -63,7 +65,7 @@ class ArchiveWriter:
         self._files[name] = {"size": size, "sha256": digest.hexdigest()}
 
     def data(self, name: str, data: bytes) -> AsyncIterator[bytes]:
-        return self.member(name, len(data), _single(data))
+        return self.member(name, len(data), single(data))
 
     def finish(self, header: dict[str, Any]) -> bytes:
         """The manifest (`header` plus the format and every member's size and hash) and the
@@ -131,7 +133,3 @@ def members(path: Path) -> Iterator[tuple[str, IO[bytes], int]]:
 
 def _padding(size: int) -> bytes:
     return bytes(-size % BLOCK)
-
-
-async def _single(data: bytes) -> AsyncIterator[bytes]:
-    yield data

@@ -32,7 +32,7 @@ from services.gateway.clients import (
     READ_ATOM,
     Peers,
 )
-from services.gateway.routes.atoms import SECOND_HEADER
+from services.gateway.uploads import SECOND_ATOM_HEADER, atom_messages, single
 
 PAGE = 200
 IMPORTERS = 4
@@ -117,7 +117,7 @@ async def import_archive(
     ) -> None:
         nonlocal counts, said
         try:
-            reply = await peers.upload(INGEST_ATOM, _upload(header, data), SECOND_HEADER)
+            reply = await peers.upload(INGEST_ATOM, atom_messages(header, data), SECOND_ATOM_HEADER)
         finally:
             slots.release()
         counts = Imported(
@@ -157,7 +157,7 @@ async def import_archive(
                 raise failed[0]
             if size <= IN_MEMORY:
                 data = await asyncio.to_thread(handle.read)
-                task = asyncio.create_task(ingest(header, _single(data), size))
+                task = asyncio.create_task(ingest(header, single(data), size))
                 flying.add(task)
                 task.add_done_callback(finished)
             else:
@@ -203,22 +203,9 @@ async def _content(peers: Peers, tenant_id: str, atom_id: str) -> AsyncIterator[
         yield message.data
 
 
-async def _upload(
-    header: ingest_pb2.IngestHeader, data: AsyncIterator[bytes]
-) -> AsyncIterator[ingest_pb2.IngestRequest]:
-    yield ingest_pb2.IngestRequest(header=header)
-    async for part in data:
-        for start in range(0, len(part), READ_PIECE):
-            yield ingest_pb2.IngestRequest(data=part[start : start + READ_PIECE])
-
-
 async def _read(handle: IO[bytes]) -> AsyncIterator[bytes]:
     while piece := await asyncio.to_thread(handle.read, READ_PIECE):
         yield piece
-
-
-async def _single(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 def _json(message: Any) -> bytes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from hartonomous.v1 import ingest_pb2
 from services.gateway.problems import ProblemError
 
 FILE_FIELD = "file"
@@ -71,6 +72,24 @@ async def message_pieces(data: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for piece in data:
         for start in range(0, len(piece), MESSAGE_BYTES):
             yield piece[start : start + MESSAGE_BYTES]
+
+
+async def single(data: bytes) -> AsyncIterator[bytes]:
+    """Bytes already in memory as a stream of one piece."""
+    yield data
+
+
+# Ingest rejects a second header (ingest.proto): how an aborted upload tells it to store nothing.
+SECOND_ATOM_HEADER = ingest_pb2.IngestRequest(header=ingest_pb2.IngestHeader())
+
+
+async def atom_messages(
+    header: ingest_pb2.IngestHeader, data: AsyncIterator[bytes]
+) -> AsyncIterator[ingest_pb2.IngestRequest]:
+    """IngestAtom's request stream: the header, then the bytes in message-sized pieces."""
+    yield ingest_pb2.IngestRequest(header=header)
+    async for piece in message_pieces(data):
+        yield ingest_pb2.IngestRequest(data=piece)
 
 
 async def _file_data(events: AsyncIterator[_Event]) -> AsyncIterator[bytes]:

@@ -237,10 +237,15 @@ where r.first_seen < $1 and (r.released_at is null or r.released_at > $1)
 group by r.tenant_id order by r.tenant_id
 """
 
+# The tenant references the atom itself.
+_REFERS = f"""
+exists (select 1 from {SCHEMA}.refs r
+        where r.tenant_id = $1 and r.atom_id = $2 and r.released_at is null)
+"""
+
 # A tenant sees the atoms it references, and the chunks of the texts it references.
 _VISIBLE = f"""
-(exists (select 1 from {SCHEMA}.refs r
-         where r.tenant_id = $1 and r.atom_id = $2 and r.released_at is null)
+({_REFERS}
  or exists (select 1 from {SCHEMA}.chunks c
             join {SCHEMA}.refs r on r.atom_id = c.parent_atom_id and r.tenant_id = $1
             where c.atom_id = $2 and r.released_at is null))
@@ -553,14 +558,7 @@ class Catalog:
 
     async def refers(self, tenant_id: str, atom_id: str) -> bool:
         """The tenant holds the atom itself (not only as a chunk of one of its texts)."""
-        return bool(
-            await self._pool.fetchval(
-                f"select exists (select 1 from {SCHEMA}.refs where tenant_id = $1"
-                " and atom_id = $2 and released_at is null)",
-                tenant_id,
-                atom_id,
-            )
-        )
+        return bool(await self._pool.fetchval(f"select {_REFERS}", tenant_id, atom_id))
 
     async def model_part(self, tenant_id: str, atom_id: str) -> tuple[str, str] | None:
         """The tenant's model (name, version) the atom is the manifest or a tensor of."""

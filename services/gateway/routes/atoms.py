@@ -19,15 +19,19 @@ from services.gateway.auth import Principal
 from services.gateway.clients import GET_ATOM, INGEST_ATOM, READ_ATOM, RELEASE_ATOM
 from services.gateway.deps import GatewayDep, Reader, Writer
 from services.gateway.problems import ProblemError, documented
-from services.gateway.uploads import FILE_FIELD, message_pieces, open_upload
+from services.gateway.uploads import (
+    FILE_FIELD,
+    SECOND_ATOM_HEADER,
+    atom_messages,
+    open_upload,
+    single,
+)
 
 router = APIRouter(prefix="/v1/atoms", tags=["atoms"])
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
 FORM_FIELDS = frozenset({"modality", "metadata"})
-# Ingest rejects a second header (ingest.proto): how an aborted upload tells it to store nothing.
-SECOND_HEADER = ingest_pb2.IngestRequest(header=ingest_pb2.IngestHeader())
 # What a client sends when it does not know the type: let ingest detect it from the bytes.
 UNKNOWN_MIME = ("", "application/octet-stream")
 
@@ -143,11 +147,11 @@ async def create_atom(
             mime_type=body.mime_type or "",
             source_uri=body.source_uri or "",
         )
-        data = _pieces(content)
+        data = single(content)
     else:
         raise ProblemError(415, "send application/json or multipart/form-data")
     reply: ingest_pb2.IngestReply = await gw.peers.upload(
-        INGEST_ATOM, _messages(header, data), poison=SECOND_HEADER
+        INGEST_ATOM, atom_messages(header, data), poison=SECOND_ATOM_HEADER
     )
     response.headers["Location"] = f"/v1/atoms/{reply.atom_id}"
     return AtomCreated(
@@ -259,18 +263,6 @@ def _header(principal: Principal, **fields: str) -> ingest_pb2.IngestHeader:
     return ingest_pb2.IngestHeader(
         tenant_id=principal.tenant_id, api_key_id=principal.key_id, **fields
     )
-
-
-async def _messages(
-    header: ingest_pb2.IngestHeader, data: AsyncIterator[bytes]
-) -> AsyncIterator[ingest_pb2.IngestRequest]:
-    yield ingest_pb2.IngestRequest(header=header)
-    async for piece in message_pieces(data):
-        yield ingest_pb2.IngestRequest(data=piece)
-
-
-async def _pieces(content: bytes) -> AsyncIterator[bytes]:
-    yield content
 
 
 def declared_length(request: Request) -> int:
