@@ -45,6 +45,7 @@ from hartonomous.events.payloads import (
 )
 from hartonomous.postgres import create_pool, embedded_postgres_url
 from hartonomous.runtime.projection import ProjectionRunner
+from hartonomous.sealing import sealer_on
 from hartonomous.settings import Settings
 from services.search import domain
 from services.search.domain import FUSION_CANDIDATES, Filter
@@ -333,7 +334,7 @@ async def ingest_to_searchable(work: Path) -> list[float]:
     await store.ensure()
     joins = JoinStore(pool)
     await joins.setup()
-    deps = Deps(joins, store, open_blob_store(settings))
+    deps = Deps(joins, store, open_blob_store(settings), await sealer_on(pool))
     consumer = ProjectionRunner(log, CODEC, search_projection(deps))
     task = asyncio.create_task(consumer.run())
     rng = np.random.default_rng(data.SEED)

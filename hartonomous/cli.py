@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from hartonomous.commands import Command, discover_commands, utc_time
 from hartonomous.eventlog import open_event_log
 from hartonomous.eventlog.port import EventLog, StoredRecord
 from hartonomous.events import AvroCodec, EventDecodeError, decode_event
 from hartonomous.events.payloads import to_avro
-from hartonomous.postgres import postgres_url
+from hartonomous.postgres import create_pool, postgres_url
 from hartonomous.runtime import host
+from hartonomous.sealing import ERASED, SealedValueError, Sealer, is_sealed, sealer_on
 from hartonomous.settings import Settings, add_arguments
 from hartonomous.telemetry import configure_logging
 
@@ -44,6 +47,12 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     start.add_argument("--from-time", type=utc_time, default=None)
     replay.add_argument("--to-time", type=utc_time, default=None)
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
+    replay.add_argument(
+        "--sealed",
+        action="store_true",
+        help="print the tenants' sealed fields as stored (default: opened with the tenant's"
+        f" data key, {ERASED} once the tenant is erased)",
+    )
     add_arguments(replay)
 
     for name, command in sorted(commands.items()):
@@ -65,18 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "serve":
         asyncio.run(host.run(settings, host.select([args.service])))
     elif args.command == "topics":
-        asyncio.run(_with_log(settings, lambda event_log: _topics(event_log, args.json)))
+        asyncio.run(_with_log(settings, lambda event_log, _: _topics(event_log, args.json)))
     elif args.command == "replay":
-        asyncio.run(_with_log(settings, lambda event_log: _replay(event_log, args)))
+        asyncio.run(_with_log(settings, lambda event_log, pg_url: _replay(event_log, pg_url, args)))
     return 0
 
 
-async def _with_log(settings: Settings, action: Callable[[EventLog], Awaitable[None]]) -> None:
+async def _with_log(settings: Settings, action: Callable[[EventLog, str], Awaitable[None]]) -> None:
     pg_url = await asyncio.to_thread(postgres_url, settings)
     event_log = open_event_log(settings, pg_url, client_id="hartonomous-cli")
     await event_log.start()
     try:
-        await action(event_log)
+        await action(event_log, pg_url)
     finally:
         await event_log.close()
 
@@ -101,7 +110,9 @@ async def _topics(event_log: EventLog, as_json: bool) -> None:
         print(f"{name:<24} {len(ends):>10} {sum(ends.values()):>10}  {offsets}")
 
 
-def _describe(codec: AvroCodec, record: StoredRecord) -> dict[str, object]:
+async def _describe(
+    codec: AvroCodec, record: StoredRecord, sealer: Sealer | None
+) -> dict[str, object]:
     entry: dict[str, object] = {
         "topic": record.topic,
         "partition": record.partition,
@@ -113,19 +124,47 @@ def _describe(codec: AvroCodec, record: StoredRecord) -> dict[str, object]:
     try:
         event = decode_event(codec, record)
         entry["event_type"] = event.event_type
-        entry["payload"] = to_avro(event.payload)
-    except EventDecodeError as exc:
+        payload = to_avro(event.payload)
+        if sealer is not None:
+            tenant = str(payload.get("tenant_id", event.envelope.tenant_id))
+            payload = await _opened(sealer, tenant, payload)
+        entry["payload"] = payload
+    except (EventDecodeError, SealedValueError) as exc:
         entry["error"] = str(exc)
     return entry
 
 
-async def _replay(event_log: EventLog, args: argparse.Namespace) -> None:
+async def _opened(sealer: Sealer, tenant: str, value: Any) -> Any:
+    """Every sealed string in a decoded payload, opened for its tenant."""
+    if isinstance(value, str) and is_sealed(value):
+        opened = await sealer.open(tenant, value)
+        return ERASED if opened is None else opened
+    if isinstance(value, dict):
+        return {k: await _opened(sealer, tenant, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [await _opened(sealer, tenant, v) for v in value]
+    return value
+
+
+async def _replay(event_log: EventLog, pg_url: str, args: argparse.Namespace) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        sealer = None
+        if not args.sealed:
+            pool = await create_pool(pg_url, max_size=1)
+            stack.push_async_callback(pool.close)
+            sealer = await sealer_on(pool)
+        await _print_replay(event_log, sealer, args)
+
+
+async def _print_replay(
+    event_log: EventLog, sealer: Sealer | None, args: argparse.Namespace
+) -> None:
     codec = AvroCodec()
     count = 0
     async for record in event_log.replay(
         args.topic, from_offset=args.from_offset, from_time=args.from_time, to_time=args.to_time
     ):
-        entry = _describe(codec, record)
+        entry = await _describe(codec, record, sealer)
         count += 1
         if args.json:
             print(json.dumps(entry, default=str))

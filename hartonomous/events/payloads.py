@@ -52,6 +52,13 @@ class AtomReleased(Payload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TenantErased(Payload):
+    tenant_id: str
+    actor: str
+    documents_released: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TextChunk(Payload):
     index: int
     atom_id: str
@@ -387,6 +394,7 @@ EVENT_PAYLOADS: Mapping[str, type[Payload]] = {
         AtomIngested,
         AtomReferenced,
         AtomReleased,
+        TenantErased,
         AtomChunked,
         StorageMeasured,
         EmbeddingComputed,

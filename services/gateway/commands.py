@@ -17,7 +17,7 @@ from hartonomous.postgres import create_pool, postgres_url
 from hartonomous.settings import Settings
 from services.gateway import keys
 from services.gateway.keys import Role
-from services.gateway.store import KeyStore, Tenant, TenantExists
+from services.gateway.store import KeyStore, Tenant, TenantErased, TenantExists
 
 USAGE_ERROR = 2
 
@@ -103,7 +103,11 @@ class KeysCommand(Command):
             if args.action == "list":
                 await _list_keys(store, tenant, args.json)
                 return 0
-            issued = await store.issue_key(tenant, Role(args.role))
+            try:
+                issued = await store.issue_key(tenant, Role(args.role))
+            except TenantErased as exc:
+                _say(str(exc))
+                return 1
             _say(
                 f"created {issued.role} key {issued.key_id} for tenant {tenant.name!r}."
                 " It is shown this once: store it now."

@@ -34,6 +34,7 @@ create index if not exists api_keys_tenant on gateway.api_keys (tenant_id);
 -- A tenant's settings (columns with defaults, added as they come).
 alter table gateway.tenants
     add column if not exists keep_generation_inputs boolean not null default true;
+alter table gateway.tenants add column if not exists erased_at timestamptz;
 """
 
 # Serialises schema creation and the first-start bootstrap across processes (CLI and `up`).
@@ -51,6 +52,8 @@ class Tenant:
     created_at: datetime
     # Each generation's input kept as an atom of the tenant, so the generation can be re-run.
     keep_generation_inputs: bool = True
+    # When the tenant was erased (its keys revoked, its data released, its data key destroyed).
+    erased_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ class IssuedKey:
 
 class TenantExists(ValueError):
     pass
+
+
+class TenantErased(ValueError):
+    """No key is issued for an erased tenant."""
 
 
 class KeyStore:
@@ -141,6 +148,26 @@ class KeyStore:
         )
         return bool(status == "UPDATE 1")
 
+    async def revoke_all(self, tenant: Tenant) -> int:
+        """Revoke every live key of the tenant; how many."""
+        status = await self._pool.execute(
+            "update gateway.api_keys set revoked_at = now()"
+            " where tenant_id = $1 and revoked_at is null",
+            tenant.tenant_id,
+        )
+        return int(status.split()[-1])
+
+    async def mark_erased(self, tenant: Tenant) -> Tenant:
+        """The first erasure's time stays."""
+        row = await self._pool.fetchrow(
+            "update gateway.tenants set erased_at = coalesce(erased_at, now())"
+            " where tenant_id = $1 returning *",
+            tenant.tenant_id,
+        )
+        if row is None:
+            raise LookupError(f"no tenant {tenant.tenant_id}")
+        return Tenant(**dict(row))
+
     async def bootstrap(self) -> IssuedKey | None:
         """On the very first start (no tenant at all): tenant `default` and an admin key."""
         async with self._pool.acquire() as conn, conn.transaction():
@@ -168,6 +195,8 @@ async def _insert_tenant(conn: Conn, name: str) -> Tenant:
 
 
 async def _insert_key(conn: Conn, tenant: Tenant, role: Role) -> IssuedKey:
+    if tenant.erased_at is not None:
+        raise TenantErased(f"tenant {tenant.name!r} was erased at {tenant.erased_at.isoformat()}")
     new = keys.mint()
     await conn.execute(
         "insert into gateway.api_keys (key_id, tenant_id, role, salt, secret_hash)"

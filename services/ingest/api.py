@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC
 from typing import Any, TypeAlias
@@ -70,7 +71,7 @@ class IngestApi:
             view = await self._deps.catalog.visible(tenant_id, atom_id)
             if view is None:
                 raise errors.AtomNotFound(tenant_id, atom_id)
-            return _atom(view)
+            return _atom(await self._opened(tenant_id, view))
 
     async def ReadAtom(
         self, request: ingest_pb2.ReadAtomRequest, context: Context
@@ -92,7 +93,8 @@ class IngestApi:
                 raise errors.InvalidArgument(f"limit must be 1 to {MAX_PAGE}, got {limit}")
             views = await self._deps.catalog.documents(tenant_id, request.after_atom_id, limit)
             last = views[-1].atom_id if len(views) == limit else ""
-            return ingest_pb2.AtomPage(atoms=[_atom(v) for v in views], next_after=last)
+            atoms = [_atom(await self._opened(tenant_id, v)) for v in views]
+            return ingest_pb2.AtomPage(atoms=atoms, next_after=last)
 
     async def ReleaseAtom(
         self, request: ingest_pb2.ReleaseAtomRequest, context: Context
@@ -115,6 +117,36 @@ class IngestApi:
             return ingest_pb2.ReleaseAtomReply(
                 request_id=released.request_id, blobs_removed=released.blobs_removed
             )
+
+    async def EraseTenant(
+        self, request: ingest_pb2.EraseTenantRequest, context: Context
+    ) -> ingest_pb2.EraseTenantReply:
+        async with _ERRORS.scope(context, "EraseTenant"):
+            tenant_id = parse_tenant_id(request.tenant_id)
+            if not request.actor:
+                raise errors.InvalidArgument("actor is required: who erases the tenant")
+            erased = await release.erase(
+                self._deps,
+                release.EraseRequest(
+                    tenant_id=tenant_id,
+                    actor=request.actor,
+                    traceparent=request.traceparent or metadata_value(context, "traceparent"),
+                    request_id=request.request_id or None,
+                ),
+            )
+            return ingest_pb2.EraseTenantReply(
+                request_id=erased.request_id,
+                documents_released=erased.documents_released,
+                blobs_removed=erased.blobs_removed,
+            )
+
+    async def _opened(self, tenant_id: str, view: AtomView) -> AtomView:
+        """The catalog keeps what the events carry: the tenant's fields sealed. An erased
+        tenant's fields open to nothing."""
+        sealer = self._deps.sealer
+        metadata = await sealer.open(tenant_id, view.metadata_json)
+        source = await sealer.open_optional(tenant_id, view.source_uri)
+        return dataclasses.replace(view, metadata_json=metadata or "{}", source_uri=source)
 
     async def IngestModel(
         self, requests: AsyncIterator[ingest_pb2.IngestModelRequest], context: Context

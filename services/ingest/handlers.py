@@ -14,6 +14,7 @@ IngestAtom, in the order that makes a crash harmless:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -33,9 +34,11 @@ from hartonomous.events.payloads import (
     ModelDecomposed,
     ModelVersionPromoted,
     Payload,
+    TenantErased,
 )
 from hartonomous.runtime.projection import Handler, Projection
 from hartonomous.runtime.publisher import Publisher
+from hartonomous.sealing import Sealer, TenantErasedError
 from services.ingest.chunking import TextChunker
 from services.ingest.domain import content, errors, payloads
 from services.ingest.domain.chunks import Chunk, Span
@@ -64,6 +67,7 @@ class Deps:
     blobs: BlobStore
     publisher: Publisher
     chunker: TextChunker
+    sealer: Sealer
     max_content_bytes: int = content.MAX_CONTENT_BYTES
     max_model_bytes: int = MAX_MODEL_BYTES
 
@@ -74,6 +78,7 @@ class Deps:
 
 async def ingest_atom(deps: Deps, header: IngestHeader, data: AsyncIterator[bytes]) -> IngestResult:
     """Raises errors.IngestError for what the caller has to fix; nothing is stored then."""
+    sealed = await seal_header(deps, header)
     probe = ContentProbe(
         header, limit=deps.max_content_bytes, text_prefix=deps.chunker.policy.max_bytes
     )
@@ -88,7 +93,7 @@ async def ingest_atom(deps: Deps, header: IngestHeader, data: AsyncIterator[byte
     # Bytes no tenant references any more are treated as new: their blobs are (being) removed.
     if stored is None or not stored.referenced:
         chunks = await _chunk(deps, atom_id, content)
-        events = _ingested(deps, atom_id, header, content, chunks, request_id)
+        events = _ingested(deps, atom_id, sealed, content, chunks, request_id)
         result = IngestResult(
             atom_id,
             False,
@@ -99,7 +104,7 @@ async def ingest_atom(deps: Deps, header: IngestHeader, data: AsyncIterator[byte
             request_id,
         )
     else:
-        events = [new_event(deps, payloads.referenced_payload(atom_id, header), header, request_id)]
+        events = [new_event(deps, payloads.referenced_payload(atom_id, sealed), header, request_id)]
         result = IngestResult(
             atom_id,
             True,
@@ -115,6 +120,22 @@ async def ingest_atom(deps: Deps, header: IngestHeader, data: AsyncIterator[byte
     await deps.publisher.publish(*events, deps.publisher.caused(events[0], usage))
     await read_your_writes(deps.catalog, events)
     return result
+
+
+async def seal_header(deps: Deps, header: IngestHeader) -> IngestHeader:
+    """The header with what the tenant wrote freely (metadata, source) as the events carry it."""
+    metadata = await seal(deps, header.tenant_id, header.metadata_json)
+    assert metadata is not None
+    source = await seal(deps, header.tenant_id, header.source_uri)
+    return dataclasses.replace(header, metadata_json=metadata, source_uri=source)
+
+
+async def seal(deps: Deps, tenant_id: str, value: str | None) -> str | None:
+    """A free-form field sealed with the tenant's data key; refused once the tenant is erased."""
+    try:
+        return await deps.sealer.seal_optional(tenant_id, value)
+    except TenantErasedError as exc:
+        raise errors.FailedPrecondition(str(exc)) from None
 
 
 async def _probed(data: AsyncIterator[bytes], probe: ContentProbe) -> AsyncIterator[bytes]:
@@ -227,6 +248,11 @@ async def on_atom_released(tx: CatalogWriter, event: Event[AtomReleased]) -> Non
     )
 
 
+async def on_tenant_erased(tx: CatalogWriter, event: Event[TenantErased]) -> None:
+    envelope = event.envelope
+    await tx.erase_tenant(event.payload.tenant_id, envelope.occurred_at, envelope.event_id)
+
+
 async def on_atom_chunked(tx: CatalogWriter, event: Event[AtomChunked]) -> None:
     """The chunks become atoms of their own (text/plain: a slice of JSON is no JSON)."""
     chunked = event.payload
@@ -269,6 +295,7 @@ HANDLERS: Mapping[type[Payload], Handler[CatalogWriter]] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
     AtomReleased: on_atom_released,
+    TenantErased: on_tenant_erased,
     AtomChunked: on_atom_chunked,
     ModelDecomposed: on_model_decomposed,
     ModelVersionPromoted: on_model_version_promoted,

@@ -16,6 +16,7 @@ harmless (as for IngestAtom, handlers.py):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -54,6 +55,7 @@ async def ingest_model(
     deps: handlers.Deps, header: ModelHeader, data: AsyncIterator[bytes]
 ) -> ModelVersionView:
     """Raises errors.IngestError for what the caller has to fix; nothing is appended then."""
+    sealed_source = await handlers.seal(deps, header.tenant_id, header.source_uri)
     for path, atom_id in header.files.items():
         if not await deps.catalog.holds(header.tenant_id, atom_id):
             raise errors.InvalidArgument(
@@ -82,7 +84,7 @@ async def ingest_model(
     request_id = header.request_id or new_event_id()
     atoms = [
         handlers.new_event(deps, p, header, request_id)
-        for p in atom_payloads(header, stored, known)
+        for p in atom_payloads(dataclasses.replace(header, source_uri=sealed_source), stored, known)
     ]
     decomposed = decomposed_payload(header, layout, parts, manifest_id, spooled.sha256, known)
     new_bytes = sum(t.size_bytes for t in decomposed.tensors if t.first_stored)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hartonomous.events import new_event_id
-from hartonomous.events.payloads import AtomReleased
+from hartonomous.events.payloads import AtomReleased, TenantErased
 from services.ingest import handlers
 from services.ingest.domain import errors
 
@@ -60,14 +60,81 @@ async def release(deps: handlers.Deps, request: ReleaseRequest) -> Released:
     stored = await catalog.find(atom_id)
     chunk_ids = stored.chunk_atom_ids if stored is not None else []
     request_id = request.request_id or new_event_id()
-    payload = AtomReleased(
-        atom_id=atom_id, tenant_id=tenant_id, actor=request.actor, reason=request.reason
-    )
+    reason = await handlers.seal(deps, tenant_id, request.reason)
+    payload = AtomReleased(atom_id=atom_id, tenant_id=tenant_id, actor=request.actor, reason=reason)
     event = handlers.new_event(deps, payload, request, request_id)
     await deps.publisher.publish(event)
     await handlers.read_your_writes(catalog, [event])
     removed = await _remove_unreferenced(deps, [atom_id, *chunk_ids], event.envelope.occurred_at)
     return Released(request_id, removed)
+
+
+@dataclass(frozen=True)
+class EraseRequest:
+    tenant_id: str
+    actor: str
+    traceparent: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Erased:
+    request_id: str
+    documents_released: int
+    blobs_removed: int
+
+
+ERASE_PAGE = 500
+"""Documents released per append while erasing a tenant."""
+
+ERASURE_ACTOR = "erasure"
+
+
+async def erase(deps: handlers.Deps, request: EraseRequest) -> Erased:
+    """Release every document of the tenant, destroy its data key, and record the erasure.
+
+    Releases come first (nothing of them needs the key); once the key is destroyed no ingest
+    can seal for the tenant any more, and a second sweep releases what an ingest sealed just
+    before and appended after the first. Erasing again finds nothing to release and records
+    the erasure again, which every projection takes as it took the first."""
+    request_id = request.request_id or new_event_id()
+    released, removed = await _release_all(deps, request, request_id)
+    await deps.sealer.keys.destroy(request.tenant_id)
+    deps.sealer.forget(request.tenant_id)
+    late, late_removed = await _release_all(deps, request, request_id)
+    payload = TenantErased(
+        tenant_id=request.tenant_id, actor=request.actor, documents_released=released + late
+    )
+    event = handlers.new_event(deps, payload, request, request_id)
+    await deps.publisher.publish(event)
+    await handlers.read_your_writes(deps.catalog, [event])
+    return Erased(request_id, released + late, removed + late_removed)
+
+
+async def _release_all(
+    deps: handlers.Deps, request: EraseRequest, request_id: str
+) -> tuple[int, int]:
+    """Release the tenant's documents a page per append; (released, blobs removed)."""
+    released = removed = 0
+    after = ""
+    while views := await deps.catalog.documents(request.tenant_id, after, ERASE_PAGE):
+        after = views[-1].atom_id
+        events = [
+            handlers.new_event(
+                deps,
+                AtomReleased(atom_id=v.atom_id, tenant_id=request.tenant_id, actor=ERASURE_ACTOR),
+                request,
+                request_id,
+            )
+            for v in views
+        ]
+        await deps.publisher.publish(*events)
+        await handlers.read_your_writes(deps.catalog, events)
+        at = events[-1].envelope.occurred_at
+        atom_ids = [a for v in views for a in (v.atom_id, *(c.atom_id for c in v.chunks))]
+        removed += await _remove_unreferenced(deps, atom_ids, at)
+        released += len(views)
+    return released, removed
 
 
 async def _remove_unreferenced(

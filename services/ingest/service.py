@@ -13,6 +13,7 @@ from hartonomous.blobs.embedded import DirectoryBlobStore
 from hartonomous.postgres import create_pool
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.service import Service, ServiceContext, Wiring, in_background
+from hartonomous.sealing import sealer_on
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.api import IngestApi
 from services.ingest.chunking import TextChunker
@@ -62,7 +63,8 @@ class IngestService(Service):
         chunker = await asyncio.to_thread(TextChunker.minilm, self._chunking)
         blobs = open_blob_store(ctx.settings)
         publisher = ctx.publisher(self.name)
-        self.deps = Deps(catalog, blobs, publisher, chunker, self._max_content_bytes)
+        sealer = await sealer_on(pool)
+        self.deps = Deps(catalog, blobs, publisher, chunker, sealer, self._max_content_bytes)
         if self._gc_every is not None and isinstance(blobs, DirectoryBlobStore):
             in_background(resources, self._sweep(catalog, blobs, self._gc_every), "ingest-gc")
         if self._storage_every is not None:

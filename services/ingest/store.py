@@ -112,7 +112,14 @@ create table if not exists {SCHEMA}.storage_metering (
     singleton boolean primary key default true check (singleton),
     metered_until timestamptz not null);
 alter table {SCHEMA}.refs add column if not exists released_at timestamptz;
+create table if not exists {SCHEMA}.erased_tenants (
+    tenant_id text primary key,
+    erased_at timestamptz not null,
+    event_id uuid not null);
 """
+
+# Nothing is written for an erased tenant, whichever order the events come in.
+_NOT_ERASED = f"not exists (select 1 from {SCHEMA}.erased_tenants e where e.tenant_id = $1)"
 
 # The earliest event that described an atom decides what it is.
 _UPSERT_ATOMS = f"""
@@ -129,7 +136,9 @@ where excluded.event_id < a.event_id
 # A reference spans first to last sighting; its latest event decides metadata and source, and
 # whether it is released (AtomReleased). A reference made after a release starts anew.
 _UPSERT_REF = f"""
-insert into {SCHEMA}.refs as r values ($1, $2, $3, $4, $5, $5, $6, null)
+insert into {SCHEMA}.refs as r
+select $1::text, $2::text, $3::text, $4::text, $5::timestamptz, $5::timestamptz, $6::uuid, null
+where {_NOT_ERASED}
 on conflict (tenant_id, atom_id) do update set
     first_seen = case when r.released_at is not null and excluded.event_id > r.event_id
                       then excluded.first_seen else least(r.first_seen, excluded.first_seen) end,
@@ -145,7 +154,9 @@ on conflict (tenant_id, atom_id) do update set
 # A release keeps the row as a tombstone (so an older event delivered again cannot bring the
 # reference back) and nothing of what the tenant said about the atom.
 _RELEASE_REF = f"""
-insert into {SCHEMA}.refs as r values ($1, $2, '{{}}', null, $3, $3, $4, $3)
+insert into {SCHEMA}.refs as r
+select $1::text, $2::text, '{{}}', null, $3::timestamptz, $3::timestamptz, $4::uuid, $3::timestamptz
+where {_NOT_ERASED}
 on conflict (tenant_id, atom_id) do update set
     released_at = excluded.released_at, metadata_json = '{{}}', source_uri = null,
     event_id = excluded.event_id
@@ -163,7 +174,10 @@ returning true
 # The earliest ModelDecomposed of a tenant's name and version is that version; returns a row
 # when this one won.
 _CLAIM_MODEL_VERSION = f"""
-insert into {SCHEMA}.model_versions as v values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+insert into {SCHEMA}.model_versions as v
+select $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint,
+       $9::timestamptz, $10::text, $11::uuid
+where {_NOT_ERASED}
 on conflict (tenant_id, name, version) do update set
     manifest_atom_id = excluded.manifest_atom_id, format = excluded.format,
     architecture = excluded.architecture, source_sha256 = excluded.source_sha256,
@@ -359,6 +373,20 @@ class CatalogWriter:
     ) -> None:
         await self._conn.execute(_RELEASE_REF, tenant_id, atom_id, released_at, event_id)
 
+    async def erase_tenant(self, tenant_id: str, erased_at: datetime, event_id: str) -> None:
+        """Everything of the tenant goes, and nothing of it is written again."""
+        await self._conn.execute(
+            f"insert into {SCHEMA}.erased_tenants values ($1, $2, $3)"
+            " on conflict (tenant_id) do nothing",
+            tenant_id,
+            erased_at,
+            event_id,
+        )
+        for table in ("refs", "model_tensors", "model_versions", "model_promotions"):
+            await self._conn.execute(
+                f"delete from {SCHEMA}.{table} where tenant_id = $1", tenant_id
+            )
+
     async def put_chunk_set(
         self, parent_id: str, chunker: str, chunks: Sequence[Chunk], event_id: str
     ) -> None:
@@ -418,10 +446,11 @@ class CatalogWriter:
         self, promoted: ModelVersionPromoted, at: datetime, event_id: str
     ) -> None:
         await self._conn.execute(
-            f"insert into {SCHEMA}.model_promotions values ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " on conflict (event_id) do nothing",
-            event_id,
+            f"insert into {SCHEMA}.model_promotions"
+            " select $2::uuid, $1::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::text,"
+            f" $8::text where {_NOT_ERASED} on conflict (event_id) do nothing",
             promoted.tenant_id,
+            event_id,
             promoted.name,
             promoted.version,
             promoted.model_atom_id,

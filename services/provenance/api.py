@@ -5,6 +5,7 @@ key; queries.py confines every read to what that tenant may see."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -13,6 +14,7 @@ import grpc
 from google.protobuf.struct_pb2 import Struct
 
 from hartonomous.runtime.grpc_errors import GrpcErrors
+from hartonomous.sealing import ERASED, SealedValueError, Sealer, is_sealed
 from hartonomous.v1 import provenance_pb2 as pb
 from services.provenance import queries
 from services.provenance.canonical import Fingerprint
@@ -38,6 +40,7 @@ _ERRORS = GrpcErrors(
         InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
         NotFound: grpc.StatusCode.NOT_FOUND,
         GraphStoreError: grpc.StatusCode.UNAVAILABLE,
+        SealedValueError: grpc.StatusCode.DATA_LOSS,
     },
     withheld={GraphStoreError: "the provenance graph is unavailable"},
 )
@@ -50,8 +53,9 @@ DIRECTIONS = {
 
 
 class ProvenanceApi:
-    def __init__(self, store: GraphStore) -> None:
+    def __init__(self, store: GraphStore, sealer: Sealer) -> None:
         self._store = store
+        self._sealer = sealer
 
     async def Lineage(self, request: pb.LineageRequest, context: Context) -> pb.LineageReply:
         async with _ERRORS.scope(context, "Lineage"):
@@ -70,14 +74,31 @@ class ProvenanceApi:
             return pb.LineageReply(
                 root_id=found.root.uid,
                 nodes=[_node(n, tenant) for n in found.nodes],
-                edges=[_edge(e, tenant) for e in found.edges],
+                edges=[_edge(await self._opened(e), tenant) for e in found.edges],
                 truncated=found.truncated,
             )
 
     async def Explain(self, request: pb.ExplainRequest, context: Context) -> pb.ExplainReply:
         async with _ERRORS.scope(context, "Explain"):
             found = await queries.explain(self._store, request.tenant_id, request.node_id)
-            return _explanation(found)
+            documents = [
+                dataclasses.replace(d, holding=await self._opened(d.holding))
+                for d in found.documents
+            ]
+            return _explanation(dataclasses.replace(found, documents=documents))
+
+    async def _opened(self, edge: Edge) -> Edge:
+        """The graph keeps a tenant's free-form fields sealed, as the log does; they open here,
+        for the tenant whose edge it is ("[erased]" once its key is destroyed)."""
+        if not any(isinstance(v, str) and is_sealed(v) for v in edge.props.values()):
+            return edge
+        props: dict[str, Value] = {}
+        for name, value in edge.props.items():
+            if isinstance(value, str) and is_sealed(value):
+                opened = await self._sealer.open(edge.tenant_id, value)
+                value = ERASED if opened is None else opened
+            props[name] = value
+        return dataclasses.replace(edge, props=props)
 
     async def TensorModels(
         self, request: pb.TensorModelsRequest, context: Context

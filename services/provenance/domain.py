@@ -53,6 +53,7 @@ class Rel(enum.StrEnum):
     OWNS = "OWNS"  # Tenant -> Atom it ingested first
     REFERENCED = "REFERENCED"  # Tenant -> Atom it ingested again (a dedup hit)
     RELEASED = "RELEASED"  # Tenant -> Atom it deleted (a tombstone: who, when, why)
+    ERASED = "ERASED"  # Tenant -> the Event that erased it (who, how many documents)
     CHUNK_OF = "CHUNK_OF"  # Chunk -> the Atom it was cut from
     TENSOR_OF = "TENSOR_OF"  # Tensor -> the ModelVersion it is a tensor of
     CONTENT = "CONTENT"  # Chunk/Tensor/ModelVersion -> the Atom holding its bytes

@@ -46,6 +46,7 @@ from hartonomous.events.payloads import (
     PriorUpdated,
     SearchPerformed,
     TelemetryRecorded,
+    TenantErased,
     UsageRecorded,
     to_avro,
 )
@@ -121,6 +122,16 @@ def on_atom_released(f: FactSet, payload: AtomReleased, env: Envelope) -> None:
     atom = _atom(f, payload.atom_id)
     tenant = _tenant(f, payload.tenant_id)
     f.edge(Rel.RELEASED, tenant, atom, tenant=payload.tenant_id, props=props)
+
+
+def on_tenant_erased(f: FactSet, payload: TenantErased, env: Envelope) -> None:
+    """The tenant's releases came before; its sealed fields no longer open anywhere."""
+    props: dict[str, Scalar] = {
+        "actor": payload.actor,
+        "documents_released": payload.documents_released,
+    }
+    tenant = _tenant(f, payload.tenant_id)
+    f.edge(Rel.ERASED, tenant, f.event_uid, tenant=payload.tenant_id, props=props)
 
 
 def chunk_key(parent_atom_id: str, chunker: str, index: int) -> str:
@@ -505,6 +516,7 @@ MAPPERS: Mapping[type[Payload], Mapper] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
     AtomReleased: on_atom_released,
+    TenantErased: on_tenant_erased,
     AtomChunked: on_atom_chunked,
     EmbeddingComputed: on_embedding_computed,
     UsageRecorded: on_usage_recorded,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
+from hartonomous.postgres import create_pool
 from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.service import Service, ServiceContext, Wiring
+from hartonomous.sealing import sealer_on
 from hartonomous.settings import Settings
 from hartonomous.v1 import provenance_pb2, provenance_pb2_grpc
 from services.provenance.api import ProvenanceApi
@@ -44,7 +46,9 @@ class ProvenanceService(Service):
         resources.push_async_callback(store.close)
         self._store = store
         projection = graph_projection(store, observer=self._observer)
-        api = ProvenanceApi(store)
+        pool = await create_pool(ctx.postgres_url, max_size=2)
+        resources.push_async_callback(pool.close)
+        api = ProvenanceApi(store, await sealer_on(pool))
         return Wiring(
             consumers=[ctx.runner(projection)],
             grpc=[

@@ -25,8 +25,10 @@ from hartonomous.events.payloads import (
     AtomReleased,
     EmbeddingComputed,
     Payload,
+    TenantErased,
 )
 from hartonomous.runtime.projection import Handler, Projection
+from hartonomous.sealing import SealedValueError, Sealer
 from services.search import domain
 from services.search.domain import IndexedChunk
 from services.search.store import Document, JoinStore, Reference, Vector
@@ -46,17 +48,23 @@ class Deps:
     joins: JoinStore
     store: VectorStore
     blobs: BlobStore
+    sealer: Sealer
 
 
 TOPICS = ("atoms", "embeddings")
 
 
-def _reference(event: Event[AtomIngested] | Event[AtomReferenced]) -> Reference:
+async def _reference(deps: Deps, event: Event[AtomIngested] | Event[AtomReferenced]) -> Reference:
+    """The tenant's metadata opened (filters match clear values); an erased tenant's is empty."""
     atom = event.payload
+    try:
+        metadata = await deps.sealer.open(atom.tenant_id, atom.metadata_json)
+    except SealedValueError as exc:
+        raise domain.BadEvent(str(exc)) from None
     return Reference(
         tenant_id=atom.tenant_id,
         document_id=atom.atom_id,
-        meta=domain.filterable_metadata(atom.metadata_json),
+        meta=domain.filterable_metadata(metadata or "{}"),
         referenced_at=event.envelope.occurred_at,
         event_id=event.envelope.event_id,
     )
@@ -65,12 +73,12 @@ def _reference(event: Event[AtomIngested] | Event[AtomReferenced]) -> Reference:
 async def on_atom_ingested(deps: Deps, event: Event[AtomIngested]) -> None:
     atom = event.payload
     document = Document(atom.atom_id, atom.modality, atom.mime_type, event.envelope.event_id)
-    await _index(deps, await deps.joins.add_document(document, _reference(event)))
+    await _index(deps, await deps.joins.add_document(document, await _reference(deps, event)))
 
 
 async def on_atom_referenced(deps: Deps, event: Event[AtomReferenced]) -> None:
     """Another tenant holds bytes already chunked and embedded: it gets points of its own."""
-    await _index(deps, await deps.joins.add_reference(_reference(event)))
+    await _index(deps, await deps.joins.add_reference(await _reference(deps, event)))
 
 
 async def on_atom_released(deps: Deps, event: Event[AtomReleased]) -> None:
@@ -81,6 +89,12 @@ async def on_atom_released(deps: Deps, event: Event[AtomReleased]) -> None:
         released.tenant_id, released.atom_id, event.envelope.event_id
     )
     await deps.store.delete(released.atom_id, tenant_id=released.tenant_id)
+
+
+async def on_tenant_erased(deps: Deps, event: Event[TenantErased]) -> None:
+    """The erasure released every document (their points went with the releases): what is left
+    is the tenant's key, which must not open anything here any more."""
+    deps.sealer.forget(event.payload.tenant_id)
 
 
 async def on_atom_chunked(deps: Deps, event: Event[AtomChunked]) -> None:
@@ -116,6 +130,7 @@ HANDLERS: Mapping[type[Payload], Handler[Deps]] = {
     AtomIngested: on_atom_ingested,
     AtomReferenced: on_atom_referenced,
     AtomReleased: on_atom_released,
+    TenantErased: on_tenant_erased,
     AtomChunked: on_atom_chunked,
     EmbeddingComputed: on_embedding_computed,
 }

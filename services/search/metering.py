@@ -5,17 +5,20 @@ log write. The API calls it after the search and before the reply, so
 no caller gets results the log has not billed, and no search is billed without its receipt.
 
 The receipt keeps a SHA-256 of the query, never its text: the log is immutable, and a query
-may hold what a tenant would not want kept forever (a name, a secret pasted by mistake).
+may hold what a tenant would not want kept forever (a name, a secret pasted by mistake). The
+values of a metadata filter are kept sealed with the tenant's data key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 
 from hartonomous.events import Event, usage_quantity
 from hartonomous.events.payloads import SearchPerformed, SearchResult, UsageRecorded
 from hartonomous.runtime.publisher import Publisher
+from hartonomous.sealing import Sealer, TenantErasedError
 from services.search.domain import Hit, Mode, SearchQuery
 
 
@@ -24,8 +27,9 @@ class NotRecorded(Exception):
 
 
 class SearchMeter:
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(self, publisher: Publisher, sealer: Sealer) -> None:
         self._publisher = publisher
+        self._sealer = sealer
 
     async def record(
         self,
@@ -35,8 +39,11 @@ class SearchMeter:
         api_key_id: str | None = None,
     ) -> None:
         """Publish the receipt and its usage, or raise NotRecorded with neither appended."""
+        receipt = receipt_payload(query, hits, api_key_id)
+        if receipt.metadata_filter:
+            receipt = await self._sealed(receipt)
         searched = self._publisher.new(
-            receipt_payload(query, hits, api_key_id),
+            receipt,
             tenant_id=query.tenant_id,
             traceparent=traceparent,
         )
@@ -45,6 +52,15 @@ class SearchMeter:
             await self._publisher.publish(searched, usage)
         except Exception as exc:
             raise NotRecorded(f"appending the receipt failed: {exc!r}") from exc
+
+    async def _sealed(self, receipt: SearchPerformed) -> SearchPerformed:
+        """The filter's values are the tenant's words: sealed with its data key."""
+        tenant, sealer = receipt.tenant_id, self._sealer
+        try:
+            values = {k: await sealer.seal(tenant, v) for k, v in receipt.metadata_filter.items()}
+        except TenantErasedError as exc:
+            raise NotRecorded(str(exc)) from None
+        return dataclasses.replace(receipt, metadata_filter=values)
 
 
 def receipt_payload(

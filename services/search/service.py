@@ -17,6 +17,7 @@ from hartonomous.runtime.grpc_server import GrpcRegistration
 from hartonomous.runtime.peers import peer_channel
 from hartonomous.runtime.projection import replay
 from hartonomous.runtime.service import Service, ServiceContext, Wiring
+from hartonomous.sealing import sealer_on
 from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.search import tunables
 from services.search.api import SearchApi
@@ -57,13 +58,14 @@ class SearchService(Service):
         gauge("search_repeated_queries", WindowShare(lambda: (repeats.repeats, repeats.queries)))
         gauge("search_query_cache_hit_rate", WindowShare(lambda: (cache.hits, cache.lookups)))
         gauge("search_dead_slots", lambda: _level(store.dead_slots()))
-        projection = search_projection(Deps(joins, store, open_blob_store(ctx.settings)))
+        sealer = await sealer_on(pool)
+        projection = search_projection(Deps(joins, store, open_blob_store(ctx.settings), sealer))
         lost_points = await joins.has_indexed_points() and await store.count() == 0
         if stale_joins or lost_points:
             why = "its join state was of another version" if stale_joins else "the store is empty"
             logger.warning("rebuilding the search index from the log: %s", why)
             await replay(ctx.event_log, ctx.codec, projection)
-        meter = SearchMeter(ctx.publisher(self.name))
+        meter = SearchMeter(ctx.publisher(self.name), sealer)
         return Wiring(
             consumers=[ctx.runner(projection)],
             grpc=[

@@ -29,6 +29,7 @@ from hartonomous.events.payloads import (
 )
 from hartonomous.postgres import create_pool
 from hartonomous.runtime.projection import Projection, ProjectionRunner
+from hartonomous.sealing import sealer_on
 from hartonomous.settings import Settings
 from services.search.domain import DIM
 from services.search.handlers import Deps, search_projection
@@ -247,7 +248,8 @@ async def open_projection(
         joins = JoinStore(pool)
         await joins.setup()
         await store.ensure()
-        yield SearchProjection(event_log, Deps(joins, store, open_blob_store(settings)))
+        deps = Deps(joins, store, open_blob_store(settings), await sealer_on(pool))
+        yield SearchProjection(event_log, deps)
     finally:
         await store.close()
         await pool.close()

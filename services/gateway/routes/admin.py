@@ -1,5 +1,5 @@
 """Admin: rate cards (platform-wide) and tenant quotas, forwarded to billing; a tenant's
-settings, kept by the gateway."""
+settings, kept by the gateway; erasing a tenant."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from hartonomous.v1 import billing_pb2
+from hartonomous.v1 import billing_pb2, ingest_pb2
 from services.gateway import timestamps
-from services.gateway.clients import PUT_QUOTA, PUT_RATES
+from services.gateway.clients import ERASE_TENANT, PUT_QUOTA, PUT_RATES
 from services.gateway.deps import Admin, GatewayDep
 from services.gateway.problems import ProblemError, documented
 from services.gateway.store import Tenant
@@ -176,6 +176,46 @@ async def put_tenant_settings(
 ) -> TenantSettings:
     found = await _tenant(gw, tenant)
     return _settings(await gw.store.set_keep_generation_inputs(found, body.keep_generation_inputs))
+
+
+class ErasedTenant(BaseModel):
+    tenant_id: str
+    name: str
+    erased_at: datetime
+    keys_revoked: int = Field(description="API keys this call revoked")
+    documents_released: int = Field(description="Documents this call deleted")
+    blobs_removed: int = Field(description="Blobs removed because no tenant references them")
+
+
+@router.delete(
+    "/tenants/{tenant}",
+    summary="Erase a tenant",
+    description="Revokes every API key of the tenant, deletes every document it holds (as "
+    "DELETE /v1/atoms/{id}: catalog, search, storage metering, blobs no other tenant "
+    "references) and destroys its data key, so the metadata, sources and reasons it wrote, "
+    "sealed in the log, are unreadable for good: a replay shows them as [erased] and no "
+    "projection rebuilt from the log holds anything of them. Billing keeps its ledger and "
+    "invoices (financial records: the tenant id, quantities and amounts, never content). "
+    "Erasing again is harmless and answers the same way with nothing left to release.",
+    responses=documented(401, 403, 404, 422, 429, 503, 504),
+)
+async def erase_tenant(tenant: TenantRef, gw: GatewayDep, principal: Admin) -> ErasedTenant:
+    found = await _tenant(gw, tenant)
+    revoked = await gw.store.revoke_all(found)
+    request = ingest_pb2.EraseTenantRequest(
+        tenant_id=found.tenant_id, actor=f"key:{principal.key_id}"
+    )
+    reply: ingest_pb2.EraseTenantReply = await gw.peers.unary(ERASE_TENANT, request)
+    erased = await gw.store.mark_erased(found)
+    assert erased.erased_at is not None
+    return ErasedTenant(
+        tenant_id=erased.tenant_id,
+        name=erased.name,
+        erased_at=erased.erased_at,
+        keys_revoked=revoked,
+        documents_released=reply.documents_released,
+        blobs_removed=reply.blobs_removed,
+    )
 
 
 async def _tenant(gw: GatewayDep, tenant: str) -> Tenant:

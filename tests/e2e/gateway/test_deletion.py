@@ -1,12 +1,15 @@
 """Deleting a document on the real platform (`hartonomous up`), driven over HTTP: a tenant's
 delete takes the document out of its catalog and every search mode at once, another tenant
 holding the same bytes keeps them, the bytes go when the last holder deletes, and neither a
-rebuild of the search index from the log nor `audit verify` brings anything back.
+rebuild of the search index from the log nor `audit verify` brings anything back. Erasing a
+tenant leaves nothing it wrote readable: a replay of the log shows it erased, the graph still
+equals the log and the billing ledger still reconciles.
 
 The tests run in order on one platform (each step builds on the one before)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -175,3 +178,64 @@ def test_a_rebuild_from_the_log_and_an_audit_keep_it_deleted(world: World) -> No
     assert again.returncode == 2 and "NOT_FOUND" in again.stderr, again.stderr
     with platform.client(world.first) as http:
         _problem(http.get(f"/v1/atoms/{kept}"), 404)
+
+
+PERSONAL = "Jane Roe"
+
+
+def _replayed(platform: Platform, topic: str, *flags: str) -> list[dict[str, Any]]:
+    replay = cli("replay", "--topic", topic, "--json", *flags, data_dir=platform.data_dir)
+    assert replay.returncode == 0, replay.stderr
+    return [json.loads(line) for line in replay.stdout.splitlines()]
+
+
+def test_erasing_a_tenant_leaves_nothing_it_wrote_readable(world: World) -> None:
+    platform = world.platform
+    third_id = platform.tenant("third")
+    writer, admin = platform.key("third", "writer"), platform.key("third", "admin")
+    word = "zq" + uuid.uuid4().hex[:10]
+    text, shared_text = _text(word, 1), _text(word, 3)
+    with platform.client(writer) as http:
+        for content in (text, shared_text):
+            body = {"content": content, "metadata": {"owner": PERSONAL}, "source_uri": "jr.txt"}
+            assert http.post("/v1/atoms", json=body).status_code == 201
+        found = http.post("/v1/search", json={"query": word, "mode": "sparse", "k": 5})
+        assert found.status_code == 200
+        where = {"query": word, "mode": "sparse", "filter": {"metadata": {"owner": PERSONAL}}}
+        assert http.post("/v1/search", json=where).status_code == 200
+    with platform.client(world.second) as http:
+        shared = _ingest(http, shared_text, word)
+
+    with platform.client(admin) as http:
+        erased = http.delete(f"/v1/admin/tenants/{third_id}")
+        assert erased.status_code == 200, erased.text
+        report = erased.json()
+        assert (report["tenant_id"], report["name"]) == (third_id, "third")
+        assert (report["keys_revoked"], report["documents_released"]) == (2, 2)
+        assert report["blobs_removed"] >= 1  # the text only it held; the shared one stays
+    eventually(lambda: _refused(platform, writer), timeout=30)  # keys are cached a few seconds
+    with platform.client(world.second) as http:
+        eventually(lambda: _found_in_every_mode(http, shared), timeout=120)
+
+    # The log keeps the history, and what the tenant wrote only sealed with a destroyed key.
+    atoms = [e for e in _replayed(platform, "atoms") if e["payload"].get("tenant_id") == third_id]
+    held = [e["payload"] for e in atoms if e["event_type"] in ("AtomIngested", "AtomReferenced")]
+    assert len(held) == 2
+    assert {(p["metadata_json"], p["source_uri"]) for p in held} == {("[erased]", "[erased]")}
+    assert [e["event_type"] for e in atoms][-1] == "TenantErased"
+    searches = [e["payload"] for e in _replayed(platform, "search")]
+    assert {"owner": "[erased]"} in [p["metadata_filter"] for p in searches]
+    for topic in ("atoms", "search"):
+        assert PERSONAL not in json.dumps(_replayed(platform, topic, "--sealed"))
+
+    # The graph is still exactly what the log says, and the ledger what `usage` says.
+    port = ["--grpc-port", str(platform.grpc_port)]
+    audit = cli("audit", "verify", *port, data_dir=platform.data_dir)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    reconciled = cli("billing", "reconcile", data_dir=platform.data_dir)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+
+
+def _refused(platform: Platform, key: str) -> bool | None:
+    with platform.client(key) as http:
+        return True if http.get("/v1/usage").status_code == 401 else None

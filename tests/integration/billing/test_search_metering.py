@@ -18,8 +18,10 @@ from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.eventlog.port import StoredRecord
 from hartonomous.events import Event, decode_event
 from hartonomous.events.payloads import SearchPerformed, to_avro
+from hartonomous.postgres import create_pool
 from hartonomous.runtime.grpc_server import GrpcHost, GrpcRegistration
 from hartonomous.runtime.publisher import Publisher
+from hartonomous.sealing import sealer_on
 from hartonomous.v1 import billing_pb2, search_pb2, search_pb2_grpc
 from services.search.api import SearchApi
 from services.search.domain import DIM
@@ -50,9 +52,16 @@ class Search:
     stub: search_pb2_grpc.SearchStub
     pg_url: str
 
-    async def sparse(self, text: str = QUERY, api_key_id: str = "") -> search_pb2.SearchReply:
+    async def sparse(
+        self, text: str = QUERY, api_key_id: str = "", **where: str
+    ) -> search_pb2.SearchReply:
         request = search_pb2.SearchRequest(
-            tenant_id=A, query=text, k=3, mode=search_pb2.SEARCH_MODE_SPARSE, api_key_id=api_key_id
+            tenant_id=A,
+            query=text,
+            k=3,
+            mode=search_pb2.SEARCH_MODE_SPARSE,
+            api_key_id=api_key_id,
+            filter=search_pb2.SearchFilter(metadata=where),
         )
         reply: search_pb2.SearchReply = await self.stub.Search(
             request, metadata=(("traceparent", TRACEPARENT),)
@@ -81,7 +90,8 @@ async def search(pg_url: str, tmp_path: Path) -> AsyncIterator[Search]:
         await projection.run()
         nowhere = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")
         searcher = Searcher(projection.store, Embedder(nowhere), projection.deps.joins)
-        api = SearchApi(searcher, SearchMeter(Publisher(projection.event_log, CODEC, "search")))
+        publisher = Publisher(projection.event_log, CODEC, "search")
+        api = SearchApi(searcher, SearchMeter(publisher, projection.deps.sealer))
         host = GrpcHost("127.0.0.1", 0)
         registration = GrpcRegistration(
             api, search_pb2_grpc.add_SearchServicer_to_server, GRPC_SERVICE
@@ -130,6 +140,21 @@ async def test_a_search_appends_its_receipt_and_usage_together(
         "api_key_id": "key-7",
         "dimensions": {"mode": "sparse"},
     }
+
+
+async def test_a_filters_values_are_kept_sealed(
+    search: Search, eventlog: EmbeddedEventLog, pg_url: str
+) -> None:
+    await search.sparse(owner="Jane Roe")
+    [(receipt, record)] = await logged(eventlog, "search")
+    assert isinstance(receipt.payload, SearchPerformed)
+    assert b"Jane Roe" not in record.value
+    [(key, sealed)] = receipt.payload.metadata_filter.items()
+    pool = await create_pool(pg_url, max_size=1)
+    try:
+        assert key == "owner" and await (await sealer_on(pool)).open(A, sealed) == "Jane Roe"
+    finally:
+        await pool.close()
 
 
 async def test_a_fault_in_the_write_leaves_neither_and_returns_no_results(

@@ -22,8 +22,9 @@ async def test_every_error_response_is_a_documented_problem(gw: Gateway) -> None
         for path, methods in document["paths"].items()
         for method, operation in methods.items()
     ]
-    # 18, 4 of config, 6 of the loop, 6 of models, 4 of generation, 2 of tenant settings
-    assert len(operations) == 40
+    # 18, 4 of config, 6 of the loop, 6 of models, 4 of generation, 2 of tenant settings,
+    # 1 erasure
+    assert len(operations) == 41
     for path, method, operation in operations:
         responses = operation["responses"]
         assert responses["default"]["content"] == PROBLEM, (path, method)

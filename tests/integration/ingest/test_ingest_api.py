@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from hartonomous.events.payloads import AtomChunked, AtomIngested, UsageRecorded
+from hartonomous.sealing import is_sealed
 from hartonomous.v1 import ingest_pb2
 from services.ingest.domain.chunks import ChunkPolicy
 from tests.integration.ingest.conftest import (
@@ -52,7 +53,11 @@ async def test_new_text_is_stored_chunked_and_metered_in_one_append(platform: Pl
     assert isinstance(ingested.payload, AtomIngested)
     assert isinstance(chunked.payload, AtomChunked)
     assert isinstance(usage.payload, UsageRecorded)
-    assert ingested.payload.metadata_json == '{"pages":3,"title":"Ledger"}'
+    # What the tenant wrote travels sealed with its data key, and opens to the canonical JSON.
+    sealer, sealed = platform.deps.sealer, ingested.payload
+    assert is_sealed(sealed.metadata_json) and sealed.source_uri and is_sealed(sealed.source_uri)
+    assert await sealer.open("acme", sealed.metadata_json) == '{"pages":3,"title":"Ledger"}'
+    assert await sealer.open_optional("acme", sealed.source_uri) == "notes/ledger.txt"
     assert ingested.payload.blob_key == reply.atom_id
     for event in (ingested, chunked, usage):
         assert event.envelope.correlation_id == "req-1"

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from hartonomous.events.payloads import AtomReleased
+from hartonomous.sealing import is_sealed
 from hartonomous.v1 import ingest_pb2
 from tests.integration.ingest.conftest import Platform, catalog_rows, prose
 
@@ -39,9 +40,12 @@ async def test_the_last_holder_releasing_removes_the_bytes(platform: Platform) -
     assert (reply.request_id, reply.blobs_removed) == ("req-9", 0)  # globex holds them
     *_, released = await platform.events("atoms")
     assert isinstance(released.payload, AtomReleased)
+    sealed = released.payload.reason
+    assert sealed is not None and is_sealed(sealed)  # the tenant's words travel sealed
     assert released.payload == AtomReleased(
-        atom_id=first.atom_id, tenant_id="acme", actor="key:k1", reason="asked to"
+        atom_id=first.atom_id, tenant_id="acme", actor="key:k1", reason=sealed
     )
+    assert await platform.deps.sealer.open("acme", sealed) == "asked to"
     assert released.envelope.correlation_id == "req-9"
     for gone in (first.atom_id, first.chunk_atom_ids[0]):
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -18,6 +18,7 @@ from hartonomous.events.payloads import (
     OperationWindow,
     Payload,
     TelemetryRecorded,
+    TenantErased,
 )
 from hartonomous.runtime.projection import PoisonEvent
 from services.provenance import queries
@@ -72,6 +73,19 @@ def test_a_config_change_is_a_node_of_the_tenant_that_made_it() -> None:
     assert (Rel.RECORDED_BY, change.uid, node_uid(Label.EVENT, env.event_id)) in {
         e.ident for e in facts.edges
     }
+
+
+def test_an_erasure_is_an_edge_from_the_tenant_to_its_event() -> None:
+    env = Envelope.new("TenantErased", "acme", "ingest")
+    payload = TenantErased(tenant_id="acme", actor="key:admin1", documents_released=3)
+    facts = project(_decoded("atoms", Event(env, payload)))
+    (erased,) = [e for e in facts.edges if e.type is Rel.ERASED]
+    assert (erased.source, erased.target) == (
+        node_uid(Label.TENANT, "acme"),
+        node_uid(Label.EVENT, env.event_id),
+    )
+    assert erased.tenant_id == "acme"
+    assert erased.props == {"actor": "key:admin1", "documents_released": 3}
 
 
 def test_a_telemetry_window_is_no_node_of_the_graph() -> None:

@@ -1,0 +1,86 @@
+"""Sealing with data keys in a real Postgres: a value seals for one tenant and opens only for it,
+a tampered one is refused, clear text from before sealing opens as itself, and a destroyed key
+erases everything sealed with it, for this process and every other."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from hartonomous.postgres import create_pool
+from hartonomous.sealing import (
+    PostgresKeyStore,
+    SealedValueError,
+    Sealer,
+    TenantErasedError,
+    is_sealed,
+    sealer_on,
+)
+from hartonomous.sealing.sealer import KEY_CACHE_SECONDS
+from tests.support.postgres import fresh_database
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(await fresh_database(), max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def test_a_sealed_value_opens_for_its_tenant_only(pool: asyncpg.Pool) -> None:
+    sealer = await sealer_on(pool)
+    sealed = await sealer.seal("acme", '{"owner": "Jane Roe"}')
+    assert is_sealed(sealed) and "Jane" not in sealed
+    assert await sealer.open("acme", sealed) == '{"owner": "Jane Roe"}'
+    assert await sealer.seal("acme", "x") != await sealer.seal("acme", "x")  # a nonce each
+    with pytest.raises(SealedValueError, match="another tenant"):
+        await sealer.open("globex", sealed)
+    # Another process (a sealer of its own on the same store) opens it too.
+    assert await Sealer(PostgresKeyStore(pool)).open("acme", sealed) == '{"owner": "Jane Roe"}'
+
+
+async def test_tampered_and_truncated_values_are_refused(pool: asyncpg.Pool) -> None:
+    sealer = await sealer_on(pool)
+    sealed = await sealer.seal("acme", "notes/ledger.txt")
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(SealedValueError, match="tampered"):
+        await sealer.open("acme", flipped)
+    key_id = sealed.split(":")[2]
+    with pytest.raises(SealedValueError, match="truncated"):
+        await sealer.open("acme", f"sealed:v1:{key_id}:c2hvcnQ=")
+    with pytest.raises(SealedValueError, match="never made"):
+        await sealer.open("acme", sealed.replace(key_id, "0" * len(key_id)))
+    with pytest.raises(SealedValueError, match="base64"):
+        await sealer.open("acme", sealed + "%")
+    assert await sealer.open("acme", '{"written": "before sealing"}') == (
+        '{"written": "before sealing"}'
+    )
+
+
+async def test_a_destroyed_key_erases_what_it_sealed_everywhere(pool: asyncpg.Pool) -> None:
+    now = [0.0]
+    sealer = await sealer_on(pool)
+    other = Sealer(PostgresKeyStore(pool), clock=lambda: now[0])
+    kept = await sealer.seal("globex", "globex's")
+    sealed = await sealer.seal("acme", "acme's")
+    assert await other.open("acme", sealed) == "acme's"  # cached in the other process now
+
+    assert await sealer.keys.destroy("acme") is True
+    sealer.forget("acme")
+    assert await sealer.open("acme", sealed) is None
+    with pytest.raises(TenantErasedError, match="erased"):
+        await sealer.seal("acme", "anything new")
+    assert await sealer.keys.destroy("acme") is False  # once only
+    # The other process stops opening it once its cached key expires.
+    now[0] += KEY_CACHE_SECONDS + 1
+    assert await other.open("acme", sealed) is None
+    assert await other.open("globex", kept) == "globex's"
+
+
+async def test_erasing_a_tenant_that_never_sealed_refuses_it_a_key(pool: asyncpg.Pool) -> None:
+    sealer = await sealer_on(pool)
+    assert await sealer.keys.destroy("initech") is True
+    with pytest.raises(TenantErasedError):
+        await sealer.seal("initech", "first words")
