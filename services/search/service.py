@@ -9,6 +9,7 @@ hit rate and the dead slots waiting for a compaction."""
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import AsyncExitStack
 
 from hartonomous.blobs import open_blob_store
@@ -26,7 +27,8 @@ from services.search.handlers import Deps, search_projection
 from services.search.metering import SearchMeter
 from services.search.queries import Searcher
 from services.search.query_cache import QueryCache, WindowShare
-from services.search.store import JoinStore
+from services.search.store import SCHEMA, JoinStore
+from services.search.tunables import GROUP
 from services.search.vectors import open_vector_store
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ class SearchService(Service):
     async def wire(self, ctx: ServiceContext, resources: AsyncExitStack) -> Wiring:
         pool = await create_pool(ctx.postgres_url, max_size=4)
         resources.push_async_callback(pool.close)
-        joins = JoinStore(pool)
+        group, schema = projection_names(ctx.settings.search_replica)
+        joins = JoinStore(pool, schema)
         stale_joins = await joins.setup()
         store = open_vector_store(ctx.settings)
         resources.push_async_callback(store.close)
@@ -59,7 +62,8 @@ class SearchService(Service):
         gauge("search_query_cache_hit_rate", WindowShare(lambda: (cache.hits, cache.lookups)))
         gauge("search_dead_slots", lambda: _level(store.dead_slots()))
         sealer = await sealer_on(pool)
-        projection = search_projection(Deps(joins, store, open_blob_store(ctx.settings), sealer))
+        deps = Deps(joins, store, open_blob_store(ctx.settings), sealer)
+        projection = search_projection(deps, group)
         lost_points = await joins.has_indexed_points() and await store.count() == 0
         if stale_joins or lost_points:
             why = "its join state was of another version" if stale_joins else "the store is empty"
@@ -83,3 +87,14 @@ def _level(count: int | None) -> float | None:
 
 
 service = SearchService()
+
+
+def projection_names(replica: str | None) -> tuple[str, str]:
+    """The consumer group and join schema of this process's projection."""
+    if replica is None:
+        return GROUP, SCHEMA
+    if not re.fullmatch(r"[a-z0-9_]{1,32}", replica):
+        raise ValueError(
+            f"HARTONOMOUS_SEARCH_REPLICA {replica!r}: 1-32 lowercase letters, digits or '_'"
+        )
+    return f"{GROUP}-{replica}", f"{SCHEMA}_{replica}"
