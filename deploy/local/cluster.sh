@@ -82,10 +82,13 @@ address_of() {
 }
 
 pid_of() {
-  local pidfile="$dir/run/$1.pid" pid
+  local pidfile="$dir/run/$1.pid" pid state
   [[ -f "$pidfile" ]] || return 1
   pid="$(<"$pidfile")"
-  kill -0 "$pid" 2>/dev/null || return 1
+  # A killed process whose parent is gone may linger as a zombie until init reaps it: not
+  # running (kill -0 would still succeed).
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]] || return 1
   printf '%s\n' "$pid"
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from hartonomous.runtime.outages import OUTAGES
 from hartonomous.tenants import InvalidTenantId
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,14 @@ class GrpcErrors:
             yield
         except grpc.aio.AbortError:
             raise
-        except InvalidTenantId as exc:  # the one rule every service shares
+        except InvalidTenantId as exc:  # the rules every service shares
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except OUTAGES as exc:
+            logger.warning("%s: %s: a store is unreachable: %r", self.service, method, exc)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the {self.service} service's log or database is unreachable; retry shortly",
+            )
         except Exception as exc:
             for kind, code in self.statuses.items():
                 if isinstance(exc, kind):

@@ -15,6 +15,10 @@ transaction with retries and backoff, so one poison event is isolated: it goes t
 cannot even be decoded go there first. A projection whose effects are durable one at a time
 (keyed upserts into several stores, events appended) is not `atomic`: its records are always
 applied one by one.
+
+An outage is no poison: while the log or a store is down (Kafka, Postgres, or what the
+projection declares `transient`, e.g. Neo4j), the runner holds the batch in hand and tries it
+again with backoff until the store is back, dead-lettering nothing and never exiting for it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from hartonomous.eventlog.port import Consumer, EventLog, Position, Record, StoredRecord
@@ -34,6 +39,7 @@ from hartonomous.eventlog.topics import dlq_topic
 from hartonomous.events import AvroCodec, Event, EventDecodeError, decode_event
 from hartonomous.events.payloads import Payload
 from hartonomous.runtime.metrics import BATCH_SIZE, CONSUMER_LAG, EVENTS_HANDLED
+from hartonomous.runtime.outages import OUTAGES
 from hartonomous.telemetry import continue_trace
 from hartonomous.tunables import Value
 
@@ -46,6 +52,10 @@ Claim = Callable[[Tx, Sequence[StoredRecord]], Awaitable[Collection[Position]]]
 
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never succeed: it goes to the DLQ at once."""
+
+
+OUTAGE_FIRST_RETRY_S = 0.5
+OUTAGE_MAX_RETRY_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,9 @@ class Projection(Generic[Tx]):
     atomic: bool = True
     poison: tuple[type[Exception], ...] = ()
     """Handler errors that mean the event can never be applied: dead-lettered without retries."""
+    transient: tuple[type[Exception], ...] = ()
+    """Handler errors that mean the projection's own store is down (beyond OUTAGES): the batch
+    waits for it, never dead-lettered."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_batch: int = 200
 
@@ -88,6 +101,7 @@ class Projection(Generic[Tx]):
         deps: Tx,
         *,
         poison: tuple[type[Exception], ...] = (),
+        transient: tuple[type[Exception], ...] = (),
         max_batch: int = 200,
     ) -> Projection[Tx]:
         """A projection with no transaction of its own: its handlers write through `deps` with
@@ -100,6 +114,7 @@ class Projection(Generic[Tx]):
             lambda: nullcontext(deps),
             atomic=False,
             poison=poison,
+            transient=transient,
             max_batch=max_batch,
         )
 
@@ -132,6 +147,7 @@ class ProjectionRunner(Generic[Tx]):
         """Records appended and not yet applied, over the partitions this member owns (None
         until it has applied some: an unknown lag is never reported as zero)."""
         self._poison: tuple[type[Exception], ...] = (PoisonEvent, *projection.poison)
+        self._outages: tuple[type[Exception], ...] = (*OUTAGES, *projection.transient)
         self._positions: dict[tuple[str, int], int] = {}
         self._stopping = asyncio.Event()
 
@@ -150,18 +166,52 @@ class ProjectionRunner(Generic[Tx]):
     async def run(self) -> None:
         consumer = self._event_log.consumer(self.group, self.projection.topics)
         last_lag = 0.0
+        records: Sequence[StoredRecord] = []
+
+        async def poll() -> None:
+            nonlocal records
+            records = await consumer.poll(self.max_batch, timeout=0.5)
+
         try:
             while not self._stopping.is_set():
-                records = await consumer.poll(self.max_batch, timeout=0.5)
+                if not await self._through_outages("polling", poll):
+                    break
                 if records:
                     BATCH_SIZE.labels(self.group).observe(len(records))
-                    await self.apply(records)
-                    await consumer.commit(records)
+                    if not await self._through_outages("applying", partial(self.apply, records)):
+                        break
+                    commit = partial(consumer.commit, records)
+                    if not await self._through_outages("committing", commit):
+                        break
                 if time.monotonic() - last_lag >= self._lag_interval:
-                    await self._report_lag(consumer)
+                    await self._through_outages("measuring lag", lambda: self._report_lag(consumer))
                     last_lag = time.monotonic()
         finally:
             await consumer.close()
+
+    async def _through_outages(self, doing: str, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run `step` until it gets through: an outage of the log or a store is waited out with
+        backoff. False when the runner was stopped meanwhile (the batch in hand is then neither
+        applied nor committed: it is delivered again)."""
+        delay = OUTAGE_FIRST_RETRY_S
+        while True:
+            try:
+                await step()
+                return True
+            except self._outages as exc:
+                EVENTS_HANDLED.labels(self.group, "*", "outage").inc()
+                logger.warning(
+                    "%s: %s failed, a store is down; retrying in %.1f s: %r",
+                    self.group,
+                    doing,
+                    delay,
+                    exc,
+                )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                return False
+            except TimeoutError:
+                delay = min(2 * delay, OUTAGE_MAX_RETRY_S)
 
     async def apply(self, records: Sequence[StoredRecord]) -> None:
         """Apply a batch (or dead-letter its records); what `run` does with each poll."""
@@ -190,6 +240,8 @@ class ProjectionRunner(Generic[Tx]):
                 for record, event in decoded:
                     if record.position in fresh:
                         await self._dispatch(tx, event)
+        except self._outages:
+            raise  # not the batch's fault: applied again once the store is back
         except Exception:
             logger.warning(
                 "batch failed; applying its records one by one",
@@ -211,6 +263,8 @@ class ProjectionRunner(Generic[Tx]):
             except self._poison as exc:
                 await self._dead_letter(record, exc)
                 break
+            except self._outages:
+                raise
             except Exception as exc:
                 if attempt + 1 == retry.attempts:
                     await self._dead_letter(record, exc)

@@ -10,7 +10,7 @@ import logging
 
 import grpc
 
-from services.gateway.problems import ProblemError
+from services.gateway.problems import RETRY_AFTER_UNAVAILABLE, ProblemError
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,6 @@ _CLIENT_ERRORS: dict[grpc.StatusCode, tuple[int, str | None]] = {
     grpc.StatusCode.ALREADY_EXISTS: (409, None),
     grpc.StatusCode.FAILED_PRECONDITION: (409, "conflict"),
 }
-
-RETRY_AFTER_UNAVAILABLE = "2"
 
 
 class PeerError(ProblemError):

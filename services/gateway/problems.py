@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hartonomous import postgres
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -108,6 +110,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_invalid)
 
 
+RETRY_AFTER_UNAVAILABLE = "2"
+"""Seconds a client waits before retrying a 503 (a peer or a store unavailable)."""
+
+
 class CatchAll:
     """The last resort: an unexpected exception becomes a bare 500 problem (logged with its
     trace and trace id) instead of reaching the server, which would answer in plain text."""
@@ -128,12 +134,25 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracked)
-        except Exception:
-            logger.exception("unhandled error", extra={"path": scope["path"]})
+        except Exception as exc:
             if started:
+                logger.exception("unhandled error", extra={"path": scope["path"]})
                 raise  # the status line is out: all we can do is drop the connection
-            response = ProblemError(500, "an internal error occurred").response(scope["path"])
-            await response(scope, receive, send)
+            await self._problem(exc, scope["path"])(scope, receive, send)
+
+    @staticmethod
+    def _problem(exc: Exception, path: str) -> JSONResponse:
+        if isinstance(exc, postgres.UNREACHABLE):  # the gateway's own database (API keys)
+            logger.warning("the gateway's database is unreachable: %r", exc)
+            unavailable = ProblemError(
+                503,
+                "the gateway's database is unreachable; retry shortly",
+                kind="unavailable",
+                headers={"Retry-After": RETRY_AFTER_UNAVAILABLE},
+            )
+            return unavailable.response(path)
+        logger.exception("unhandled error", exc_info=exc, extra={"path": path})
+        return ProblemError(500, "an internal error occurred").response(path)
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -19,8 +19,8 @@ from hartonomous.v1 import billing_pb2
 from services.gateway.auth import Principal
 from services.gateway.clients import CHECK_QUOTA
 from services.gateway.deps import Gateway
-from services.gateway.errors import RETRY_AFTER_UNAVAILABLE, PeerError
-from services.gateway.problems import ProblemError
+from services.gateway.errors import PeerError
+from services.gateway.problems import RETRY_AFTER_UNAVAILABLE, ProblemError
 from services.gateway.ratelimit import retry_after
 
 logger = logging.getLogger(__name__)

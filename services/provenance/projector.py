@@ -20,7 +20,7 @@ from hartonomous.events import Event
 from hartonomous.events.payloads import EVENT_PAYLOADS, Payload
 from hartonomous.runtime.projection import Projection, RetryPolicy
 from services.provenance.domain import Facts, Partition, advance
-from services.provenance.graph.port import GraphStore
+from services.provenance.graph.port import GraphStore, GraphStoreUnavailable
 from services.provenance.handlers import project
 from services.provenance.tunables import GROUP, MAX_BATCH
 
@@ -78,6 +78,7 @@ def graph_projection(
         dict.fromkeys(EVENT_PAYLOADS.values(), collect),
         transaction,
         claim=GraphBatch.claim,
+        transient=(GraphStoreUnavailable,),
         retry=GRAPH_RETRY,
         max_batch=MAX_BATCH,
     )

@@ -32,6 +32,7 @@ class Failing(health_pb2_grpc.HealthServicer):
             raise {
                 "refused": Refused("k must be positive"),
                 "secret": Secret("password=hunter2"),
+                "database": ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
             }.get(request.service, KeyError("boom"))
 
 
@@ -40,6 +41,12 @@ class Failing(health_pb2_grpc.HealthServicer):
     [
         ("refused", grpc.StatusCode.INVALID_ARGUMENT, "k must be positive"),
         ("secret", grpc.StatusCode.UNAVAILABLE, "the store is unavailable"),
+        # Every service's shared rule: its database down is a retry, not a bug.
+        (
+            "database",
+            grpc.StatusCode.UNAVAILABLE,
+            "the demo service's log or database is unreachable; retry shortly",
+        ),
         ("other", grpc.StatusCode.INTERNAL, "Check failed; see the demo service log"),
     ],
 )

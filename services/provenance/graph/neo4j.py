@@ -15,7 +15,7 @@ from typing import Any
 
 import neo4j
 from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
-from neo4j.exceptions import Neo4jError, ServiceUnavailable
+from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
 
 from services.provenance.domain import (
     HOLDINGS,
@@ -33,6 +33,7 @@ from services.provenance.domain import (
 from services.provenance.graph.port import (
     GraphStore,
     GraphStoreError,
+    GraphStoreUnavailable,
     edge_from,
     node_columns,
     node_from,
@@ -49,6 +50,9 @@ _UPGRADE_WIN = (
     "MATCH (:{NS})-[e]->(:{NS}) WHERE e.win IS NOT NULL WITH e LIMIT 10000"
     " SET e.precedence = e.win REMOVE e.win RETURN count(*) AS c",
 )
+
+# The server down or restarting, as the driver reports it: a retry later, not a failed query.
+_UNREACHABLE = (ServiceUnavailable, SessionExpired, OSError)
 
 
 def _split(
@@ -136,7 +140,9 @@ class Neo4jGraphStore(GraphStore):
             result = await self._open_driver.execute_query(
                 self._q(query), params, database_=self._database
             )
-        except (Neo4jError, ServiceUnavailable) as exc:
+        except _UNREACHABLE as exc:
+            raise GraphStoreUnavailable(f"Neo4j is unreachable: {exc}") from exc
+        except Neo4jError as exc:
             raise GraphStoreError(f"Neo4j query failed: {exc}") from exc
         return list(result.records)
 
@@ -200,7 +206,9 @@ class Neo4jGraphStore(GraphStore):
         try:
             async with self._open_driver.session(database=self._database) as session:
                 await session.execute_write(work)
-        except (Neo4jError, ServiceUnavailable) as exc:
+        except _UNREACHABLE as exc:
+            raise GraphStoreUnavailable(f"Neo4j is unreachable: {exc}") from exc
+        except Neo4jError as exc:
             raise GraphStoreError(f"Neo4j write failed: {exc}") from exc
 
     async def positions(self) -> dict[Partition, int]:

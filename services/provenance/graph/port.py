@@ -32,6 +32,10 @@ class GraphStoreError(Exception):
     """The graph database failed or cannot be reached."""
 
 
+class GraphStoreUnavailable(GraphStoreError):
+    """The graph database cannot be reached now (down, restarting): try again later."""
+
+
 def origin_columns(fact: Node | Edge) -> dict[str, Any]:
     o = fact.origin
     return {

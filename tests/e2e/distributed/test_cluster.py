@@ -6,77 +6,19 @@ and billed; the script stops everything it started."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support.platform import REPO, free_port
+from tests.support.cluster import Cluster, eventually, running_cluster
 
 pytestmark = pytest.mark.timeout(900)
-
-CLUSTER = REPO / "deploy" / "local" / "cluster.sh"
-
-
-@dataclass(frozen=True)
-class Cluster:
-    env: dict[str, str]
-    urls: tuple[str, str]
-    key: str
-
-    def script(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(CLUSTER), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    http = free_port()
-    env = {
-        **os.environ,
-        "CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")),
-        "CLUSTER_HTTP_PORT": str(http),
-        "CLUSTER_GRPC_PORT": str(free_port()),
-        "CLUSTER_METRICS_PORT": str(free_port()),
-        "CLUSTER_S3_PORT": str(free_port()),
-        "CLUSTER_KAFKA_PORT": str(free_port()),
-        "CLUSTER_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "CLUSTER_POSTGRES_PORT": str(free_port()),
-        "CLUSTER_NEO4J_PORT": str(free_port()),
-        # Generation is not under test here: no SmolLM2 in each inference replica.
-        "CLUSTER_GENERATION_SLOTS": "0",
-    }
-    started = Cluster(env, (f"http://127.0.0.1:{http}", f"http://127.0.0.1:{http + 1}"), "")
-    up = started.script("up")
-    try:
-        assert up.returncode == 0, up.stderr[-6000:]
-        url, key = up.stdout.strip().splitlines()[-2:]
-        assert url == started.urls[0] and key.startswith("hk_")
-        yield Cluster(env, started.urls, key)
-    finally:
-        down = started.script("down")
-        assert down.returncode == 0, down.stderr[-4000:]
-        stopped = started.script("status")  # every process gone, the servers it started too
-        assert stopped.returncode == 1 and "running" not in stopped.stdout, stopped.stdout
-
-
-def _eventually(probe: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if probe():
-            return
-        assert time.monotonic() < deadline, f"nothing after {timeout} s"
-        time.sleep(1)
+    yield from running_cluster(tmp_path_factory)
 
 
 def test_a_document_through_one_gateway_is_found_explained_and_billed_through_the_other(
@@ -100,23 +42,23 @@ def test_a_document_through_one_gateway_is_found_explained_and_billed_through_th
                     return False
             return True
 
-        _eventually(found_everywhere, timeout=180)
+        eventually(found_everywhere, timeout=180)
 
         def explained() -> bool:
             reply = second.get(f"/v1/provenance/{atom_id}/explain")
             return reply.status_code == 200 and atom_id in reply.text
 
-        _eventually(explained, timeout=60)  # the graph in Neo4j, projected from Kafka
+        eventually(explained, timeout=60)  # the graph in Neo4j, projected from Kafka
 
         def billed() -> bool:
             lines = first.get("/v1/usage").json()["lines"]
             return any(line["operation"] == "ingest" for line in lines)
 
-        _eventually(billed, timeout=60)
+        eventually(billed, timeout=60)
 
 
 def test_every_process_runs_and_status_says_so(cluster: Cluster) -> None:
-    status = cluster.script("status")
+    status = cluster.script("cluster.sh", "status")
     assert status.returncode == 0, status.stdout + status.stderr
     lines = status.stdout.splitlines()
     assert len(lines) == 16 and all("running" in line for line in lines), status.stdout

@@ -87,6 +87,41 @@ async def test_poison_events_go_to_the_dlq_and_later_events_are_still_handled(
     assert dead[1].headers["dlq_group"] == "g-dlq"
 
 
+async def test_a_store_outage_is_waited_out_and_nothing_is_dead_lettered(
+    eventlog: EventLog,
+) -> None:
+    """Postgres refusing connections for longer than any retry policy: the runner holds its
+    batch, keeps running, and applies every record once the store is back."""
+    codec = AvroCodec()
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await eventlog.ensure_topics([TopicSpec(topic, 1), TopicSpec(dlq_topic(topic), 1)])
+    await eventlog.append([usage_record(codec, topic, "acme", Decimal(i)) for i in range(3)])
+    down_until = asyncio.get_running_loop().time() + 3.0
+    handled: list[Decimal] = []
+    refused = 0
+
+    async def handler(_: None, event: Event[UsageRecorded]) -> None:
+        nonlocal refused
+        if asyncio.get_running_loop().time() < down_until:
+            refused += 1
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        handled.append(event.payload.quantity)
+
+    loop = one_at_a_time(eventlog, "g-outage", topic, handler, attempts=2)
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(300):
+            if len(handled) == 3:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        loop.stop()
+        await task
+    assert handled == [Decimal(0), Decimal(1), Decimal(2)]
+    assert refused > 2  # more failures than the retry policy allows a record
+    assert [r async for r in eventlog.replay(dlq_topic(topic), from_offset=0)] == []
+
+
 async def test_transient_failures_are_retried_then_dead_lettered(eventlog: EventLog) -> None:
     codec = AvroCodec()
     topic = f"usage-{uuid.uuid4().hex[:8]}"
