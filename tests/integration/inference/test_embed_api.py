@@ -129,9 +129,17 @@ async def test_bad_requests_get_typed_statuses_and_are_not_billed(
 
 
 async def test_an_unexpected_failure_is_internal_without_a_trace(
-    running: Running, stub: inference_pb2_grpc.InferenceStub, caplog: pytest.LogCaptureFixture
+    running: Running,
+    stub: inference_pb2_grpc.InferenceStub,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await running.event_log.close()  # the usage append now fails inside the call
+    async def broken(records: object) -> None:
+        raise RuntimeError("a bug, not an outage")
+
+    # The usage append now fails inside the call (the log being down would be UNAVAILABLE).
+    monkeypatch.setattr(running.event_log, "append", broken)
+    monkeypatch.setattr(running.event_log, "append_atomic", broken)
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stub.Embed(inference_pb2.EmbedRequest(texts=["doomed"], tenant_id="acme"))
     assert failure.value.code() == grpc.StatusCode.INTERNAL
