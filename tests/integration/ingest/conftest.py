@@ -13,9 +13,12 @@ from hartonomous.events import Event
 from hartonomous.events.payloads import Payload
 from hartonomous.settings import Settings
 from hartonomous.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest.handlers import Deps
+from services.ingest.handlers import HANDLERS, Deps
 from services.ingest.service import IngestService
+from services.ingest.store import Catalog
+from services.ingest.tunables import CATALOG_GROUP
 from tests.support.harness import Started, running
+from tests.support.postgres import fresh_database
 
 LIMIT = 1 << 20
 """The service under test takes at most 1 MiB, so "too big" is cheap to send."""
@@ -82,6 +85,22 @@ async def catalog_rows(pg_url: str) -> dict[str, list[tuple[Any, ...]]]:
         }
     finally:
         await conn.close()
+
+
+async def rebuilt_catalog(events: Iterable[Event[Payload]]) -> dict[str, list[tuple[Any, ...]]]:
+    """A catalog made afresh from these events, applied in the order given: its rows."""
+    url = await fresh_database()
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        catalog = Catalog(pool, CATALOG_GROUP)
+        await catalog.setup()
+        async with catalog.transaction() as tx:
+            for event in events:
+                await HANDLERS[type(event.payload)](tx, event)
+    finally:
+        await pool.close()
+    return await catalog_rows(url)
 
 
 def requests(

@@ -14,12 +14,15 @@ from hartonomous.v1 import ingest_pb2
 from services.ingest.domain import payloads
 from services.ingest.domain.content import Content
 from services.ingest.domain.header import parse_header
-from services.ingest.handlers import HANDLERS
-from services.ingest.store import Catalog
-from services.ingest.tunables import CATALOG_GROUP
-from tests.integration.ingest.conftest import PNG, Platform, catalog_rows, prose, sha256, stream
+from tests.integration.ingest.conftest import (
+    PNG,
+    Platform,
+    prose,
+    rebuilt_catalog,
+    sha256,
+    stream,
+)
 from tests.support.events import new_event, record_of
-from tests.support.postgres import fresh_database
 
 
 async def _ingest_a_mix(platform: Platform) -> None:
@@ -62,18 +65,7 @@ async def test_a_catalog_rebuilt_from_the_log_equals_the_live_one(platform: Plat
 async def test_applying_in_any_order_gives_the_same_catalog(platform: Platform) -> None:
     await _ingest_a_mix(platform)
     events = await platform.events("atoms")
-    other_url = await fresh_database()
-    pool = await asyncpg.create_pool(other_url, min_size=1, max_size=2)
-    assert pool is not None
-    try:
-        catalog = Catalog(pool, CATALOG_GROUP)
-        await catalog.setup()
-        async with catalog.transaction() as tx:
-            for event in reversed(events):
-                await HANDLERS[type(event.payload)](tx, event)
-    finally:
-        await pool.close()
-    assert await catalog_rows(other_url) == await platform.catalog_rows()
+    assert await rebuilt_catalog(reversed(events)) == await platform.catalog_rows()
 
 
 async def test_the_consumer_applies_what_another_process_appended(platform: Platform) -> None:

@@ -5,21 +5,12 @@ the log itself. Another tenant holding the same bytes keeps them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
-import asyncpg
 import grpc
 import pytest
 
-from hartonomous.events import Event
-from hartonomous.events.payloads import AtomIngested, AtomReferenced, Payload, TenantErased
+from hartonomous.events.payloads import AtomIngested, AtomReferenced, TenantErased
 from hartonomous.v1 import ingest_pb2
-from services.ingest.handlers import HANDLERS
-from services.ingest.store import Catalog
-from services.ingest.tunables import CATALOG_GROUP
-from tests.integration.ingest.conftest import Platform, catalog_rows, prose
-from tests.support.postgres import fresh_database
+from tests.integration.ingest.conftest import Platform, prose, rebuilt_catalog
 
 PERSONAL = "Jane Roe"
 
@@ -72,7 +63,7 @@ async def test_an_erased_tenant_leaves_nothing_readable(platform: Platform) -> N
         assert await platform.deps.sealer.open("acme", payload.metadata_json) is None
 
     # A catalog rebuilt from the log, in reverse order, holds nothing of acme either.
-    assert await _rebuilt(reversed(events)) == live
+    assert await rebuilt_catalog(reversed(events)) == live
 
 
 async def test_an_erased_tenant_can_neither_ingest_nor_be_erased_twice_harmfully(
@@ -89,18 +80,3 @@ async def test_an_erased_tenant_can_neither_ingest_nor_be_erased_twice_harmfully
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await platform.stub.EraseTenant(ingest_pb2.EraseTenantRequest(tenant_id="acme"))
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # who erases is required
-
-
-async def _rebuilt(events: Iterable[Event[Payload]]) -> dict[str, list[tuple[Any, ...]]]:
-    url = await fresh_database()
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-    assert pool is not None
-    try:
-        catalog = Catalog(pool, CATALOG_GROUP)
-        await catalog.setup()
-        async with catalog.transaction() as tx:
-            for event in events:
-                await HANDLERS[type(event.payload)](tx, event)
-    finally:
-        await pool.close()
-    return await catalog_rows(url)
