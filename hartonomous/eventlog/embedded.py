@@ -195,9 +195,16 @@ class EmbeddedEventLog(EventLog):
     async def append(self, records: Sequence[Record]) -> list[Position]:
         return await self._append(records)
 
-    async def append_atomic(self, records: Sequence[Record]) -> list[Position]:
-        # One SQL transaction already makes every append all-or-nothing here.
-        return await self._append(records)
+    async def append_atomic(
+        self, records: Sequence[Record], *, within: float | None = None
+    ) -> list[Position]:
+        # One SQL transaction already makes every append all-or-nothing here; a cancelled one
+        # rolls back.
+        try:
+            async with asyncio.timeout(within):
+                return await self._append(records)
+        except TimeoutError:
+            raise EventLogError(f"atomic append: not committed within {within} s") from None
 
     async def _append(self, records: Sequence[Record]) -> list[Position]:
         if not records:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -83,6 +84,7 @@ _REBALANCING = {
 }
 _LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped upstream
 _REPLAY_BUFFER = 5000  # records held per partition while replay waits for a slower partition
+_FLUSH_SLICE_S = 0.05  # how often a transaction waiting on deliveries checks whether to give up
 
 
 def _started(client: T | None) -> T:
@@ -669,17 +671,36 @@ class KafkaEventLog(EventLog):
             raise _log_error("appending", delivery.error)
         return _all_delivered(delivery.positions)
 
-    async def append_atomic(self, records: Sequence[Record]) -> list[Position]:
-        """One Kafka transaction: read_committed consumers see every record or none."""
+    async def append_atomic(
+        self, records: Sequence[Record], *, within: float | None = None
+    ) -> list[Position]:
+        """One Kafka transaction: read_committed consumers see every record or none. A caller
+        that stops waiting (`within`) leaves the transaction to abort on its worker thread,
+        which holds the transaction lock until it has."""
         if not records:
             return []
         _started(self._producer)
-        await self._require_topics(r.topic for r in records)
-        async with self._txn_lock:  # one transaction at a time per transactional producer
-            return await self._run(partial(self._transact, list(records)), "atomic append")
+        abandoned = threading.Event()
+        try:
+            async with asyncio.timeout(within):
+                await self._require_topics(r.topic for r in records)
+                await self._txn_lock.acquire()  # one transaction at a time per producer
+                work = partial(self._transact, list(records), abandoned)
+                running = asyncio.ensure_future(self._run(work, "atomic append"))
+                running.add_done_callback(self._transaction_done)
+                return await asyncio.shield(running)
+        except TimeoutError:
+            abandoned.set()
+            raise EventLogError(f"atomic append: not committed within {within} s") from None
 
-    def _transact(self, records: list[Record]) -> list[Position]:
-        """Runs on a worker thread; delivery callbacks are served here by flush/poll."""
+    def _transaction_done(self, running: asyncio.Future[list[Position]]) -> None:
+        self._txn_lock.release()
+        if not running.cancelled():
+            running.exception()  # an abandoned transaction's failure was already reported
+
+    def _transact(self, records: list[Record], abandoned: threading.Event) -> list[Position]:
+        """Runs on a worker thread; delivery callbacks are served here by flush/poll. Aborts
+        rather than commits once its caller has stopped waiting (`abandoned`)."""
         producer = self._txn_producer
         if producer is None:
             # A unique transactional.id per log instance: instances never fence each other.
@@ -701,10 +722,14 @@ class KafkaEventLog(EventLog):
             for index, record in enumerate(records):
                 while not _produce(producer, record, partial(report, index)):
                     producer.poll(0.05)  # the local queue is full: serve deliveries, retry
-            if producer.flush(self._timeout):
-                raise EventLogError("atomic append: records not delivered in time; aborted")
+            give_up = time.monotonic() + self._timeout
+            while producer.flush(_FLUSH_SLICE_S):
+                if abandoned.is_set() or time.monotonic() > give_up:
+                    raise EventLogError("atomic append: records not delivered in time; aborted")
             if failures:
                 raise KafkaException(failures[0])
+            if abandoned.is_set():
+                raise EventLogError("atomic append: its caller stopped waiting; aborted")
             self._commit_transaction(producer)
         except BaseException:
             self._abort(producer)

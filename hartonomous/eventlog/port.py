@@ -105,8 +105,12 @@ class EventLog(abc.ABC):
         a failure part-way may leave a prefix appended."""
 
     @abc.abstractmethod
-    async def append_atomic(self, records: Sequence[Record]) -> list[Position]:
-        """Append records as one transaction: every record becomes visible, or none does."""
+    async def append_atomic(
+        self, records: Sequence[Record], *, within: float | None = None
+    ) -> list[Position]:
+        """Append records as one transaction: every record becomes visible, or none does.
+        With `within` (seconds), give up with EventLogError and none visible once that has
+        passed: a caller answering within a deadline says so rather than wait out an outage."""
 
     @abc.abstractmethod
     async def end_offsets(self, topic: str) -> dict[int, int]:

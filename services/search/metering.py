@@ -22,6 +22,11 @@ from hartonomous.sealing import Sealer, TenantErasedError
 from services.search.domain import Hit, Mode, SearchQuery
 
 
+# How long a receipt may take to append before the search is refused (UNAVAILABLE, retry):
+# well inside the gateway's 15 s search deadline, so a log outage is a prompt 503, not a 504.
+RECEIPT_WITHIN_S = 8.0
+
+
 class NotRecorded(Exception):
     """The receipt could not be appended: the search is not answered (nor billed)."""
 
@@ -49,7 +54,7 @@ class SearchMeter:
         )
         usage = self._publisher.caused(searched, usage_payload(searched))
         try:
-            await self._publisher.publish(searched, usage)
+            await self._publisher.publish(searched, usage, within=RECEIPT_WITHIN_S)
         except Exception as exc:
             raise NotRecorded(f"appending the receipt failed: {exc!r}") from exc
 

@@ -146,6 +146,28 @@ async def test_atomic_append_is_all_or_nothing(eventlog: EventLog, new_topic: Ne
     assert sorted(r.value for r in got) == [b"meter", b"op"]
 
 
+async def test_an_atomic_append_given_up_on_is_never_visible(
+    eventlog: EventLog, new_topic: NewTopic
+) -> None:
+    """`within` too short for any engine: the caller hears EventLogError at once, the
+    transaction is rolled back (or aborted on Kafka's worker thread), and the next append
+    goes through."""
+    orders, usage = await new_topic(2), await new_topic(2)
+    await eventlog.append([rec(orders, "warm", "up")])  # topics known: the bound hits the write
+    with pytest.raises(EventLogError, match="not committed within"):
+        await eventlog.append_atomic(
+            [rec(orders, "a", "late"), rec(usage, "a", "late")], within=1e-6
+        )
+    await eventlog.append_atomic([rec(orders, "b", "op"), rec(usage, "b", "meter")], within=30)
+    consumer = eventlog.consumer("g-within", [orders, usage])
+    try:
+        got = await drain(consumer, 3)
+        got += await consumer.poll(timeout=1.0)
+    finally:
+        await consumer.close()
+    assert sorted(r.value for r in got) == [b"meter", b"op", b"up"]
+
+
 async def test_replay_windows_by_offset_and_time(eventlog: EventLog, new_topic: NewTopic) -> None:
     topic = await new_topic(2)
     await eventlog.append([rec(topic, f"k{i}", f"early{i}") for i in range(10)])
