@@ -40,7 +40,7 @@ run-distributed: setup proto
 	deploy/local/cluster.sh up
 
 test: setup proto
-	$(BIN)/python -m pytest -m "not faults"
+	$(BIN)/python -m pytest -m "not faults" --durations=25
 
 # Faults injected into the distributed topology under load (about 8 minutes): the fault table.
 test-faults: setup proto

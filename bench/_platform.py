@@ -73,7 +73,7 @@ def platform(
         _wait_until(lambda: _ready(url), process, timeout=180, waiting_for=f"GET {url}/readyz")
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         _wait_until(
-            lambda: _warm(metrics_url), process, timeout=900, waiting_for="inference warm-up"
+            lambda: warm(metrics_url), process, timeout=900, waiting_for="inference warm-up"
         )
         tenant_id = _cli(data_dir, "tenants", "create", "bench")
         key = _cli(data_dir, "keys", "create", "--tenant", "bench", "--role", role)
@@ -111,7 +111,7 @@ def _ready(url: str) -> bool:
     return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
 
 
-def _warm(metrics_url: str) -> bool:
+def warm(metrics_url: str) -> bool:
     """Inference has compiled its warm-up shapes: the platform serves meanwhile, but a
     measurement would share the cores with the compiler (minutes on a fresh data dir)."""
     match = WARMING.search(httpx.get(metrics_url, timeout=5).text)

@@ -70,7 +70,7 @@ class Run:
         return 100.0 * self.errors / total if total else 0.0
 
 
-async def _seed(http: httpx.AsyncClient) -> None:
+async def seed(http: httpx.AsyncClient) -> None:
     """A small corpus to search, and wait (bounded) until the last text is searchable."""
     marker = "zq" + uuid.uuid4().hex[:8]
     for n in range(20):
@@ -85,7 +85,7 @@ async def _seed(http: httpx.AsyncClient) -> None:
     raise SystemExit("the seeded corpus never became searchable")
 
 
-def _query(n: int) -> str:
+def query(n: int) -> str:
     return f"{WORDS[n % len(WORDS)]} {WORDS[(n * 7) % len(WORDS)]} n{n % 97}"
 
 
@@ -98,10 +98,10 @@ def gateway_senders(http_clients: Sequence[httpx.AsyncClient]) -> dict[str, Send
         return reply.status_code == 200
 
     async def search(n: int) -> bool:
-        return await post(n, "/v1/search", {"query": _query(n), "k": 5, "mode": "hybrid"})
+        return await post(n, "/v1/search", {"query": query(n), "k": 5, "mode": "hybrid"})
 
     async def embed(n: int) -> bool:
-        return await post(n, "/v1/embeddings", {"input": _query(n), "model": MODEL})
+        return await post(n, "/v1/embeddings", {"input": query(n), "model": MODEL})
 
     return {"search": search, "embeddings": embed}
 
@@ -112,14 +112,14 @@ def grpc_senders(channel: grpc.aio.Channel, tenant_id: str) -> dict[str, Send]:
 
     async def search(n: int) -> bool:
         request = search_pb2.SearchRequest(
-            tenant_id=tenant_id, query=_query(n), k=5, mode=search_pb2.SEARCH_MODE_HYBRID
+            tenant_id=tenant_id, query=query(n), k=5, mode=search_pb2.SEARCH_MODE_HYBRID
         )
         await searcher.Search(request, timeout=60)
         return True
 
     async def embed(n: int) -> bool:
         await embedder.Embed(
-            inference_pb2.EmbedRequest(texts=[_query(n)], tenant_id=tenant_id), timeout=60
+            inference_pb2.EmbedRequest(texts=[query(n)], tenant_id=tenant_id), timeout=60
         )
         return True
 
@@ -171,7 +171,7 @@ async def measure(target: Platform) -> list[Metric]:
             )
             for _ in range(max(CLIENTS))
         ]
-        await _seed(http_clients[0])
+        await seed(http_clients[0])
         sides = {
             "gateway": gateway_senders(http_clients),
             "grpc": grpc_senders(channel, target.tenant_id),

@@ -158,14 +158,15 @@ def _embed(batch: list[str]) -> Callable[[httpx.Client, dict[str, str]], None]:
     return send
 
 
-async def _freshness(target: Platform, queries: list[str]) -> list[float]:
+async def freshness(url: str, key: str, queries: list[str]) -> list[float]:
     """Seconds from a document's ingest call returning to its first sparse hit, for FRESH
-    documents ingested one after another while SEARCHERS clients search back to back."""
-    headers = {"Authorization": f"Bearer {target.key}"}
+    documents ingested one after another through the gateway at `url` while SEARCHERS
+    clients search back to back."""
+    headers = {"Authorization": f"Bearer {key}"}
     stop = asyncio.Event()
 
     async def searcher(n: int) -> None:
-        async with httpx.AsyncClient(base_url=target.url, headers=headers, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
             i = n
             while not stop.is_set():
                 body = {"query": queries[i % len(queries)], "mode": "hybrid", "k": 10}
@@ -174,7 +175,7 @@ async def _freshness(target: Platform, queries: list[str]) -> list[float]:
 
     load = [asyncio.create_task(searcher(n)) for n in range(SEARCHERS)]
     delays: list[float] = []
-    async with httpx.AsyncClient(base_url=target.url, headers=headers, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
         await asyncio.sleep(2.0)  # the load is running
         for _ in range(FRESH):
             marker = "fresh" + uuid.uuid4().hex[:12]
@@ -219,7 +220,7 @@ def measure(receiver: Receiver, target: Platform, texts: list[str]) -> list[Metr
             goal = "goal (issue 22)"
             metrics.append(Metric(f"{mode} search p50", "ms", p50, goal, goal_p50, False))
             metrics.append(Metric(f"{mode} search p99", "ms", p99, goal, goal_p99, False))
-        delays_ms = [1000 * s for s in asyncio.run(_freshness(target, queries))]
+        delays_ms = [1000 * s for s in asyncio.run(freshness(target.url, target.key, queries))]
         fresh = percentile(delays_ms, 95)
         print(
             f"\ningest -> searchable with {SEARCHERS} clients searching: p50"

@@ -4,8 +4,11 @@
 # with two replicas each of the gateway, inference and search. Services find each other by
 # configuration only: the HARTONOMOUS_* variables the Kubernetes ConfigMap sets.
 #
-#   deploy/local/cluster.sh up       start it afresh (or what is missing of a running one); the
-#                                    gateway URL and an admin key are the last two stdout lines
+#   deploy/local/cluster.sh up       start it afresh (or what is missing of a running one) and
+#                                    print a gateway's banner, as `make run` does: its URL, the
+#                                    admin key (on the first start only) and a quick start
+#   deploy/local/cluster.sh stop     stop the services, keeping the servers and their data (an
+#                                    `up` then restarts the services on them)
 #   deploy/local/cluster.sh down     stop the services, then the cluster's servers
 #   deploy/local/cluster.sh status   each process and whether it runs; exit 0 when all do
 #
@@ -22,7 +25,8 @@
 # gateway +1), CLUSTER_GRPC_PORT (51100; one port per process from there), CLUSTER_METRICS_PORT
 # (19100), CLUSTER_S3_PORT (15900), CLUSTER_KAFKA_PORT (29092; its controller +1),
 # CLUSTER_POSTGRES_PORT (25432), CLUSTER_NEO4J_PORT (27687), CLUSTER_GENERATION_SLOTS (8; 0 skips
-# loading SmolLM2), CLUSTER_START_TIMEOUT (300 seconds).
+# loading SmolLM2), CLUSTER_REPLICAS (2: of the gateway, inference and search),
+# CLUSTER_START_TIMEOUT (300 seconds).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,6 +39,7 @@ metrics_port="${CLUSTER_METRICS_PORT:-19100}"
 s3_port="${CLUSTER_S3_PORT:-15900}"
 generation_slots="${CLUSTER_GENERATION_SLOTS:-8}"
 start_timeout="${CLUSTER_START_TIMEOUT:-300}"
+replicas="${CLUSTER_REPLICAS:-2}"
 bucket=hartonomous-blobs
 # The cluster's own servers (the scripts read these).
 export KAFKA_DIR="$dir/kafka" KAFKA_PORT="${CLUSTER_KAFKA_PORT:-29092}"
@@ -44,8 +49,8 @@ export NEO4J_DIR="$dir/neo4j" NEO4J_PORT="${CLUSTER_NEO4J_PORT:-27687}"
 servers=(kafka.sh postgres.sh neo4j.sh)
 # "service replicas": the processes, in start order (stores and consumers before the gateway).
 topology=(
-  "ingest 1" "inference 2" "search 2" "provenance 1" "billing 1" "control 1"
-  "ooda-observe 1" "ooda-orient 1" "ooda-decide 1" "ooda-act 1" "ooda-learn 1" "gateway 2"
+  "ingest 1" "inference $replicas" "search $replicas" "provenance 1" "billing 1" "control 1"
+  "ooda-observe 1" "ooda-orient 1" "ooda-decide 1" "ooda-act 1" "ooda-learn 1" "gateway $replicas"
 )
 
 say() { printf 'cluster.sh: %s\n' "$*" >&2; }
@@ -110,7 +115,7 @@ fresh() {
 
 start_servers() {
   if fresh; then
-    rm -rf "$dir/kafka" "$dir/postgres" "$dir/neo4j" "$dir/data"
+    rm -rf "$dir/kafka" "$dir/postgres" "$dir/neo4j" "$dir/data" "$dir/run/banner"
   fi
   mkdir -p "$dir/run" "$dir/logs"
   kafka="$(server kafka.sh up)"
@@ -186,7 +191,7 @@ start_services() {
 
 wait_ready() {
   local deadline=$((SECONDS + start_timeout)) name service n grpc rest
-  for ((n = 0; n < 2; n++)); do
+  for ((n = 0; n < replicas; n++)); do
     local url="http://127.0.0.1:$((http_port + n))/readyz"
     until curl -fs -o /dev/null "$url"; do
       while read -r name service rest; do
@@ -201,15 +206,17 @@ wait_ready() {
   done
 }
 
-admin_key() {
-  (
-    set -a
-    # shellcheck disable=SC1091
-    source "$dir/cluster.env"
-    set +a
-    "$bin/hartonomous" keys create --tenant default --role admin --data-dir "$dir/data/cli" 2>/dev/null |
-      tail -n 1
-  )
+# What a gateway printed (its log holds it beside the JSON log lines): the one that created
+# the bootstrap key on the first start, that same one on every later start.
+banner() {
+  local chosen="$dir/run/banner" each
+  if [[ ! -f "$chosen" ]]; then
+    echo gateway-1 >"$chosen"
+    for each in "$dir"/logs/gateway-*.log; do
+      grep -q 'shown this once' "$each" && basename "$each" .log >"$chosen"
+    done
+  fi
+  grep -v '^{' "$dir/logs/$(<"$chosen").log"
 }
 
 up() {
@@ -217,10 +224,9 @@ up() {
   start_servers
   start_services
   wait_ready
-  say "ready: gateways at http://127.0.0.1:$http_port and :$((http_port + 1)); logs in $dir/logs"
+  say "ready: $replicas gateway(s) on ports from $http_port up; logs in $dir/logs"
   say "stop with: deploy/local/cluster.sh down"
-  printf 'http://127.0.0.1:%s\n' "$http_port"
-  admin_key
+  banner
 }
 
 stop_process() {
@@ -231,13 +237,17 @@ stop_process() {
   rm -f "$dir/run/$1.pid"
 }
 
-down() {
+stop_services() {
   local name rest
   # The gateway first (no new requests), the stores last.
   while read -r name rest; do
     stop_process "$name" &
   done < <(processes | tac)
   wait
+}
+
+down() {
+  stop_services
   stop_process s3
   local script
   for script in "${servers[@]}"; do
@@ -261,7 +271,8 @@ status() {
 
 case "${1:-}" in
   up) up ;;
+  stop) stop_services && say "services stopped; servers still running" ;;
   down) down ;;
   status) status ;;
-  *) die "usage: $0 up|down|status" ;;
+  *) die "usage: $0 up|stop|down|status" ;;
 esac

@@ -68,9 +68,7 @@ class Publisher:
         topic, key_field = self._codec.registry.route(event.event_type)
         return encode_event(self._codec, event, topic, getattr(event.payload, key_field))
 
-    async def publish(
-        self, *events: Event[Payload], within: float | None = None
-    ) -> list[Position]:
+    async def publish(self, *events: Event[Payload], within: float | None = None) -> list[Position]:
         """Append the events, atomically when there are several (raises with none appended);
         `within`: give up after that many seconds, with none appended (EventLog.append_atomic)."""
         records = [self.record(event) for event in events]

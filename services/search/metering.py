@@ -21,7 +21,6 @@ from hartonomous.runtime.publisher import Publisher
 from hartonomous.sealing import Sealer, TenantErasedError
 from services.search.domain import Hit, Mode, SearchQuery
 
-
 # How long a receipt may take to append before the search is refused (UNAVAILABLE, retry):
 # well inside the gateway's 15 s search deadline, so a log outage is a prompt 503, not a 504.
 RECEIPT_WITHIN_S = 8.0

@@ -5,26 +5,35 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.support.platform import CLI, REPO
+from tests.support.platform import CLI, KEY, REPO
 
 LOCAL = REPO / "deploy" / "local"
+
+
+UP_AT = re.compile(r"Hartonomous is up at (\S+)")
 
 
 @dataclass(frozen=True)
 class Cluster:
     env: dict[str, str]
-    urls: tuple[str, str]
-    key: str
+    urls: tuple[str, ...]  # the gateways'
+
+    banner: str  # what the first `up` printed: a gateway's URL, the admin key, a quick start
+
+    @property
+    def key(self) -> str:
+        """The admin key of tenant `default`, printed by the first start."""
+        return str(KEY.findall(self.banner)[0])
 
     @property
     def dir(self) -> Path:
@@ -60,9 +69,15 @@ class Cluster:
     def grpc_port(self, process: str) -> int:
         """The gRPC port cluster.sh gave a process: its base plus the process's place in the
         topology, which `status` lists in order."""
+        return int(self.env["CLUSTER_GRPC_PORT"]) + self._place(process)
+
+    def metrics_port(self, process: str) -> int:
+        """The port of a process's Prometheus exposition (/metrics)."""
+        return int(self.env["CLUSTER_METRICS_PORT"]) + self._place(process)
+
+    def _place(self, process: str) -> int:
         status = self.script("cluster.sh", "status").stdout.splitlines()
-        names = [line.split()[0] for line in status]
-        return int(self.env["CLUSTER_GRPC_PORT"]) + names.index(process)
+        return [line.split()[0] for line in status].index(process)
 
     def kill(self, process: str) -> None:
         """SIGKILL one process of the cluster (e.g. search-1), as a node failure would."""
@@ -83,7 +98,7 @@ def _alive(pid: int) -> bool:
 
 
 PROCESSES = 15
-"""How many processes cluster.sh runs (each a gRPC and a metrics port)."""
+"""How many processes cluster.sh runs at most (each a gRPC and a metrics port)."""
 
 # Below Linux's ephemeral range (32768 and up), where outgoing connections take their ports.
 _PORT_RANGE = (20_000, 32_000)
@@ -108,14 +123,15 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def running_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Up on a block of free ports (generation off: no SmolLM2 per inference replica), down at
-    the end, checked to leave nothing running."""
+@contextmanager
+def running_cluster(cluster_dir: Path, settings: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """Up in `cluster_dir` on a block of free ports (generation off: no SmolLM2 per inference
+    replica, unless `settings`, set over the defaults here, say otherwise), down at the end,
+    checked to leave nothing running."""
     base = free_block(2 * PROCESSES + 7)
     http, grpc, metrics = base, base + 2, base + 2 + PROCESSES
     servers = iter(range(metrics + PROCESSES, base + 2 * PROCESSES + 7))
     ports = {name: str(next(servers)) for name in ("KAFKA", "CONTROLLER", "POSTGRES", "NEO4J")}
-    cluster_dir = tmp_path_factory.mktemp("cluster")
     env = {
         **os.environ,
         "CLUSTER_DIR": str(cluster_dir),
@@ -138,15 +154,16 @@ def running_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluste
         "POSTGRES_PORT": ports["POSTGRES"],
         "NEO4J_DIR": str(cluster_dir / "neo4j"),
         "NEO4J_PORT": ports["NEO4J"],
+        "KAFKA_CONTROLLER_PORT": ports["CONTROLLER"],
+        **(settings or {}),
     }
-    env["KAFKA_CONTROLLER_PORT"] = ports["CONTROLLER"]
-    started = Cluster(env, (f"http://127.0.0.1:{http}", f"http://127.0.0.1:{http + 1}"), "")
+    gateways = int(env.get("CLUSTER_REPLICAS", "2"))
+    started = Cluster(env, tuple(f"http://127.0.0.1:{http + n}" for n in range(gateways)), "")
     up = started.script("cluster.sh", "up")
     try:
         assert up.returncode == 0, up.stderr[-6000:]
-        url, key = up.stdout.strip().splitlines()[-2:]
-        assert url == started.urls[0] and key.startswith("hk_")
-        yield Cluster(env, started.urls, key)
+        assert UP_AT.findall(up.stdout)[0] in started.urls and KEY.search(up.stdout), up.stdout
+        yield Cluster(env, started.urls, up.stdout)
     finally:
         down = started.script("cluster.sh", "down")
         assert down.returncode == 0, down.stderr[-4000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).parent / "hartonomous"
+KEY = re.compile(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
+"""An API key as the platform prints it."""
 
 
 def free_port() -> int:
@@ -25,11 +28,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Run a `hartonomous` command against `data_dir` and return its output."""
+def cli(
+    *args: str, data_dir: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a `hartonomous` command against `data_dir` (with `env` over this process's
+    environment) and return its output."""
     return subprocess.run(
         [str(CLI), *args, "--data-dir", str(data_dir)],
         cwd=REPO,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,

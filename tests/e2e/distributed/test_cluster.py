@@ -1,8 +1,11 @@
 """The distributed topology (`deploy/local/cluster.sh`): every service its own process on real
 Kafka, PostgreSQL, Neo4j and S3 servers, two replicas each of the gateway, inference and search.
-A document ingested through one gateway is searchable through the other (both search replicas
-keep a full projection, so every round-robin answer finds it), explained from the Neo4j graph
-and billed; the script stops everything it started."""
+
+The gateway's e2e suite (tests/e2e/gateway/test_platform.py) runs here unchanged, against this
+topology instead of `hartonomous up`. Besides: a document ingested through one gateway is
+searchable through the other (both search replicas keep a full projection, so every round-robin
+answer finds it), explained from the Neo4j graph and billed; the script stops everything it
+started."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.e2e.gateway.support import GATEWAY_ENV, Deployment, Distributed
+from tests.e2e.gateway.test_platform import *  # noqa: F403  # the same suite, on this topology
 from tests.support.cluster import Cluster, eventually, running_cluster
 
 pytestmark = pytest.mark.timeout(900)
@@ -18,7 +23,15 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    yield from running_cluster(tmp_path_factory)
+    # The suite's gateway settings, and SmolLM2 for its generation tests.
+    settings = {**GATEWAY_ENV, "CLUSTER_GENERATION_SLOTS": "2"}
+    with running_cluster(tmp_path_factory.mktemp("cluster"), settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def platform(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    return Distributed(cluster, tmp_path_factory.mktemp("logs"))
 
 
 def test_a_document_through_one_gateway_is_found_explained_and_billed_through_the_other(

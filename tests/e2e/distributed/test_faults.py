@@ -1,17 +1,20 @@
 """Faults injected into the distributed topology under load (`make test-faults`): one replica of
 every service SIGKILLed and restarted in turn, the Kafka broker stopped for 20 s, PostgreSQL for
-10 s, Neo4j for 30 s. A bounded loop of ingests and searches runs through a gateway the whole
-time and records every answer. During a fault the gateway answers, or says 503 with
-Retry-After: never a hang, never a 500. After each, the platform recovers by itself (only the
-killed process is started again, as Kubernetes would) within a time measured here; at the end
-every acknowledged ingest is in the catalog, found in search on both replicas, in the graph
-(`audit verify`) and billed exactly once (`billing reconcile`, one usage record each).
+10 s, Neo4j for 30 s, and Kafka frozen for 20 s (a partition). A bounded loop of ingests and
+searches runs through a gateway the whole time and records every answer. During a fault the
+gateway answers, or says 503 with Retry-After: never a hang, never a 500. After each, the
+platform recovers by itself (only the killed process is started again, as Kubernetes would)
+within a time measured here; at the end every acknowledged ingest is in the catalog, found in
+search on both replicas, in the graph (`audit verify`) and billed exactly once (`billing
+reconcile`, one usage record each).
 
 The table of faults is printed and written to faults.json in the test's temporary directory."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -98,7 +101,8 @@ class Load:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    yield from running_cluster(tmp_path_factory)
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +119,9 @@ def load(cluster: Cluster) -> Iterator[Load]:
 ROWS: list[Row] = []
 
 
-def _serving(cluster: Cluster) -> Callable[[], bool]:
-    """Both gateways take an ingest and answer a search again."""
+def _serving(cluster: Cluster, explained: str | None) -> Callable[[], bool]:
+    """Both gateways take an ingest, answer a search and explain `explained` (a document
+    acknowledged before the fault: in the graph by now) again."""
 
     def probe() -> bool:
         headers = {"Authorization": f"Bearer {cluster.key}"}
@@ -129,6 +134,8 @@ def _serving(cluster: Cluster) -> Callable[[], bool]:
                     query = {"query": "recovery probe", "mode": "sparse", "k": 1}
                     if http.post("/v1/search", json=query).status_code != 200:
                         return False
+                    if explained and http.get(f"/v1/provenance/{explained}/explain").is_error:
+                        return False
             except httpx.HTTPError:
                 return False
         return True
@@ -140,11 +147,12 @@ def _fault(
     cluster: Cluster, load: Load, name: str, inject: Callable[[], None], heal: Callable[[], None]
 ) -> None:
     before = Counter(load.outcomes)
+    explained = next(iter(load.acked), None)
     inject()
     restarting = time.monotonic()
     heal()
     healed = time.monotonic()
-    eventually(_serving(cluster), timeout=RECOVERY_TIMEOUT_S)
+    eventually(_serving(cluster, explained), timeout=RECOVERY_TIMEOUT_S)
     recovery = time.monotonic() - healed
     time.sleep(2)
     during = load.outcomes - before
@@ -187,6 +195,24 @@ def test_a_stopped_server_comes_back_and_nothing_is_lost(
         assert started.returncode == 0, started.stderr[-4000:]
 
     _fault(cluster, load, f"{server.removesuffix('.sh')} stopped {seconds} s", outage, start)
+
+
+def test_a_partitioned_broker_is_waited_out_and_nothing_is_lost(
+    cluster: Cluster, load: Load
+) -> None:
+    """Kafka frozen (SIGSTOP) for 20 s: every connection stays open and nothing answers, which
+    is what a network partition between the services and the broker looks like to them (a
+    stopped broker refuses connections at once instead)."""
+    time.sleep(3)
+    broker = int((cluster.dir / "kafka" / "kafka.pid").read_text())
+
+    def partition() -> None:
+        os.kill(broker, signal.SIGSTOP)
+        time.sleep(20)
+
+    _fault(
+        cluster, load, "kafka partitioned 20 s", partition, lambda: os.kill(broker, signal.SIGCONT)
+    )
 
 
 def test_every_acknowledged_ingest_is_stored_found_explained_and_billed_once(

@@ -1,12 +1,14 @@
-"""The real platform process (`hartonomous up`) driven over HTTP, for the gateway's e2e tests."""
+"""The platform driven over HTTP for the gateway's e2e tests, on either topology: one
+`hartonomous up` process (Platform), or every service its own process (Distributed, on
+deploy/local/cluster.sh). The suite in test_platform.py sees only Deployment."""
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
 import io
-import re
 import signal
 import subprocess
 import sys
@@ -20,11 +22,12 @@ import httpx
 
 from hartonomous.commands import discover_commands
 from hartonomous.settings import Settings, add_arguments
-from tests.support.platform import cli, free_port, start_platform, wait_serving
+from tests.support.cluster import UP_AT, Cluster
+from tests.support.platform import KEY, cli, free_port, start_platform, wait_serving
 
 T = TypeVar("T")
 
-KEY = re.compile(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
+__all__ = ["KEY", "Deployment", "Distributed", "Platform", "eventually", "running_platform"]
 
 # Small limits so "too large" is cheap to send; revocation seen at once (no key cache).
 # A slow refill so the rate-limit test's 150 concurrent GETs (burst 60) see 429s even when
@@ -38,8 +41,60 @@ GATEWAY_ENV = {
 }
 
 
+class Deployment(abc.ABC):
+    """A running platform as a client and an operator see it, whatever its topology."""
+
+    url: str
+    logs: Path  # a directory of the test's own, for files a test writes
+
+    @property
+    @abc.abstractmethod
+    def banner(self) -> str:
+        """What the first start printed: the URL, the bootstrap key and a quick start."""
+
+    @abc.abstractmethod
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A `hartonomous` command as an operator runs it beside the platform, with the
+        platform's settings (where its servers and services are)."""
+
+    @abc.abstractmethod
+    def gateway_log(self) -> str:
+        """The JSON log lines of the gateway at `url`, of its current (or last) run."""
+
+    @abc.abstractmethod
+    def stop(self) -> int:
+        """Stop every service cleanly (SIGTERM, as Kubernetes or Ctrl-C would); the status."""
+
+    @abc.abstractmethod
+    def start(self) -> str:
+        """Start the services again on the data they had; what the start printed."""
+
+    @abc.abstractmethod
+    def metrics(self, service: str) -> str:
+        """The Prometheus exposition of the process that runs `service` (one replica's)."""
+
+    def cli(self, *args: str) -> str:
+        """`run`, which must succeed; its last stdout line ("" for none)."""
+        result = self.run(*args)
+        assert result.returncode == 0, result.stderr
+        return ["", *result.stdout.strip().splitlines()][-1]
+
+    def tenant(self, name: str) -> str:
+        return self.cli("tenants", "create", name)
+
+    def key(self, tenant: str, role: str) -> str:
+        return self.cli("keys", "create", "--tenant", tenant, "--role", role)
+
+    def client(self, key: str | None = None, **headers: str) -> httpx.Client:
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
 @dataclass
-class Platform:
+class Platform(Deployment):
+    """`hartonomous up`: every service in one process, on embedded engines in `data_dir`."""
+
     data_dir: Path
     logs: Path
     grpc_port: int = field(default_factory=free_port)
@@ -50,9 +105,13 @@ class Platform:
     # Settings over GATEWAY_ENV's.
     env: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @property  # type: ignore[override]  # fixed by the port
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def banner(self) -> str:
+        return self.outputs[0]
 
     def start(self) -> str:
         """Start `hartonomous up`; wait until every service is up; return what it printed."""
@@ -89,16 +148,16 @@ class Platform:
         if server:
             server.cleanup()
 
-    def stderr(self) -> str:
-        """The JSON log lines of the current (or last) run."""
+    def gateway_log(self) -> str:
         return (self.logs / f"stderr-{len(self.outputs)}.txt").read_text()
 
-    def cli(self, *args: str) -> str:
-        """A `hartonomous` command on this data dir, as its own process (as an operator runs
-        it beside the platform); its last stdout line ("" for none)."""
-        result = cli(*args, data_dir=self.data_dir)
-        assert result.returncode == 0, result.stderr
-        return ["", *result.stdout.strip().splitlines()][-1]
+    def metrics(self, service: str) -> str:
+        return httpx.get(f"{self.url}/metrics", timeout=10).text  # the one process's registry
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return cli(
+            *args, data_dir=self.data_dir, env={"HARTONOMOUS_GRPC_PORT": str(self.grpc_port)}
+        )
 
     def command(self, name: str, *args: str) -> str:
         """The same command run in this process: no interpreter start per call, for setup."""
@@ -119,10 +178,37 @@ class Platform:
     def key(self, tenant: str, role: str) -> str:
         return self.command("keys", "create", "--tenant", tenant, "--role", role)
 
-    def client(self, key: str | None = None, **headers: str) -> httpx.Client:
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+class Distributed(Deployment):
+    """Every service its own process, on Kafka, PostgreSQL, Neo4j and S3 servers
+    (deploy/local/cluster.sh); the suite talks to the gateway that printed the banner."""
+
+    def __init__(self, cluster: Cluster, logs: Path) -> None:
+        self.cluster, self.logs = cluster, logs
+        self.url = UP_AT.findall(cluster.banner)[0]
+
+    @property
+    def banner(self) -> str:
+        return self.cluster.banner
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.cluster.cli(*args)
+
+    def metrics(self, service: str) -> str:
+        port = self.cluster.metrics_port(f"{service}-1")
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+    def gateway_log(self) -> str:
+        replica = self.cluster.urls.index(self.url) + 1
+        return (self.cluster.dir / "logs" / f"gateway-{replica}.log").read_text()
+
+    def stop(self) -> int:
+        return self.cluster.script("cluster.sh", "stop").returncode
+
+    def start(self) -> str:
+        started = self.cluster.script("cluster.sh", "up")
+        assert started.returncode == 0, started.stderr[-4000:]
+        return started.stdout
 
 
 @contextlib.contextmanager
@@ -138,7 +224,7 @@ def running_platform(
         yield running
     finally:
         if running.process is not None:
-            assert running.stop() == 0, running.stderr()[-4000:]
+            assert running.stop() == 0, running.gateway_log()[-4000:]
         running.release()
 
 

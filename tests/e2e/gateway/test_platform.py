@@ -1,6 +1,7 @@
-"""The platform as a client sees it: `hartonomous up` on a temporary data dir and free ports,
-driven over HTTP. One platform process for the module (the model loads at every start); the
-restart test stops and starts it on the same data dir."""
+"""The platform as a client sees it, driven over HTTP: here `hartonomous up` on a temporary data
+dir and free ports; tests/e2e/distributed/test_cluster.py runs the same tests on the
+distributed topology. One platform for the module (the model loads at every start); the
+restart test stops and starts it on the same data."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ import pytest
 from openai import OpenAI
 
 from hartonomous.modelfiles import SMOLLM2_NAME, smollm2_gguf
-from tests.e2e.gateway.support import KEY, Platform, eventually, running_platform
-from tests.support.platform import cli
+from tests.e2e.gateway.support import KEY, Deployment, eventually, running_platform
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -48,7 +48,7 @@ class Doc:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with running_platform(
         tmp_path_factory.mktemp("data") / "d", tmp_path_factory.mktemp("logs")
     ) as running:
@@ -56,24 +56,24 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 
 @pytest.fixture(scope="module")
-def admin_key(platform: Platform) -> str:
+def admin_key(platform: Deployment) -> str:
     """The bootstrap key of tenant `default`, printed by the first start."""
-    (key,) = KEY.findall(platform.outputs[0])
+    (key,) = KEY.findall(platform.banner)
     return str(key)
 
 
-def _tenant(platform: Platform, name: str) -> Tenant:
+def _tenant(platform: Deployment, name: str) -> Tenant:
     tenant_id = platform.tenant(name)
     return Tenant(tenant_id, platform.key(name, "writer"), platform.key(name, "reader"))
 
 
 @pytest.fixture(scope="module")
-def acme(platform: Platform) -> Tenant:
+def acme(platform: Deployment) -> Tenant:
     return _tenant(platform, "acme")
 
 
 @pytest.fixture(scope="module")
-def globex(platform: Platform) -> Tenant:
+def globex(platform: Deployment) -> Tenant:
     return _tenant(platform, "globex")
 
 
@@ -89,7 +89,7 @@ def _searchable(http: httpx.Client, doc: Doc) -> list[dict[str, Any]] | None:
 
 
 @pytest.fixture(scope="module")
-def doc(platform: Platform, acme: Tenant) -> Doc:
+def doc(platform: Deployment, acme: Tenant) -> Doc:
     word = "zq" + uuid.uuid4().hex[:10]
     text = f"# Field notes\n\nThe codename {word} marks the ledger migration.\n".encode()
     with platform.client(acme.writer) as http:
@@ -108,8 +108,8 @@ def doc(platform: Platform, acme: Tenant) -> Doc:
     return found
 
 
-def test_first_start_prints_url_key_and_quick_start(platform: Platform, admin_key: str) -> None:
-    banner = platform.outputs[0]
+def test_first_start_prints_url_key_and_quick_start(platform: Deployment, admin_key: str) -> None:
+    banner = platform.banner
     assert platform.url in banner
     curls = [line for line in banner.splitlines() if line.strip().startswith("curl ")]
     assert len(curls) == 3
@@ -119,7 +119,7 @@ def test_first_start_prints_url_key_and_quick_start(platform: Platform, admin_ke
 
 
 def test_ingest_then_search_finds_it_and_usage_counts_it(
-    platform: Platform, acme: Tenant, doc: Doc
+    platform: Deployment, acme: Tenant, doc: Doc
 ) -> None:
     with platform.client(acme.writer) as http:
         atom = http.get(f"/v1/atoms/{doc.atom_id}").json()
@@ -155,7 +155,7 @@ def test_ingest_then_search_finds_it_and_usage_counts_it(
 
 
 def test_explain_names_the_document_chunk_and_model_version(
-    platform: Platform, acme: Tenant, globex: Tenant, doc: Doc
+    platform: Deployment, acme: Tenant, globex: Tenant, doc: Doc
 ) -> None:
     with platform.client(acme.reader) as http:
         hit = eventually(lambda: _searchable(http, doc))[0]
@@ -182,7 +182,7 @@ def test_explain_names_the_document_chunk_and_model_version(
     assert hidden.status_code == 404 and hidden.headers["content-type"] == PROBLEM
 
 
-def test_embeddings_answer_like_openai(platform: Platform, acme: Tenant) -> None:
+def test_embeddings_answer_like_openai(platform: Deployment, acme: Tenant) -> None:
     request = {"input": ["a ledger of events", "replay for audit"], "model": "all-MiniLM-L6-v2"}
     with platform.client(acme.writer) as http:
         floats = http.post("/v1/embeddings", json=request).json()
@@ -201,7 +201,7 @@ def test_embeddings_answer_like_openai(platform: Platform, acme: Tenant) -> None
     assert unknown.status_code == 422 and unknown.headers["content-type"] == PROBLEM
 
 
-def test_wrong_or_revoked_key_is_401(platform: Platform, acme: Tenant) -> None:
+def test_wrong_or_revoked_key_is_401(platform: Deployment, acme: Tenant) -> None:
     revoked = platform.key("acme", "reader")
     platform.cli("keys", "revoke", revoked.split("_")[1])
     key_id = acme.reader.split("_")[1]
@@ -224,7 +224,7 @@ def test_wrong_or_revoked_key_is_401(platform: Platform, acme: Tenant) -> None:
 
 
 def test_reader_may_read_and_search_but_not_ingest_or_embed(
-    platform: Platform, acme: Tenant, doc: Doc
+    platform: Deployment, acme: Tenant, doc: Doc
 ) -> None:
     with platform.client(acme.reader) as http:
         assert http.get(f"/v1/atoms/{doc.atom_id}").status_code == 200
@@ -241,7 +241,7 @@ def test_reader_may_read_and_search_but_not_ingest_or_embed(
         assert reply.json()["type"] == "urn:hartonomous:problem:forbidden"
 
 
-def test_tenants_are_isolated(platform: Platform, globex: Tenant, doc: Doc) -> None:
+def test_tenants_are_isolated(platform: Deployment, globex: Tenant, doc: Doc) -> None:
     with platform.client(globex.writer) as http:
         own = http.post("/v1/atoms", json={"content": f"globex also says {doc.word[::-1]}"})
         assert own.status_code == 201
@@ -252,21 +252,21 @@ def test_tenants_are_isolated(platform: Platform, globex: Tenant, doc: Doc) -> N
             assert reply.status_code == 404 and reply.headers["content-type"] == PROBLEM
 
 
-def test_client_traceparent_reaches_the_events(platform: Platform, acme: Tenant) -> None:
+def test_client_traceparent_reaches_the_events(platform: Deployment, acme: Tenant) -> None:
     trace_id = uuid.uuid4().hex
     traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
     with platform.client(acme.writer, traceparent=traceparent) as http:
         created = http.post("/v1/atoms", json={"content": f"traced {uuid.uuid4().hex}"})
     atom_id = created.json()["atom_id"]
-    replay = cli("replay", "--topic", "atoms", "--json", data_dir=platform.data_dir)
+    replay = platform.run("replay", "--topic", "atoms", "--json")
     events = [json.loads(line) for line in replay.stdout.splitlines()]
     ours = [e for e in events if e["key"] == atom_id]
     assert ours and all(e["headers"]["traceparent"].split("-")[1] == trace_id for e in ours)
-    access = [json.loads(line) for line in platform.stderr().splitlines() if trace_id in line]
+    access = [json.loads(line) for line in platform.gateway_log().splitlines() if trace_id in line]
     assert any(entry.get("msg") == "POST /v1/atoms 201" for entry in access)
 
 
-def test_every_error_is_a_problem_document(platform: Platform, acme: Tenant) -> None:
+def test_every_error_is_a_problem_document(platform: Deployment, acme: Tenant) -> None:
     embed_too_big = {"input": "x" * 300_000, "model": "all-MiniLM-L6-v2"}
     with platform.client(acme.writer) as http:
         replies = [
@@ -290,11 +290,11 @@ def test_every_error_is_a_problem_document(platform: Platform, acme: Tenant) -> 
 
 
 @pytest.fixture
-def limited_key(platform: Platform, acme: Tenant) -> str:
+def limited_key(platform: Deployment, acme: Tenant) -> str:
     return platform.key("acme", "reader")
 
 
-async def test_rate_limit_is_429_with_retry_after(platform: Platform, limited_key: str) -> None:
+async def test_rate_limit_is_429_with_retry_after(platform: Deployment, limited_key: str) -> None:
     headers = {"Authorization": f"Bearer {limited_key}"}
     async with httpx.AsyncClient(base_url=platform.url, headers=headers, timeout=60) as http:
         replies = await asyncio.gather(*(http.get("/v1/atoms/" + "0" * 64) for _ in range(150)))
@@ -305,7 +305,7 @@ async def test_rate_limit_is_429_with_retry_after(platform: Platform, limited_ke
     assert limited.json()["type"] == "urn:hartonomous:problem:rate-limited"
 
 
-def test_quota_warns_then_refuses(platform: Platform, admin_key: str) -> None:
+def test_quota_warns_then_refuses(platform: Deployment, admin_key: str) -> None:
     tenant = _tenant(platform, "quotaco")
     request = {"input": "a dozen tokens or so of text to embed here", "model": "all-MiniLM-L6-v2"}
 
@@ -339,7 +339,7 @@ def test_quota_warns_then_refuses(platform: Platform, admin_key: str) -> None:
     assert int(denied.headers["retry-after"]) >= 1
 
 
-def test_probes_and_metrics(platform: Platform, acme: Tenant) -> None:
+def test_probes_and_metrics(platform: Deployment, acme: Tenant) -> None:
     with platform.client() as http:
         assert http.get("/healthz").json() == {"status": "ok"}
         ready = http.get("/readyz").json()
@@ -356,44 +356,41 @@ def test_probes_and_metrics(platform: Platform, acme: Tenant) -> None:
         "control",
     }
     assert 'method="POST",route="/v1/search",status="200"' in exposition
-    assert "hartonomous_consumer_lag" in exposition
+    assert "hartonomous_consumer_lag" in platform.metrics("search")  # its projections' lag
 
 
 def test_a_config_change_reaches_the_running_service_and_its_history(
-    platform: Platform, admin_key: str
+    platform: Deployment, admin_key: str
 ) -> None:
     """Changed over REST, the batching wait is live in the inference service (its metric);
     changed back with the CLI (through the control service), the history has both."""
     knob = "inference.batch.max_wait_ms"
 
     def wait_is(value: str) -> bool | None:
-        with platform.client() as http:
-            exposition = http.get("/metrics").text
+        exposition = platform.metrics("inference")
         return True if f"hartonomous_inference_max_wait_ms {value}" in exposition else None
 
     with platform.client(admin_key) as http:
         changed = http.put(f"/v1/admin/config/{knob}", json={"value": 12.5, "reason": "e2e"})
     assert changed.status_code == 200, changed.text
     eventually(lambda: wait_is("12.5"), timeout=30)
-    port = ("--grpc-port", str(platform.grpc_port))
-    assert platform.cli("config", "set", knob, "5", "--reason", "back", *port) == "5"
+    assert platform.cli("config", "set", knob, "5", "--reason", "back") == "5"
     eventually(lambda: wait_is("5.0"), timeout=30)
-    history = json.loads(platform.cli("config", "history", knob, "--json", *port))
+    history = json.loads(platform.cli("config", "history", knob, "--json"))
     assert [(c["new_value"], c["reason"]) for c in history][:2] == [("5", "back"), ("12.5", "e2e")]
     assert history[0]["actor"].startswith("user:cli-")
 
 
-def test_the_loop_answers_over_rest_and_the_cli(platform: Platform, admin_key: str) -> None:
+def test_the_loop_answers_over_rest_and_the_cli(platform: Deployment, admin_key: str) -> None:
     """The five stages run in `hartonomous up`: the loop's cycles are listed (a young
     platform may have none yet), and an unknown decision is a caller's mistake both ways."""
-    port = ("--grpc-port", str(platform.grpc_port))
-    assert isinstance(json.loads(platform.cli("ooda", "cycles", "--json", *port)), list)
-    assert platform.cli("ooda", "mode", "advise", "--reason", "e2e", *port) == "advise"
-    status = cli("ooda", "status", *port, data_dir=platform.data_dir)
+    assert isinstance(json.loads(platform.cli("ooda", "cycles", "--json")), list)
+    assert platform.cli("ooda", "mode", "advise", "--reason", "e2e") == "advise"
+    status = platform.run("ooda", "status")
     assert status.returncode == 0 and "mode: advise (set by user:cli-" in status.stdout
-    assert platform.cli("ooda", "mode", "auto", "--reason", "e2e done", *port) == "auto"
+    assert platform.cli("ooda", "mode", "auto", "--reason", "e2e done") == "auto"
     unknown = "0190f0f0-0000-7000-8000-000000000000"
-    refused = cli("ooda", "approve", unknown, *port, data_dir=platform.data_dir)
+    refused = platform.run("ooda", "approve", unknown)
     assert refused.returncode == 2 and f"NOT_FOUND: no decision {unknown}" in refused.stderr
     with platform.client(admin_key) as http:
         assert http.get("/v1/ooda/decisions").status_code == 200
@@ -401,7 +398,9 @@ def test_the_loop_answers_over_rest_and_the_cli(platform: Platform, admin_key: s
     assert missing.status_code == 404 and unknown in missing.json()["detail"]
 
 
-def test_models_are_tensor_atoms_over_rest_and_the_cli(platform: Platform, tmp_path: Path) -> None:
+def test_models_are_tensor_atoms_over_rest_and_the_cli(
+    platform: Deployment, tmp_path: Path
+) -> None:
     """SmolLM2 as v1 over REST (every tensor already held: the platform stored its bundled copy
     on first start), a v2 with one tensor changed through the CLI (only that tensor is new),
     promotions answered as of any moment, both files back byte for byte, a tensor-level diff,
@@ -413,10 +412,9 @@ def test_models_are_tensor_atoms_over_rest_and_the_cli(platform: Platform, tmp_p
     changed = bytearray(v1_bytes)
     changed[-1000] ^= 0xFF  # inside the last tensor
     v2_file.write_bytes(changed)
-    port = ("--grpc-port", str(platform.grpc_port), "--tenant", tenant)
 
     def bundled_smollm2_is_live() -> bool | None:
-        shown = cli("models", "show", SMOLLM2_NAME, *port[:2], data_dir=platform.data_dir)
+        shown = platform.run("models", "show", SMOLLM2_NAME)
         return True if shown.returncode == 0 and "live -" not in shown.stdout else None
 
     eventually(bundled_smollm2_is_live, timeout=120)
@@ -433,8 +431,13 @@ def test_models_are_tensor_atoms_over_rest_and_the_cli(platform: Platform, tmp_p
         assert http.post("/v1/models/smol/versions/v1/promote").json()["live_version"] == "v1"
         between = datetime.now(UTC)
 
-        manifest = platform.cli("models", "ingest", str(v2_file), "--name", "smol", *port)
-        assert platform.cli("models", "promote", "smol", "v2", "--reason", "e2e", *port) == "v2"
+        manifest = platform.cli(
+            "models", "ingest", str(v2_file), "--name", "smol", "--tenant", tenant
+        )
+        assert (
+            platform.cli("models", "promote", "smol", "v2", "--reason", "e2e", "--tenant", tenant)
+            == "v2"
+        )
         v2 = http.get("/v1/models/smol/versions/v2").json()
         assert (v2["manifest_atom_id"], v2["new_tensors"]) == (manifest, 1)
         [shared] = v2["shared_with"]
@@ -470,7 +473,7 @@ def test_models_are_tensor_atoms_over_rest_and_the_cli(platform: Platform, tmp_p
 
 
 def test_the_openai_client_chats_and_completes_streaming_and_not(
-    platform: Platform, acme: Tenant, admin_key: str
+    platform: Deployment, acme: Tenant, admin_key: str
 ) -> None:
     """SmolLM2, loaded from its tensor atoms, through the official `openai` client: a greedy
     chat answer, the same seeded answer streamed token by token, a completion, usage that is
@@ -517,8 +520,7 @@ def test_the_openai_client_chats_and_completes_streaming_and_not(
         verified = http.post(f"/v1/admin/inference/{whole.id}/verify")
     assert verified.status_code == 200, verified.text
     assert verified.json()["verdict"] == "identical", verified.json()
-    port = ("--grpc-port", str(platform.grpc_port))
-    assert platform.cli("inference", "verify", stream_id, *port) == "identical"
+    assert platform.cli("inference", "verify", stream_id) == "identical"
     assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
 
     completion = client.completions.create(
@@ -562,7 +564,7 @@ def test_the_openai_client_chats_and_completes_streaming_and_not(
     eventually(metered, timeout=60)
 
 
-def test_a_generation_stops_where_its_quota_does(platform: Platform, admin_key: str) -> None:
+def test_a_generation_stops_where_its_quota_does(platform: Deployment, admin_key: str) -> None:
     """A quota of 5 completion tokens: an answer asking for 64 is streamed up to the 5th and
     ends as any answer at max_tokens does (finish_reason, usage, [DONE]); the next is refused."""
     tenant = _tenant(platform, "thrifty")
@@ -593,7 +595,7 @@ def test_a_generation_stops_where_its_quota_does(platform: Platform, admin_key: 
 
 
 def test_a_tenant_that_keeps_no_prompts_gets_receipts_that_cannot_rerun(
-    platform: Platform, admin_key: str
+    platform: Deployment, admin_key: str
 ) -> None:
     tenant = _tenant(platform, "discreet")
     url = f"/v1/admin/tenants/{tenant.tenant_id}/settings"
@@ -619,16 +621,16 @@ def test_a_tenant_that_keeps_no_prompts_gets_receipts_that_cannot_rerun(
         assert http.get(url).json()["keep_generation_inputs"] is True
 
 
-def test_keys_cli_never_shows_secrets(platform: Platform, acme: Tenant) -> None:
+def test_keys_cli_never_shows_secrets(platform: Deployment, acme: Tenant) -> None:
     listed = json.loads(platform.cli("keys", "list", "--tenant", "acme", "--json"))
     assert {row["role"] for row in listed} >= {"reader", "writer"}
     assert all(row["tenant_id"] == acme.tenant_id for row in listed)
     assert not KEY.search(json.dumps(listed))
-    duplicate = cli("tenants", "create", "acme", data_dir=platform.data_dir)
+    duplicate = platform.run("tenants", "create", "acme")
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
 
 
-def test_openapi_fuzzing_finds_no_server_error(platform: Platform, admin_key: str) -> None:
+def test_openapi_fuzzing_finds_no_server_error(platform: Deployment, admin_key: str) -> None:
     """Schemathesis against the live app: no 5xx, and every response (status, content type,
     headers, body) conforms to /openapi.json. Bounded: a few examples per operation."""
     checks = ",".join(
@@ -656,10 +658,12 @@ def test_openapi_fuzzing_finds_no_server_error(platform: Platform, admin_key: st
 
 
 def test_restart_keeps_data_and_prints_no_second_key(
-    platform: Platform, acme: Tenant, doc: Doc
+    platform: Deployment, acme: Tenant, doc: Doc
 ) -> None:
     assert platform.stop() == 0
-    logged = [json.loads(line) for line in platform.stderr().splitlines() if line.startswith("{")]
+    logged = [
+        json.loads(line) for line in platform.gateway_log().splitlines() if line.startswith("{")
+    ]
     messages = [entry["msg"] for entry in logged]
     assert messages[-2:] == ["draining", "stopped"]
     banner = platform.start()
