@@ -42,7 +42,7 @@ run-distributed: setup proto
 test: setup proto
 	$(BIN)/python -m pytest -m "not faults" --durations=25
 
-# Faults injected into the distributed topology under load (about 8 minutes): the fault table.
+# Faults injected into the distributed topology under load (about 9 minutes): the fault table.
 test-faults: setup proto
 	$(BIN)/python -m pytest -m faults
 

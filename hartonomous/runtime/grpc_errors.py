@@ -17,6 +17,13 @@ from hartonomous.tenants import InvalidTenantId
 
 logger = logging.getLogger(__name__)
 
+# A service that answers UNAVAILABLE itself (its log or database is down) tells callers not to
+# retry on the spot (gRPC retry pushback, gRFC A6): every replica shares that store, so an
+# immediate retry would only spend the caller's deadline. A replica that is down answers
+# nothing, and the channel's retry policy still tries another; so does one whose error is its
+# own (GrpcErrors.retry_elsewhere).
+NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
+
 
 @dataclass(frozen=True)
 class GrpcErrors:
@@ -25,6 +32,9 @@ class GrpcErrors:
     statuses: Mapping[type[BaseException], grpc.StatusCode]
     # Types whose message is not for the client: it is logged, and the client gets this text.
     withheld: Mapping[type[BaseException], str] = field(default_factory=dict)
+    # UNAVAILABLE for reasons of this replica's own (e.g. its model still loading): another
+    # replica may answer, so callers retry at once.
+    retry_elsewhere: tuple[type[BaseException], ...] = ()
 
     @asynccontextmanager
     async def scope(
@@ -39,7 +49,8 @@ class GrpcErrors:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except OUTAGES as exc:
             logger.warning("%s: %s: a store is unreachable: %r", self.service, method, exc)
-            await context.abort(
+            await _abort(
+                context,
                 grpc.StatusCode.UNAVAILABLE,
                 f"the {self.service} service's log or database is unreachable; retry shortly",
             )
@@ -49,9 +60,18 @@ class GrpcErrors:
                     withheld = self.withheld.get(kind)
                     if withheld is not None:
                         logger.error("%s: %s: %s", self.service, method, exc)
-                        await context.abort(code, withheld)
-                    await context.abort(code, str(exc))
+                    details = str(exc) if withheld is None else withheld
+                    if isinstance(exc, self.retry_elsewhere):
+                        await context.abort(code, details)
+                    await _abort(context, code, details)
             logger.error("%s: %s failed", self.service, method, exc_info=exc)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"{method} failed; see the {self.service} service log"
             )
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, details: str
+) -> None:
+    trailers = NO_RETRY if code == grpc.StatusCode.UNAVAILABLE else ()
+    await context.abort(code, details, trailers)

@@ -23,6 +23,7 @@ _ERRORS = GrpcErrors(
         decoding.Busy: grpc.StatusCode.RESOURCE_EXHAUSTED,
         verify.ReceiptNotFound: grpc.StatusCode.NOT_FOUND,
     },
+    retry_elsewhere=(domain.ModelLoading,),  # another replica may have it loaded
 )
 
 
