@@ -134,7 +134,7 @@ async def test_an_unexpected_failure_is_internal_without_a_trace(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def broken(records: object) -> None:
+    async def broken(records: object, within: float | None = None) -> None:
         raise RuntimeError("a bug, not an outage")
 
     # The usage append now fails inside the call (the log being down would be UNAVAILABLE).

@@ -44,7 +44,7 @@ async def test_orphans_past_the_grace_period_go_and_catalogued_blobs_stay(
 async def test_a_failed_append_leaves_no_event_and_only_collectable_blobs(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def log_down(records: Sequence[Record]) -> list[Position]:
+    async def log_down(records: Sequence[Record], within: float | None = None) -> list[Position]:
         raise ConnectionError("the log went away")
 
     monkeypatch.setattr(platform.event_log, "append_atomic", log_down)

@@ -242,7 +242,7 @@ async def test_unknown_names_and_versions_are_not_found(platform: Platform) -> N
 async def test_a_failed_append_leaves_no_version_and_only_collectable_blobs(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def log_down(records: Sequence[Record]) -> list[Position]:
+    async def log_down(records: Sequence[Record], within: float | None = None) -> list[Position]:
         raise ConnectionError("the log went away")
 
     monkeypatch.setattr(platform.event_log, "append_atomic", log_down)
