@@ -1,4 +1,4 @@
-"""A tenant leaves with its data: 1,000 documents exported through `GET /v1/export` from one
+"""A tenant leaves with its data: 300 documents exported through `GET /v1/export` from one
 platform and imported with `hartonomous import` into a fresh one, where the same queries find
 the same documents; a truncated or tampered archive is refused with nothing imported."""
 
@@ -20,12 +20,13 @@ from bench._search_data import stdlib_paragraphs
 from tests.e2e.gateway.support import Platform, eventually, running_platform
 from tests.support.platform import cli
 
-# Two platforms, a thousand ingests and a thousand imports: minutes, not the suite's 300 s.
+# Two platforms, hundreds of ingests and imports: minutes, not the suite's 300 s. (The export
+# bench runs 10,000; here what matters is that every document and answer comes back.)
 pytestmark = pytest.mark.timeout(900)
 
-DOCUMENTS = 1000
+DOCUMENTS = 300
 INGESTERS = 4
-# A thousand ingests as fast as they go: no rate limit in the way.
+# The ingests as fast as they go: no rate limit in the way.
 UNLIMITED = {
     "HARTONOMOUS_GATEWAY_RATE_PER_SECOND": "100000",
     "HARTONOMOUS_GATEWAY_RATE_BURST": "100000",
@@ -53,8 +54,8 @@ def _texts() -> list[str]:
 
 
 def _queries() -> list[str]:
-    """Six words of every fiftieth text."""
-    return [" ".join(text.split()[:6]) for text in _texts()[::50]]
+    """Six words of every twentieth text."""
+    return [" ".join(text.split()[:6]) for text in _texts()[::20]]
 
 
 def _answers(http: httpx.Client) -> dict[tuple[str, str], list[str]]:
