@@ -696,7 +696,7 @@ class KafkaEventLog(EventLog):
     def _transaction_done(self, running: asyncio.Future[list[Position]]) -> None:
         self._txn_lock.release()
         if not running.cancelled():
-            running.exception()  # an abandoned transaction's failure was already reported
+            running.exception()  # retrieved: an abandoned one's caller already heard the timeout
 
     def _transact(self, records: list[Record], abandoned: threading.Event) -> list[Position]:
         """Runs on a worker thread; delivery callbacks are served here by flush/poll. Aborts
