@@ -15,7 +15,8 @@ from typing import Any
 
 from hartonomous.commands import Command, discover_commands, utc_time
 from hartonomous.eventlog import open_event_log
-from hartonomous.eventlog.port import EventLog, StoredRecord
+from hartonomous.eventlog.port import EventLog, EventLogError, StoredRecord
+from hartonomous.eventlog.topics import provision_topics
 from hartonomous.events import AvroCodec, EventDecodeError, decode_event
 from hartonomous.events.payloads import to_avro
 from hartonomous.postgres import create_pool, postgres_url
@@ -38,6 +39,12 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="topics, partitions and end offsets")
     topics.add_argument("--json", action="store_true")
+    topics.add_argument(
+        "--create",
+        action="store_true",
+        help="first create the platform's missing topics (what each process does at start"
+        " unless HARTONOMOUS_TOPIC_PROVISIONING=require): the provisioning step of a locked-down Kafka",
+    )
     add_arguments(topics)
 
     replay = sub.add_parser("replay", help="print a topic's decoded events, for audit")
@@ -69,12 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args.command in commands:
         return asyncio.run(commands[args.command].run(args, settings))
-    if args.command == "up":
-        asyncio.run(host.run(settings, host.select(None)))
-    elif args.command == "serve":
-        asyncio.run(host.run(settings, host.select([args.service])))
+    if args.command in ("up", "serve"):
+        services = host.select(None if args.command == "up" else [args.service])
+        try:
+            asyncio.run(host.run(settings, services))
+        except EventLogError as exc:  # the log unreachable, or its topics not provisioned
+            print(f"hartonomous: error: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "topics":
-        asyncio.run(_with_log(settings, lambda event_log, _: _topics(event_log, args.json)))
+        asyncio.run(_with_log(settings, lambda log, _: _topics(log, args.json, args.create)))
     elif args.command == "replay":
         asyncio.run(_with_log(settings, lambda event_log, pg_url: _replay(event_log, pg_url, args)))
     return 0
@@ -90,7 +100,9 @@ async def _with_log(settings: Settings, action: Callable[[EventLog, str], Awaita
         await event_log.close()
 
 
-async def _topics(event_log: EventLog, as_json: bool) -> None:
+async def _topics(event_log: EventLog, as_json: bool, create: bool) -> None:
+    if create:
+        await provision_topics(event_log, "create")
     listing = {name: await event_log.end_offsets(name) for name in sorted(await event_log.topics())}
     if as_json:
         rows = [

@@ -44,6 +44,10 @@ class Settings:
     # generate, and skips loading and warming SmolLM2) and the tokens each may span.
     generation_slots: int = 8
     generation_context: int = 1024
+    # At start a process "create"s the platform's topics it misses; with "require" it only
+    # checks they exist (Kafka that lets services read and write but not create topics: they
+    # are provisioned once, by `hartonomous topics --create`).
+    topic_provisioning: str = "create"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

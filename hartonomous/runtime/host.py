@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from prometheus_client import start_http_server
 
 from hartonomous.eventlog import open_event_log
-from hartonomous.eventlog.topics import platform_topics
+from hartonomous.eventlog.topics import provision_topics
 from hartonomous.events import AvroCodec
 from hartonomous.postgres import postgres_url
 from hartonomous.runtime.grpc_server import GrpcHost
@@ -49,7 +49,7 @@ async def run(
     grpc_host: GrpcHost | None = None
     emitting: asyncio.Task[None] | None = None
     try:
-        await event_log.ensure_topics(platform_topics())
+        await provision_topics(event_log, settings.topic_provisioning)
         ctx = await ServiceContext.following_control(
             settings, event_log, AvroCodec(), pg_url, [s.name for s in services]
         )

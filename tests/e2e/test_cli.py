@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from hartonomous.eventlog.embedded import EmbeddedEventLog
 from hartonomous.events import AvroCodec
 from hartonomous.postgres import embedded_postgres_url
 from tests.support.events import usage_record
-from tests.support.platform import cli, free_port, http_get, start_platform, wait_serving
+from tests.support.platform import CLI, cli, free_port, http_get, start_platform, wait_serving
 
 
 async def test_up_provisions_topics_replay_decodes_and_sigterm_drains(tmp_path: Path) -> None:
@@ -70,3 +72,36 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
     unknown = cli("serve", "no-such-service", data_dir=tmp_path)
     assert unknown.returncode != 0
     assert "unknown service" in unknown.stderr
+
+
+def test_a_process_that_may_not_create_topics_runs_once_they_are_provisioned(
+    tmp_path: Path,
+) -> None:
+    """HARTONOMOUS_TOPIC_PROVISIONING=require (a Kafka where services may not create topics):
+    a process refuses to start, naming what is missing and how to provision it;
+    `hartonomous topics --create` provisions them; then the same process serves."""
+    data_dir = tmp_path / "data"
+    require = {"HARTONOMOUS_TOPIC_PROVISIONING": "require"}
+    port = free_port()
+    serve = ("serve", "billing", "--grpc-port", str(port), "--metrics-port", "0")
+    refused = cli(*serve, data_dir=data_dir, env=require)
+    assert refused.returncode == 1
+    assert "missing topics atoms, atoms.dlq, control" in refused.stderr
+    assert "`hartonomous topics --create`" in refused.stderr and "Traceback" not in refused.stderr
+
+    created = cli("topics", "--create", "--json", data_dir=data_dir)
+    assert created.returncode == 0, created.stderr
+    topics = {row["topic"]: row["partitions"] for row in json.loads(created.stdout)}
+    assert topics["atoms"] == 6 and topics["atoms.dlq"] == 1 and len(topics) == 26
+
+    billing = subprocess.Popen(
+        [str(CLI), *serve, "--data-dir", str(data_dir)],
+        env={**os.environ, **require},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_serving(port)
+    finally:
+        billing.send_signal(signal.SIGTERM)
+        assert billing.wait(timeout=60) == 0

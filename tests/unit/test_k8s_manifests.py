@@ -9,7 +9,6 @@ see tests/support/kustomize.py); later runs take a second per overlay."""
 
 from __future__ import annotations
 
-import inspect
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -22,7 +21,6 @@ import pytest
 import yaml
 
 from hartonomous.eventlog.topics import platform_topics
-from hartonomous.runtime import host
 from hartonomous.runtime.peers import peer_address
 from hartonomous.runtime.service import ENTRY_POINT_GROUP
 from hartonomous.settings import Settings, _env_name
@@ -281,13 +279,16 @@ def test_what_the_code_writes_is_writable(build: Build) -> None:
             assert any(path.is_relative_to(m) for m in mounts), (name, path)
 
 
-def test_the_readme_lists_the_topics_the_code_creates(build: Build) -> None:
-    """No provisioning Job: every process creates the topics at start (host.run). The README's
+def test_a_job_creates_the_topics_and_the_services_only_check_for_them(build: Build) -> None:
+    """The services' Kafka principal needs no permission to create topics: every service is
+    set to require them (host.run then only checks), and the Job `topics` creates them with
+    the services' own settings (`hartonomous topics --create`: platform_topics). The README's
     table, what an operator creates or grants by hand, is the code's list."""
-    assert "ensure_topics(platform_topics())" in inspect.getsource(host.run), (
-        "the services no longer create their topics: deploy/k8s needs a provisioning Job"
-    )
-    assert not build.of("Job") and not build.of("CronJob")
+    for name, deployment in build.deployments.items():
+        assert build.settings(deployment).topic_provisioning == "require", name
+    (job,) = build.of("Job")
+    assert app(job)["args"] == ["topics", "--create"]
+    assert build.env(job) == build.env(build.deployments["ingest"])
     section = README.read_text().split("\n## Topics\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z.]+)` \| (\d+) \| `([a-z.]+)` \|$", section, re.MULTILINE)
     listed = {(name, int(partitions)) for name, partitions, _ in rows}
