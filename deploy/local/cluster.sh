@@ -2,7 +2,9 @@
 # The topology deploy/k8s describes, on one machine: real Apache Kafka, PostgreSQL, Neo4j and an
 # S3-compatible store (moto's server), and every service its own `hartonomous serve` process,
 # with two replicas each of the gateway, inference and search. Services find each other by
-# configuration only: the HARTONOMOUS_* variables the Kubernetes ConfigMap sets.
+# configuration only: the HARTONOMOUS_* variables the Kubernetes ConfigMap sets. As there, the
+# topics are created once (`hartonomous topics --create`, the Job `topics`) and the services
+# only check for them.
 #
 #   deploy/local/cluster.sh up       start it afresh (or what is missing of a running one) and
 #                                    print a gateway's banner, as `make run` does: its URL, the
@@ -155,6 +157,7 @@ HARTONOMOUS_BLOB_URL='s3://$bucket?endpoint=http://127.0.0.1:$s3_port&region=us-
 AWS_ACCESS_KEY_ID='testing'
 AWS_SECRET_ACCESS_KEY='testing'
 HARTONOMOUS_GENERATION_SLOTS='$generation_slots'
+HARTONOMOUS_TOPIC_PROVISIONING='require'
 HARTONOMOUS_INGEST_ADDR='$(address_of ingest)'
 HARTONOMOUS_INFERENCE_ADDR='$(address_of inference)'
 HARTONOMOUS_SEARCH_ADDR='$(address_of search)'
@@ -165,8 +168,19 @@ HARTONOMOUS_OODA_ADDR='$(address_of ooda-decide)'
 EOF
 }
 
+# The topics, created once as the Kubernetes Job `topics` does: the services only check for
+# them (HARTONOMOUS_TOPIC_PROVISIONING=require, as deploy/k8s sets it).
+provision_topics() {
+  (
+    set -a
+    # shellcheck disable=SC1091
+    source "$dir/cluster.env"
+    set +a
+    "$bin/hartonomous" topics --create --data-dir "$dir/data/cli" >/dev/null
+  ) || die "could not create the topics"
+}
+
 start_services() {
-  shared_env >"$dir/cluster.env"
   local name service n grpc metrics http
   while read -r name service n grpc metrics http; do
     if pid_of "$name" >/dev/null; then
@@ -222,6 +236,8 @@ banner() {
 up() {
   [[ -x "$bin/hartonomous" ]] || die "no $bin/hartonomous (run make setup)"
   start_servers
+  shared_env >"$dir/cluster.env"
+  provision_topics
   start_services
   wait_ready
   say "ready: $replicas gateway(s) on ports from $http_port up; logs in $dir/logs"

@@ -12,7 +12,9 @@ import base64
 import binascii
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -27,6 +29,10 @@ KEY_CACHE_SECONDS = 30.0
 """How long a key read from the store is used without asking again: a key destroyed by another
 process stops opening values here within this time (an erasure also calls `forget`)."""
 
+MAX_CACHED_KEYS = 10_000
+"""Keys a sealer holds at most (per kind: current by tenant, found by key id), the least
+recently used dropped first: a platform of many tenants does not grow a key per tenant."""
+
 _NONCE_BYTES = 12
 
 
@@ -39,11 +45,19 @@ def is_sealed(value: str) -> bool:
 
 
 class Sealer:
-    def __init__(self, keys: KeyStore, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_cached: int = MAX_CACHED_KEYS,
+    ) -> None:
         self._keys = keys
         self._clock = clock
-        self._current: dict[str, tuple[float, DataKey]] = {}
-        self._found: dict[str, tuple[float, tuple[str, DataKey | None] | None]] = {}
+        self._current: _Cache[str, tuple[float, DataKey]] = _Cache(max_cached)
+        self._found: _Cache[str, tuple[float, tuple[str, DataKey | None] | None]] = _Cache(
+            max_cached
+        )
 
     @property
     def keys(self) -> KeyStore:
@@ -97,11 +111,8 @@ class Sealer:
 
     def forget(self, tenant_id: str) -> None:
         """Drop the tenant's cached keys: it was erased."""
-        self._current.pop(tenant_id, None)
-        for key_id in [
-            k for k, (_, found) in self._found.items() if found and found[0] == tenant_id
-        ]:
-            del self._found[key_id]
+        self._current.drop(lambda tenant, _: tenant != tenant_id)
+        self._found.drop(lambda _, cached: not (cached[1] and cached[1][0] == tenant_id))
 
     async def _current_key(self, tenant_id: str) -> DataKey:
         now = self._clock()
@@ -109,7 +120,7 @@ class Sealer:
         if cached is not None and cached[0] > now:
             return cached[1]
         key = await self._keys.current(tenant_id)
-        self._current[tenant_id] = (now + KEY_CACHE_SECONDS, key)
+        self._current.put(tenant_id, (now + KEY_CACHE_SECONDS, key))
         return key
 
     async def _find_key(self, key_id: str) -> tuple[str, DataKey | None] | None:
@@ -120,5 +131,34 @@ class Sealer:
         found = await self._keys.find(key_id)
         # A destroyed key never comes back, so that is cached for good.
         destroyed = found is not None and found[1] is None
-        self._found[key_id] = (float("inf") if destroyed else now + KEY_CACHE_SECONDS, found)
+        self._found.put(key_id, (float("inf") if destroyed else now + KEY_CACHE_SECONDS, found))
         return found
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Cache(Generic[K, V]):
+    """At most `size` entries; a read or a write makes an entry the most recently used."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+
+    def get(self, key: K) -> V | None:
+        if key not in self._entries:
+            return None
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def drop(self, keep: Callable[[K, V], bool]) -> None:
+        """Remove the entries `keep` says no to."""
+        for key in [k for k, v in self._entries.items() if not keep(k, v)]:
+            del self._entries[key]

@@ -18,6 +18,7 @@ from hartonomous.sealing import (
     is_sealed,
     sealer_on,
 )
+from hartonomous.sealing.port import DataKey
 from hartonomous.sealing.sealer import KEY_CACHE_SECONDS
 from tests.support.postgres import fresh_database
 
@@ -84,3 +85,37 @@ async def test_erasing_a_tenant_that_never_sealed_refuses_it_a_key(pool: asyncpg
     assert await sealer.keys.destroy("initech") is True
     with pytest.raises(TenantErasedError):
         await sealer.seal("initech", "first words")
+
+
+class CountingKeys:
+    """The real store, counting the reads a sealer makes of it."""
+
+    def __init__(self, store: PostgresKeyStore) -> None:
+        self.store, self.reads = store, 0
+
+    async def current(self, tenant_id: str) -> DataKey:
+        self.reads += 1
+        return await self.store.current(tenant_id)
+
+    async def find(self, key_id: str) -> tuple[str, DataKey | None] | None:
+        self.reads += 1
+        return await self.store.find(key_id)
+
+    async def destroy(self, tenant_id: str) -> bool:
+        return await self.store.destroy(tenant_id)
+
+
+async def test_a_sealer_holds_the_keys_it_used_last_and_no_more(pool: asyncpg.Pool) -> None:
+    """Many tenants do not grow a sealer without bound: past `max_cached` keys, the least
+    recently used one is read from the store again when next needed."""
+    store = PostgresKeyStore(pool)
+    await store.setup()
+    keys = CountingKeys(store)
+    sealer = Sealer(keys, max_cached=2)
+    for tenant in ("acme", "globex", "initech"):
+        await sealer.seal(tenant, "x")
+    assert keys.reads == 3
+    await sealer.seal("initech", "x")  # among the last two: cached
+    assert keys.reads == 3
+    await sealer.seal("acme", "x")  # dropped to make room for initech: read again
+    assert keys.reads == 4
