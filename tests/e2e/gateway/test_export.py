@@ -82,12 +82,18 @@ def _lags(http: httpx.Client) -> list[float]:
 
 
 def _settled(http: httpx.Client) -> dict[tuple[str, str], list[str]] | None:
-    """The answers once every consumer group (inference's embedding, search's index) has
-    handled everything, twice in a row: the index is whole."""
+    """The answers once every consumer group (inference's embedding, search's index) reports
+    having handled everything, and the same twice in a row 2 s apart: the index is whole. (A
+    lag alone was once read as settled while the freshly imported corpus was still being
+    indexed.)"""
+    lags = _lags(http)
+    if not lags or any(lags):
+        return None
+    first = _answers(http)
+    time.sleep(2)
     if any(_lags(http)):
         return None
-    time.sleep(2)
-    return _answers(http) if not any(_lags(http)) else None
+    return first if _answers(http) == first else None
 
 
 @pytest.fixture(scope="module")
