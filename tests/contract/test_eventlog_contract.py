@@ -29,6 +29,18 @@ async def drain(consumer: Consumer, count: int, timeout: float = 30.0) -> list[S
     return got
 
 
+async def delivered(eventlog: EventLog, group: str, topics: list[str], count: int) -> list[bytes]:
+    """The values a new consumer group receives, sorted: `count` of them, and whatever else
+    arrives within a second more (what must not be there)."""
+    consumer = eventlog.consumer(group, topics)
+    try:
+        got = await drain(consumer, count)
+        got += await consumer.poll(timeout=1.0)
+    finally:
+        await consumer.close()
+    return sorted(r.value for r in got)
+
+
 async def test_topics_are_provisioned_idempotently(eventlog: EventLog, new_topic: NewTopic) -> None:
     topic = await new_topic(4)
     await eventlog.ensure_topics([])  # no-op
@@ -137,13 +149,7 @@ async def test_atomic_append_is_all_or_nothing(eventlog: EventLog, new_topic: Ne
             [rec(orders, "b", "op"), rec(usage, "b", "meter"), rec("no-such-topic", "b", "x")]
         )
     # Only the first transaction is ever delivered (Kafka may spend offsets on an aborted one).
-    consumer = eventlog.consumer("g-atomic", [orders, usage])
-    try:
-        got = await drain(consumer, 2)
-        got += await consumer.poll(timeout=1.0)
-    finally:
-        await consumer.close()
-    assert sorted(r.value for r in got) == [b"meter", b"op"]
+    assert await delivered(eventlog, "g-atomic", [orders, usage], 2) == [b"meter", b"op"]
 
 
 async def test_an_atomic_append_given_up_on_is_never_visible(
@@ -159,13 +165,7 @@ async def test_an_atomic_append_given_up_on_is_never_visible(
             [rec(orders, "a", "late"), rec(usage, "a", "late")], within=1e-6
         )
     await eventlog.append_atomic([rec(orders, "b", "op"), rec(usage, "b", "meter")], within=30)
-    consumer = eventlog.consumer("g-within", [orders, usage])
-    try:
-        got = await drain(consumer, 3)
-        got += await consumer.poll(timeout=1.0)
-    finally:
-        await consumer.close()
-    assert sorted(r.value for r in got) == [b"meter", b"op", b"up"]
+    assert await delivered(eventlog, "g-within", [orders, usage], 3) == [b"meter", b"op", b"up"]
 
 
 async def test_replay_windows_by_offset_and_time(eventlog: EventLog, new_topic: NewTopic) -> None:

@@ -5,6 +5,7 @@ handlers run inside the trace that produced their event."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -45,6 +46,24 @@ def one_at_a_time(
     return ProjectionRunner(eventlog, AvroCodec(), projection)
 
 
+async def run_until(
+    runner: ProjectionRunner[Any], done: Callable[[], bool | Awaitable[bool]]
+) -> None:
+    """Run the projection until `done` holds (a check, or one to await), for 60 s at most."""
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(60):
+            while not await _holds(done()):  # noqa: ASYNC110 (the log offers no event to wait on)
+                await asyncio.sleep(0.1)
+    finally:
+        runner.stop()
+        await task
+
+
+async def _holds(check: bool | Awaitable[bool]) -> bool:
+    return await check if inspect.isawaitable(check) else check
+
+
 async def test_poison_events_go_to_the_dlq_and_later_events_are_still_handled(
     eventlog: EventLog,
 ) -> None:
@@ -66,16 +85,9 @@ async def test_poison_events_go_to_the_dlq_and_later_events_are_still_handled(
             raise PoisonEvent("negative usage is never valid")
         handled.append(event.payload.quantity)
 
-    loop = one_at_a_time(eventlog, "g-dlq", topic, handler, attempts=3)
-    task = asyncio.create_task(loop.run())
-    try:
-        for _ in range(300):
-            if len(handled) == 2:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        loop.stop()
-        await task
+    await run_until(
+        one_at_a_time(eventlog, "g-dlq", topic, handler, attempts=3), lambda: len(handled) == 2
+    )
     assert handled == [Decimal("1.5"), Decimal(2)]
     assert attempts[2] == 1  # a PoisonEvent is not retried
 
@@ -107,16 +119,9 @@ async def test_a_store_outage_is_waited_out_and_nothing_is_dead_lettered(
             raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
         handled.append(event.payload.quantity)
 
-    loop = one_at_a_time(eventlog, "g-outage", topic, handler, attempts=2)
-    task = asyncio.create_task(loop.run())
-    try:
-        for _ in range(300):
-            if len(handled) == 3:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        loop.stop()
-        await task
+    await run_until(
+        one_at_a_time(eventlog, "g-outage", topic, handler, attempts=2), lambda: len(handled) == 3
+    )
     assert handled == [Decimal(0), Decimal(1), Decimal(2)]
     assert refused > 2  # more failures than the retry policy allows a record
     assert [r async for r in eventlog.replay(dlq_topic(topic), from_offset=0)] == []
@@ -137,16 +142,9 @@ async def test_transient_failures_are_retried_then_dead_lettered(eventlog: Event
         if offset == 1:
             raise RuntimeError("always fails")
 
-    loop = one_at_a_time(eventlog, "g-retry", topic, flaky, attempts=3)
-    task = asyncio.create_task(loop.run())
-    try:
-        for _ in range(300):
-            if calls.get(2):
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        loop.stop()
-        await task
+    await run_until(
+        one_at_a_time(eventlog, "g-retry", topic, flaky, attempts=3), lambda: calls.get(2)
+    )
     assert calls == {0: 2, 1: 3, 2: 1}
     dead = [r async for r in eventlog.replay(dlq_topic(topic), from_offset=0)]
     assert len(dead) == 1 and "always fails" in dead[0].headers["dlq_error"]
@@ -165,28 +163,8 @@ async def test_handlers_run_inside_the_trace_that_produced_the_event(eventlog: E
     async def handler(_: None, event: Event[UsageRecorded]) -> None:
         seen.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
 
-    loop = one_at_a_time(eventlog, "g-trace", topic, handler)
-    task = asyncio.create_task(loop.run())
-    try:
-        for _ in range(300):
-            if seen:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        loop.stop()
-        await task
+    await run_until(one_at_a_time(eventlog, "g-trace", topic, handler), lambda: bool(seen))
     assert seen == [trace_id]
-
-
-async def run_until(runner: ProjectionRunner[Any], done: Callable[[], Awaitable[bool]]) -> None:
-    task = asyncio.create_task(runner.run())
-    try:
-        async with asyncio.timeout(60):
-            while not await done():  # noqa: ASYNC110 (the log offers no event to wait on)
-                await asyncio.sleep(0.1)
-    finally:
-        runner.stop()
-        await task
 
 
 async def test_the_billing_ledger_isolates_a_poison_event_from_its_batch(
