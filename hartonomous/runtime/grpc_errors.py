@@ -61,9 +61,8 @@ class GrpcErrors:
                     if withheld is not None:
                         logger.error("%s: %s: %s", self.service, method, exc)
                     details = str(exc) if withheld is None else withheld
-                    if isinstance(exc, self.retry_elsewhere):
-                        await context.abort(code, details)
-                    await _abort(context, code, details)
+                    elsewhere = isinstance(exc, self.retry_elsewhere)
+                    await _abort(context, code, details, retry_elsewhere=elsewhere)
             logger.error("%s: %s failed", self.service, method, exc_info=exc)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"{method} failed; see the {self.service} service log"
@@ -71,7 +70,11 @@ class GrpcErrors:
 
 
 async def _abort(
-    context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, details: str
+    context: grpc.aio.ServicerContext[Any, Any],
+    code: grpc.StatusCode,
+    details: str,
+    *,
+    retry_elsewhere: bool = False,
 ) -> None:
-    trailers = NO_RETRY if code == grpc.StatusCode.UNAVAILABLE else ()
-    await context.abort(code, details, trailers)
+    refused_here = code == grpc.StatusCode.UNAVAILABLE and not retry_elsewhere
+    await context.abort(code, details, NO_RETRY if refused_here else ())
