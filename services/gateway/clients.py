@@ -142,19 +142,23 @@ class Peers:
         gRPC server sees a cancelled client stream end just as a finished one does."""
         with self._call(rpc) as metadata:
             call = self._method(rpc)(timeout=rpc.deadline, metadata=metadata)
+            first = _FirstStatus(call)
             try:
                 async for message in messages:
                     await call.write(message)
                 await call.done_writing()
-            except asyncio.InvalidStateError:
-                pass  # the service ended the call early (e.g. too large): its status follows
+            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                pass  # the service ended the call early (too large, a bad header)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await call.write(poison)
                     await asyncio.wait_for(call, ABORT_GRACE)  # the service's refusal
                 call.cancel()
                 raise
-            return await call
+            try:
+                return await call
+            except grpc.aio.AioRpcError as final:
+                raise first.instead_of(final) from None
 
     async def health(self, service: str) -> str | None:
         """None when `service` reports SERVING, else what is wrong."""
@@ -194,3 +198,30 @@ class Peers:
             ) from None
         finally:
             span.end()
+
+
+class _FirstStatus:
+    """The status a streaming call first reported. When the service ends the call while a write
+    is in flight, grpc's aio client (1.85) sets its own INTERNAL ("Internal error from Core")
+    once that write fails, replacing the status the service sent if that came first; when the
+    write fails first, the service's status replaces grpc's. So of the first report and the
+    final one, the service's is the one that is not INTERNAL. grpc has no public way to read a
+    status in its done callback (the moment it is set), hence its call's own field."""
+
+    def __init__(self, call: Any) -> None:
+        self.reported: tuple[grpc.StatusCode, str] | None = None
+        call.add_done_callback(self._record)
+
+    def _record(self, call: Any) -> None:
+        status = getattr(getattr(call, "_cython_call", None), "_status", None)
+        if status is not None:
+            code = next((c for c in grpc.StatusCode if c.value[0] == status.code()), None)
+            self.reported = (code, status.details()) if code else None
+
+    def instead_of(self, final: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError:
+        if self.reported is None or final.code() != grpc.StatusCode.INTERNAL:
+            return final
+        code, details = self.reported
+        return grpc.aio.AioRpcError(
+            code, final.initial_metadata(), final.trailing_metadata(), details
+        )

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 
 from tests.integration.gateway.conftest import MIB, Gateway
@@ -112,3 +113,16 @@ async def test_an_upload_over_the_limit_is_cut_off_with_413(gw: Gateway) -> None
     assert reply.status_code == 413
     await asyncio.sleep(0.1)
     assert [u.outcome for u in gw.peers.ingest.uploads] == ["rejected"]
+
+
+async def test_a_header_the_service_refuses_is_its_422_even_while_the_file_is_in_flight(
+    gw: Gateway,
+) -> None:
+    """Ingest refuses at the header while the gateway still writes the file: a write can lose
+    that race in grpc's core and read its own INTERNAL ("Internal error from Core") instead of
+    the status the service sent; the caller must still get the service's answer."""
+    gw.peers.script.failures["IngestAtom"] = (grpc.StatusCode.INVALID_ARGUMENT, "bad modality")
+    body = field("modality", "AAA") + file_head("a.bin", "application/octet-stream")
+    body += b"\0" * (3 * MIB) + END
+    statuses = [(await post(gw, body)).status_code for _ in range(40)]
+    assert statuses == [422] * 40
