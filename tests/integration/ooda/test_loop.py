@@ -26,6 +26,7 @@ from services.inference.service import InferenceService, WarmupPlan
 from services.inference.tunables import MAX_WAIT_MS
 from services.ooda.act.service import ActService
 from services.ooda.decide.service import DecideService
+from services.ooda.domain.detect import Tuning
 from services.ooda.learn.service import LearnService
 from services.ooda.observe.service import ObserveService
 from services.ooda.orient.service import OrientService
@@ -62,7 +63,8 @@ async def admin_client(gateway: GatewayService, pg_url: str) -> tuple[httpx.Asyn
 
 
 WARM_UP_S = 10
-BASELINE_S = 75  # 60 one-second windows make the detector's first baseline, and some spare
+BASELINE_SAMPLES = 20
+BASELINE_S = 30  # 20 one-second windows make the detector's first baseline, and some spare
 
 
 async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
@@ -73,7 +75,8 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
     platform = (
         InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=None),
         ControlService(),
-        ObserveService(),
+        # One-second windows: a 20-sample first baseline is 20 s of history, not five minutes.
+        ObserveService(Tuning(min_baseline=BASELINE_SAMPLES)),
         OrientService(),
         DecideService(),
         ActService(),
