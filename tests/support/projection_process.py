@@ -23,14 +23,14 @@ from typing import Any
 
 import asyncpg
 
-from hartonomous.eventlog import open_event_log
-from hartonomous.eventlog.port import Position, StoredRecord
+from hartonomous.eventlog.embedded import EmbeddedEventLog
+from hartonomous.eventlog.kafka import KafkaEventLog
+from hartonomous.eventlog.port import EventLog, Position, StoredRecord
 from hartonomous.events import AvroCodec, Event
 from hartonomous.events.payloads import UsageRecorded
 from hartonomous.postgres import create_pool
 from hartonomous.runtime.inbox import Connection, Inbox
 from hartonomous.runtime.projection import Projection, ProjectionRunner
-from hartonomous.settings import Settings
 from services.billing.handlers import ledger_projection
 from services.billing.quota import QuotaBook, utc_now
 from services.billing.store import BillingStore
@@ -135,6 +135,14 @@ def instrumented(projection: Projection[Any], applied: Applied, delay: float) ->
     return replace(projection, claim=counted, transaction=slowed, max_batch=10)
 
 
+def crash_noticing_log(kafka_bootstrap: str | None, postgres_url: str) -> EventLog:
+    """The log with short consumer-group sessions: a restart after a SIGKILL waits for the dead
+    member's session to lapse (10 s by default) before its partitions move."""
+    if kafka_bootstrap:
+        return KafkaEventLog(kafka_bootstrap, session_timeout_ms=6_000)  # the broker's minimum
+    return EmbeddedEventLog(postgres_url, session_timeout=3.0)
+
+
 async def main(args: argparse.Namespace) -> None:
     pool = await create_pool(args.postgres_url, max_size=3)
     if args.kind == "totals":
@@ -144,7 +152,7 @@ async def main(args: argparse.Namespace) -> None:
     else:
         projection, applied = await provenance_projection(Path(args.graph))
     projection = replace(projection, group=GROUP, topics=[args.topic])
-    event_log = open_event_log(Settings(kafka_bootstrap=args.kafka_bootstrap), args.postgres_url)
+    event_log = crash_noticing_log(args.kafka_bootstrap, args.postgres_url)
     await event_log.start()
     runner = ProjectionRunner(event_log, AvroCodec(), instrumented(projection, applied, args.delay))
     running = asyncio.create_task(runner.run())

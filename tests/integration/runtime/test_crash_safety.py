@@ -53,7 +53,7 @@ async def kill_mid_stream_and_restart(kind: str, pg_url: str, kafka: str | None,
     """Kill the projection right after a commit once it has applied some (before the group's
     offsets follow), restart it until it has applied all; returns how many re-delivered
     records the restarted one skipped."""
-    victim = start_projection(kind, pg_url, kafka, *args, "--delay", "0.5")
+    victim = start_projection(kind, pg_url, kafka, *args, "--delay", "0.2")
     try:
         assert victim.stdout is not None
         applied = 0
