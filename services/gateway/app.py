@@ -19,6 +19,7 @@ from services.gateway.routes import (
     atoms,
     billing,
     config,
+    console,
     embeddings,
     export,
     generation,
@@ -27,6 +28,7 @@ from services.gateway.routes import (
     ooda,
     provenance,
     search,
+    tenants,
 )
 from services.gateway.telemetry import RequestTelemetry
 
@@ -58,9 +60,11 @@ def create_app(gateway: Gateway) -> FastAPI:
         billing,
         export,
         admin,
+        tenants,
         config,
         ooda,
         health,
+        console,
     )
     for module in routers:
         app.include_router(module.router)

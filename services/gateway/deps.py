@@ -1,9 +1,11 @@
 """What route handlers receive: the gateway's parts, and the calling principal once it passed
-authentication (401), the per-key rate limit (429) and the route's role (403), in that order."""
+authentication (401: a bearer key, or the console's session cookie with its CSRF token, 403),
+the per-key rate limit (429) and the route's role (403), in that order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -18,6 +20,7 @@ from services.gateway.config import GatewayConfig
 from services.gateway.keys import Role
 from services.gateway.problems import ProblemError
 from services.gateway.ratelimit import RateLimiter, retry_after
+from services.gateway.session import session_key
 from services.gateway.store import KeyStore
 
 
@@ -30,6 +33,8 @@ class Gateway:
     peers: Peers
     event_log: EventLog
     telemetry: WindowRecorder
+    # Set when the gateway starts to drain: long-lived answers (the console's feed) end then.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def gateway(request: Request) -> Gateway:
@@ -57,16 +62,17 @@ class Requires:
         gw: GatewayDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     ) -> Principal:
-        if credentials is None:
+        presented = credentials.credentials if credentials else session_key(request)
+        if presented is None:
             raise ProblemError(
                 401,
-                "send an API key: Authorization: Bearer hk_...",
+                "send an API key: Authorization: Bearer hk_... (or sign in at /console/)",
                 kind="unauthenticated",
                 headers=CHALLENGE,
             )
         try:
             with span("gateway: auth"):
-                principal = await gw.authenticator.authenticate(credentials.credentials)
+                principal = await gw.authenticator.authenticate(presented)
         except Unauthenticated as exc:
             raise ProblemError(401, str(exc), kind="unauthenticated", headers=CHALLENGE) from None
         request.state.principal = principal  # for the access log

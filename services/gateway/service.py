@@ -89,6 +89,7 @@ async def _serve(gateway: Gateway, listener: socket.socket, resources: AsyncExit
     serving = asyncio.create_task(server.serve(sockets=[listener]))
 
     async def drain() -> None:
+        gateway.stopping.set()
         server.should_exit = True
         await asyncio.wait_for(serving, DRAIN_SECONDS + 5.0)
 

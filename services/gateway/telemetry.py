@@ -49,12 +49,17 @@ class RequestTelemetry:
         parent = _PROPAGATOR.extract(carrier)
         method = scope["method"]
         status = 500
+        feed = False  # a server-sent event stream: open for minutes, no request latency
         started = time.perf_counter()
 
         async def observed(message: Message) -> None:
-            nonlocal status
+            nonlocal status, feed
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                feed = any(
+                    k == b"content-type" and v.startswith(b"text/event-stream")
+                    for k, v in message.get("headers", ())
+                )
             await send(message)
 
         with self._tracer.start_as_current_span(
@@ -73,8 +78,9 @@ class RequestTelemetry:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(trace.StatusCode.ERROR)
-                REQUEST_SECONDS.labels(method, template, str(status)).observe(elapsed)
-                self._recorder.observe(f"{method} {template}", elapsed, failed=status >= 500)
+                if not feed:
+                    REQUEST_SECONDS.labels(method, template, str(status)).observe(elapsed)
+                    self._recorder.observe(f"{method} {template}", elapsed, failed=status >= 500)
                 principal = scope.get("state", {}).get("principal")
                 logger.info(
                     "%s %s %d",

@@ -6,14 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from hartonomous.v1 import billing_pb2, ingest_pb2
 from services.gateway import timestamps
 from services.gateway.clients import ERASE_TENANT, PUT_QUOTA, PUT_RATES
 from services.gateway.deps import Admin, GatewayDep
-from services.gateway.problems import ProblemError, documented
+from services.gateway.problems import documented
+from services.gateway.routes.tenants import TenantRef, find_tenant
 from services.gateway.store import Tenant
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -26,7 +27,6 @@ Decimal = Annotated[
         description="A non-negative decimal, as a string",
     ),
 ]
-TenantRef = Annotated[str, Path(min_length=1, max_length=64, description="Tenant id or name")]
 PERIODS = {"day": billing_pb2.QUOTA_PERIOD_DAY, "month": billing_pb2.QUOTA_PERIOD_MONTH}
 PERIOD_NAMES: dict[int, Literal["day", "month"]] = {
     billing_pb2.QUOTA_PERIOD_DAY: "day",
@@ -120,7 +120,7 @@ async def put_rates(body: RatesUpdate, gw: GatewayDep, _: Admin) -> RateCard:
     responses=documented(401, 403, 404, 422, 429),
 )
 async def put_quota(tenant: TenantRef, body: QuotaUpdate, gw: GatewayDep, _: Admin) -> Quota:
-    found = await _tenant(gw, tenant)
+    found = await find_tenant(gw, tenant)
     request = billing_pb2.PutQuotaRequest(
         tenant_id=found.tenant_id,
         operation=body.operation,
@@ -163,7 +163,7 @@ class TenantSettings(TenantSettingsUpdate):
     responses=documented(401, 403, 404, 429),
 )
 async def get_tenant_settings(tenant: TenantRef, gw: GatewayDep, _: Admin) -> TenantSettings:
-    return _settings(await _tenant(gw, tenant))
+    return _settings(await find_tenant(gw, tenant))
 
 
 @router.put(
@@ -174,7 +174,7 @@ async def get_tenant_settings(tenant: TenantRef, gw: GatewayDep, _: Admin) -> Te
 async def put_tenant_settings(
     tenant: TenantRef, body: TenantSettingsUpdate, gw: GatewayDep, _: Admin
 ) -> TenantSettings:
-    found = await _tenant(gw, tenant)
+    found = await find_tenant(gw, tenant)
     return _settings(await gw.store.set_keep_generation_inputs(found, body.keep_generation_inputs))
 
 
@@ -200,7 +200,7 @@ class ErasedTenant(BaseModel):
     responses=documented(401, 403, 404, 422, 429, 503, 504),
 )
 async def erase_tenant(tenant: TenantRef, gw: GatewayDep, principal: Admin) -> ErasedTenant:
-    found = await _tenant(gw, tenant)
+    found = await find_tenant(gw, tenant)
     revoked = await gw.store.revoke_all(found)
     request = ingest_pb2.EraseTenantRequest(
         tenant_id=found.tenant_id, actor=f"key:{principal.key_id}"
@@ -216,13 +216,6 @@ async def erase_tenant(tenant: TenantRef, gw: GatewayDep, principal: Admin) -> E
         documents_released=reply.documents_released,
         blobs_removed=reply.blobs_removed,
     )
-
-
-async def _tenant(gw: GatewayDep, tenant: str) -> Tenant:
-    found = await gw.store.find_tenant(tenant)
-    if found is None:
-        raise ProblemError(404, f"no tenant {tenant!r}")
-    return found
 
 
 def _settings(tenant: Tenant) -> TenantSettings:

@@ -1,5 +1,5 @@
-"""/v1/atoms: ingest content (a streamed multipart upload, or JSON text), read the catalog
-entry, stream the bytes back with their mime type, and delete a document."""
+"""/v1/atoms: ingest content (a streamed multipart upload, or JSON text), list the documents,
+read a catalog entry, stream the bytes back with their mime type, and delete a document."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hartonomous.v1 import ingest_pb2
 from services.gateway import quota, timestamps
 from services.gateway.auth import Principal
-from services.gateway.clients import GET_ATOM, INGEST_ATOM, READ_ATOM, RELEASE_ATOM
+from services.gateway.clients import GET_ATOM, INGEST_ATOM, LIST_ATOMS, READ_ATOM, RELEASE_ATOM
 from services.gateway.deps import GatewayDep, Reader, Writer
 from services.gateway.problems import ProblemError, documented
 from services.gateway.uploads import (
@@ -165,13 +165,39 @@ async def create_atom(
     )
 
 
+class AtomPage(BaseModel):
+    atoms: list[Atom]
+    next_after: str | None = Field(description="Pass as `after` for the next page; null: the last")
+
+
+@router.get(
+    "",
+    summary="Your documents, a page at a time, by atom id",
+    responses=documented(401, 403, 422, 429, 503, 504),
+)
+async def list_atoms(
+    gw: GatewayDep,
+    principal: Reader,
+    after: Annotated[str, Query(pattern="^([0-9a-f]{64})?$", description="next_after")] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AtomPage:
+    request = ingest_pb2.ListAtomsRequest(
+        tenant_id=principal.tenant_id, after_atom_id=after, limit=limit
+    )
+    page: ingest_pb2.AtomPage = await gw.peers.unary(LIST_ATOMS, request)
+    return AtomPage(atoms=[_entry(a) for a in page.atoms], next_after=page.next_after or None)
+
+
 @router.get(
     "/{atom_id}",
     summary="An atom's catalog entry",
     responses=documented(401, 403, 404, 422, 429, 503, 504),
 )
 async def get_atom(atom_id: AtomId, gw: GatewayDep, principal: Reader) -> Atom:
-    atom = await _atom(gw, principal, atom_id)
+    return _entry(await _atom(gw, principal, atom_id))
+
+
+def _entry(atom: ingest_pb2.Atom) -> Atom:
     return Atom(
         atom_id=atom.atom_id,
         modality=atom.modality,

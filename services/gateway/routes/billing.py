@@ -1,4 +1,4 @@
-"""The caller's usage and invoices, from the billing service. Money and quantities are
+"""The caller's usage (an admin's: any tenant's) and invoices, from the billing service. Money and quantities are
 decimal strings ("12.500000000"), never floats."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from hartonomous.v1 import billing_pb2
 from services.gateway import timestamps
 from services.gateway.clients import GET_INVOICE, GET_USAGE, LIST_INVOICES
 from services.gateway.deps import GatewayDep, Reader
-from services.gateway.problems import documented
+from services.gateway.keys import Role
+from services.gateway.problems import ProblemError, documented
+from services.gateway.routes.tenants import find_tenant
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 
@@ -62,7 +64,9 @@ class InvoiceList(BaseModel):
     invoices: list[Invoice]
 
 
-@router.get("/usage", summary="Your usage and its cost", responses=documented(401, 422, 429))
+@router.get(
+    "/usage", summary="Your usage and its cost", responses=documented(401, 403, 404, 422, 429)
+)
 async def usage(
     gw: GatewayDep,
     principal: Reader,
@@ -73,15 +77,26 @@ async def usage(
         datetime | None, Query(alias="to", description="ISO 8601, exclusive; unset: now")
     ] = None,
     group_by: Annotated[Literal["operation", "day"], Query()] = "operation",
+    tenant: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="Admins: another tenant, by id or name"),
+    ] = None,
 ) -> Usage:
+    tenant_id = principal.tenant_id
+    if tenant is not None and tenant != principal.tenant_id:
+        if not principal.role.allows(Role.ADMIN):
+            raise ProblemError(
+                403, "only an admin key sees another tenant's usage", kind="forbidden"
+            )
+        tenant_id = (await find_tenant(gw, tenant)).tenant_id
     request = billing_pb2.UsageRequest(
-        tenant_id=principal.tenant_id,
+        tenant_id=tenant_id,
         group_by=GROUPINGS[group_by],
         **{"from": timestamps.to_proto(start), "to": timestamps.to_proto(end)},
     )
     reply: billing_pb2.UsageReply = await gw.peers.unary(GET_USAGE, request)
     return Usage(
-        tenant_id=reply.tenant_id or principal.tenant_id,
+        tenant_id=reply.tenant_id or tenant_id,
         currency=reply.currency,
         lines=[
             UsageLine(

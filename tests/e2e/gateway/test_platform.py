@@ -630,6 +630,42 @@ def test_keys_cli_never_shows_secrets(platform: Deployment, acme: Tenant) -> Non
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
 
 
+def test_tenants_keys_and_documents_over_rest(
+    platform: Deployment, admin_key: str, acme: Tenant
+) -> None:
+    with platform.client(admin_key) as admin:
+        created = admin.post("/v1/admin/tenants", json={"name": "rest-tenant"})
+        assert created.status_code == 201, created.text
+        tenant = created.json()["tenant_id"]
+        assert admin.post("/v1/admin/tenants", json={"name": "rest-tenant"}).status_code == 409
+        assert admin.post("/v1/admin/tenants", json={"name": "no spaces"}).status_code == 422
+        assert tenant in [t["tenant_id"] for t in admin.get("/v1/admin/tenants").json()]
+        issued = admin.post(f"/v1/admin/tenants/{tenant}/keys", json={"role": "writer"})
+        assert issued.status_code == 201 and issued.headers["cache-control"] == "no-store"
+        key = issued.json()
+        assert KEY.fullmatch(key["api_key"]) and key["role"] == "writer"
+        listed = admin.get("/v1/admin/tenants/rest-tenant/keys").json()
+        assert [k["key_id"] for k in listed] == [key["key_id"]]
+        assert not KEY.search(json.dumps(listed))  # a secret is shown once, never listed
+        with platform.client(key["api_key"]) as writer:
+            first = writer.post("/v1/atoms", json={"content": "listed over rest, one"})
+            second = writer.post("/v1/atoms", json={"content": "listed over rest, two"})
+            assert first.status_code == second.status_code == 201
+            page = writer.get("/v1/atoms", params={"limit": 1}).json()
+            rest = writer.get("/v1/atoms", params={"after": page["next_after"]}).json()
+            ids = {a["atom_id"] for a in page["atoms"] + rest["atoms"]}
+            assert ids == {first.json()["atom_id"], second.json()["atom_id"]}
+            assert rest["next_after"] is None
+            other = admin.get("/v1/usage", params={"tenant": "rest-tenant"}).json()
+            assert other["tenant_id"] == tenant
+            assert writer.get("/v1/usage", params={"tenant": "default"}).status_code == 403
+            assert admin.delete(f"/v1/admin/keys/{key['key_id']}").status_code == 204
+            assert admin.delete(f"/v1/admin/keys/{key['key_id']}").status_code == 404
+            assert writer.get("/v1/atoms").status_code == 401
+    with platform.client(acme.writer) as writer:
+        assert writer.get("/v1/admin/tenants").status_code == 403
+
+
 def test_openapi_fuzzing_finds_no_server_error(platform: Deployment, admin_key: str) -> None:
     """Schemathesis against the live app: no 5xx, and every response (status, content type,
     headers, body) conforms to /openapi.json. Bounded: a few examples per operation."""
