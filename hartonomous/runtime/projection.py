@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -146,6 +146,10 @@ class ProjectionRunner(Generic[Tx]):
         self.lag: int | None = None
         """Records appended and not yet applied, over the partitions this member owns (None
         until it has applied some: an unknown lag is never reported as zero)."""
+        self.batches = 0
+        self.delay_s = 0.0
+        """Over every batch applied: seconds from its newest record reaching the log to the
+        batch committed (for search, how soon a new document becomes searchable)."""
         self._poison: tuple[type[Exception], ...] = (PoisonEvent, *projection.poison)
         self._outages: tuple[type[Exception], ...] = (*OUTAGES, *projection.transient)
         self._positions: dict[tuple[str, int], int] = {}
@@ -183,6 +187,9 @@ class ProjectionRunner(Generic[Tx]):
                     commit = partial(consumer.commit, records)
                     if not await self._through_outages("committing", commit):
                         break
+                    newest = max(record.timestamp for record in records)
+                    self.delay_s += max(0.0, (datetime.now(UTC) - newest).total_seconds())
+                    self.batches += 1
                 if time.monotonic() - last_lag >= self._lag_interval:
                     await self._through_outages("measuring lag", lambda: self._report_lag(consumer))
                     last_lag = time.monotonic()

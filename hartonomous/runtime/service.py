@@ -72,6 +72,7 @@ class ServiceContext:
         polls as many records as it says, retuned live."""
         runner = ProjectionRunner(self.event_log, self.codec, projection)
         self.telemetry.gauge("consumer_lag", lambda: runner.lag, group=projection.group)
+        self.telemetry.gauge("consumer_delay_ms", WindowMeanDelay(runner), group=projection.group)
         key = f"{projection.group}.consumer.max_batch"
         if key in {s.tunable.key for s in self.config.settings()}:
             runner.max_batch = int(self.config.watch(key, runner.retune_batch))
@@ -130,3 +131,18 @@ def in_background(
 def discover() -> dict[str, Service]:
     found: dict[str, Service] = load_entry_points(ENTRY_POINT_GROUP, Service)
     return found
+
+
+class WindowMeanDelay:
+    """A telemetry gauge: milliseconds from a batch's newest record reaching the log to the
+    batch applied, averaged over the batches since the last reading; None when none was."""
+
+    def __init__(self, runner: ProjectionRunner[Any]) -> None:
+        self._runner = runner
+        self._seen = (0, 0.0)  # (batches, delay_s) at the last reading
+
+    def __call__(self) -> float | None:
+        batches = self._runner.batches - self._seen[0]
+        delay_s = self._runner.delay_s - self._seen[1]
+        self._seen = (self._runner.batches, self._runner.delay_s)
+        return 1000.0 * delay_s / batches if batches else None

@@ -118,3 +118,10 @@ class BillingApi:
             )
             self._book.put_rule(rule)  # read-your-writes: the next check knows it
             return messages.quota(rule, plan)
+
+    async def ListQuotas(
+        self, request: pb.ListQuotasRequest, context: Context
+    ) -> pb.ListQuotasReply:
+        async with _ERRORS.scope(context, "ListQuotas"):
+            standing = self._book.standing(parse_tenant_id(request.tenant_id))
+            return pb.ListQuotasReply(quotas=[messages.standing(a) for a in standing])

@@ -42,6 +42,16 @@ def decision(answer: QuotaAnswer) -> pb.QuotaDecision:
     return reply
 
 
+def standing(answer: QuotaAnswer) -> pb.QuotaStanding:
+    assert answer.rule is not None and answer.period_end is not None  # a quota's standing
+    return pb.QuotaStanding(
+        quota=quota(answer.rule, None),
+        used=decimal_text(answer.used),
+        period_end=stamp(answer.period_end),
+        soft_limit_reached=answer.soft_limit_reached,
+    )
+
+
 def invoice(issued: Invoice) -> pb.Invoice:
     return pb.Invoice(
         invoice_id=issued.invoice_id,

@@ -169,6 +169,23 @@ class QuotaBook:
             retry_after_seconds=max((answer.retry_after_seconds for answer in denied), default=0),
         )
 
+    def standing(self, tenant_id: str) -> list[QuotaAnswer]:
+        """Each of the tenant's quotas with what its current period has used (reserved
+        quantities included), by operation; nothing is reserved by asking."""
+        now, tick = self._clock(), self._monotonic()
+        answers = []
+        for (tenant, _), rule in sorted(self._rules.items()):
+            if tenant != tenant_id:
+                continue
+            start, end = period_bounds(now, rule.period)
+            counter = self._counter(_key(rule), start)
+            counter.expire(tick)
+            verdict = evaluate(rule.limit, counter.total, ZERO, rule.soft_ratio)
+            answers.append(
+                QuotaAnswer(verdict.allowed, verdict.soft_limit_reached, rule, verdict.used, end, 0)
+            )
+        return answers
+
     def _counter(self, key: _Key, start: datetime) -> _Counter:
         """The key's counter for the period starting at `start` (a new period starts empty)."""
         counter = self._counters.get(key)

@@ -36,10 +36,12 @@ function gauges(snapshot) {
 
 export async function overviewPage(view) {
   const stamp = h("p", { class: "muted", id: "overview-updated" }, "Waiting for the first numbers…");
-  const ops = h("section", { "aria-labelledby": "ops-title" }, h("h2", { id: "ops-title" },
-    "Requests by operation (consumer lag, queue depth and batch sizes below)"));
+  const ops = h("section", { "aria-labelledby": "ops-title" },
+    h("h2", { id: "ops-title" }, "Requests by operation"));
   const levels = h("section", { "aria-labelledby": "gauges-title" },
-    h("h2", { id: "gauges-title" }, "Gauges: consumer lag, inference queue and batches"));
+    h("h2", { id: "gauges-title" }, "Gauges: consumer lag and delay, inference queue and batches"),
+    h("p", { class: "muted" }, "consumer_delay_ms: from a record reaching the log to its projection"
+      + " applying it; for group search, how soon new content is searchable."));
   const opsBody = h("div");
   const levelsBody = h("div");
   ops.append(opsBody);

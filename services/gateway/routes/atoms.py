@@ -227,8 +227,10 @@ def _entry(atom: ingest_pb2.Atom) -> Atom:
     response_class=Response,
     responses={
         200: {
-            "description": "The bytes",
-            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            # Any schema: the bytes are whatever was ingested, in its own type (a JSON atom is
+            # a JSON document here, not a string).
+            "description": "The bytes, with the atom's mime type",
+            "content": {"*/*": {"schema": {}}},
         },
         **documented(401, 403, 404, 422, 429, 503, 504),
     },

@@ -1,9 +1,10 @@
-"""The caller's usage (an admin's: any tenant's) and invoices, from the billing service. Money and quantities are
-decimal strings ("12.500000000"), never floats."""
+"""The caller's usage and quotas (an admin's: any tenant's) and invoices, from the billing
+service. Money and quantities are decimal strings ("12.500000000"), never floats."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal as DecimalNumber
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -11,10 +12,12 @@ from pydantic import BaseModel, Field
 
 from hartonomous.v1 import billing_pb2
 from services.gateway import timestamps
-from services.gateway.clients import GET_INVOICE, GET_USAGE, LIST_INVOICES
+from services.gateway.auth import Principal
+from services.gateway.clients import GET_INVOICE, GET_USAGE, LIST_INVOICES, LIST_QUOTAS
 from services.gateway.deps import GatewayDep, Reader
 from services.gateway.keys import Role
 from services.gateway.problems import ProblemError, documented
+from services.gateway.routes.admin import PERIOD_NAMES
 from services.gateway.routes.tenants import find_tenant
 
 router = APIRouter(prefix="/v1", tags=["billing"])
@@ -64,6 +67,23 @@ class InvoiceList(BaseModel):
     invoices: list[Invoice]
 
 
+class QuotaStanding(BaseModel):
+    operation: str = Field(description='An operation, or "*" for money')
+    unit: str
+    period: Literal["day", "month"]
+    limit: str
+    used: str = Field(description="This period so far, requests in flight included")
+    left: str = Field(description="What the period still allows (never below 0)")
+    period_end: datetime | None
+    soft_limit_reached: bool
+
+
+OtherTenant = Annotated[
+    str | None,
+    Query(min_length=1, max_length=64, description="Admins: another tenant, by id or name"),
+]
+
+
 @router.get(
     "/usage", summary="Your usage and its cost", responses=documented(401, 403, 404, 422, 429)
 )
@@ -77,18 +97,9 @@ async def usage(
         datetime | None, Query(alias="to", description="ISO 8601, exclusive; unset: now")
     ] = None,
     group_by: Annotated[Literal["operation", "day"], Query()] = "operation",
-    tenant: Annotated[
-        str | None,
-        Query(min_length=1, max_length=64, description="Admins: another tenant, by id or name"),
-    ] = None,
+    tenant: OtherTenant = None,
 ) -> Usage:
-    tenant_id = principal.tenant_id
-    if tenant is not None and tenant != principal.tenant_id:
-        if not principal.role.allows(Role.ADMIN):
-            raise ProblemError(
-                403, "only an admin key sees another tenant's usage", kind="forbidden"
-            )
-        tenant_id = (await find_tenant(gw, tenant)).tenant_id
+    tenant_id = await _tenant_id(gw, principal, tenant)
     request = billing_pb2.UsageRequest(
         tenant_id=tenant_id,
         group_by=GROUPINGS[group_by],
@@ -111,6 +122,40 @@ async def usage(
         ],
         total_cost=reply.total_cost,
     )
+
+
+@router.get(
+    "/quotas",
+    summary="Your quotas and how much of each is left this period",
+    responses=documented(401, 403, 404, 422, 429),
+)
+async def quotas(
+    gw: GatewayDep, principal: Reader, tenant: OtherTenant = None
+) -> list[QuotaStanding]:
+    request = billing_pb2.ListQuotasRequest(tenant_id=await _tenant_id(gw, principal, tenant))
+    reply: billing_pb2.ListQuotasReply = await gw.peers.unary(LIST_QUOTAS, request)
+    return [
+        QuotaStanding(
+            operation=q.quota.operation,
+            unit=q.quota.unit,
+            period=PERIOD_NAMES.get(q.quota.period, "month"),
+            limit=q.quota.limit,
+            used=q.used,
+            left=str(max(DecimalNumber(q.quota.limit) - DecimalNumber(q.used), DecimalNumber(0))),
+            period_end=timestamps.from_proto(q, "period_end"),
+            soft_limit_reached=q.soft_limit_reached,
+        )
+        for q in reply.quotas
+    ]
+
+
+async def _tenant_id(gw: GatewayDep, principal: Principal, tenant: str | None) -> str:
+    """The caller's tenant, or (admins only) the one asked for."""
+    if tenant is None or tenant == principal.tenant_id:
+        return principal.tenant_id
+    if not principal.role.allows(Role.ADMIN):
+        raise ProblemError(403, "only an admin key sees another tenant's billing", kind="forbidden")
+    return (await find_tenant(gw, tenant)).tenant_id
 
 
 @router.get("/invoices", summary="Your invoices", responses=documented(401, 429))

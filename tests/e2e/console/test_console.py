@@ -175,13 +175,17 @@ def test_an_admin_sees_another_tenants_usage_and_a_reader_is_refused(
     with platform.client(writer) as http:
         created = http.post("/v1/atoms", json={"content": "usage of the other tenant"})
         assert created.status_code == 201, created.text
+    quota = {"operation": "ingest", "limit": "1000000", "unit": "bytes", "period": "month"}
+    with platform.client(admin_key) as http:
+        assert http.put(f"/v1/admin/tenants/{tenant}/quota", json=quota).status_code == 200
     sign_in(chrome, platform, admin_key)
     open_page(chrome, "billing")
-    Select(chrome.driver.find_element(By.ID, "billing-tenant")).select_by_value(tenant)
+    pick = wait(chrome.driver).until(ready.visibility_of_element_located((By.ID, "billing-tenant")))
+    Select(pick).select_by_value(tenant)
 
     def shown() -> bool | None:
         text = chrome.driver.find_element(By.ID, "view").text
-        return (f"Tenant {tenant}" in text and "ingest" in text) or None
+        return (f"Tenant {tenant}" in text and "ingest (bytes)" in text) or None
 
     eventually(shown, timeout=60, every=1)
     chrome.screenshot("1-admin-sees-other-tenant")

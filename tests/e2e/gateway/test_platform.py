@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -335,8 +336,17 @@ def test_quota_warns_then_refuses(platform: Deployment, admin_key: str) -> None:
             return reply if reply.status_code == 429 else None
 
         denied = eventually(refused)
+        [standing] = http.get("/v1/quotas").json()
     assert denied.json()["type"] == "urn:hartonomous:problem:quota-exceeded"
     assert int(denied.headers["retry-after"]) >= 1
+    assert (standing["operation"], standing["unit"], standing["period"]) == (
+        "embed",
+        "tokens",
+        "day",
+    )
+    assert Decimal(standing["limit"]) == 20 and Decimal(standing["used"]) > 0
+    assert Decimal(standing["left"]) == max(20 - Decimal(standing["used"]), Decimal(0))
+    assert standing["soft_limit_reached"]
 
 
 def test_probes_and_metrics(platform: Deployment, acme: Tenant) -> None:

@@ -23,8 +23,9 @@ async def test_every_error_response_is_a_documented_problem(gw: Gateway) -> None
         for method, operation in methods.items()
     ]
     # 18, 4 of config, 6 of the loop, 6 of models, 4 of generation, 2 of tenant settings,
-    # 1 erasure, 1 document list, 5 of tenants and keys (the console's own routes are not here)
-    assert len(operations) == 47
+    # 1 erasure, 1 document list, 5 of tenants and keys, 1 of quotas (the console's own routes
+    # are not here)
+    assert len(operations) == 48
     for path, method, operation in operations:
         responses = operation["responses"]
         assert responses["default"]["content"] == PROBLEM, (path, method)

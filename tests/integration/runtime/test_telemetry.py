@@ -1,20 +1,28 @@
 """Every process publishes telemetry windows: its gRPC calls timed by the server (a caller's
-mistake is no server error), and the effective value of every tunable it holds, every
-`telemetry.interval_s` (retuned live)."""
+mistake is no server error), the effective value of every tunable it holds, every
+`telemetry.interval_s` (retuned live), and how long its projections' records waited in the log."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import grpc
 import pytest
 
-from hartonomous.events.payloads import TelemetryRecorded
+from hartonomous.eventlog.port import EventLog, TopicSpec
+from hartonomous.eventlog.topics import dlq_topic
+from hartonomous.events import AvroCodec, Event
+from hartonomous.events.payloads import TelemetryRecorded, UsageRecorded
+from hartonomous.runtime.projection import Projection, ProjectionRunner
+from hartonomous.runtime.service import WindowMeanDelay
 from hartonomous.runtime.windows import TelemetryEmitter
 from hartonomous.v1 import control_pb2 as pb
 from hartonomous.v1 import control_pb2_grpc
 from services.control.service import ControlService
+from tests.support.events import usage_record
 from tests.support.harness import running
 
 
@@ -56,3 +64,32 @@ async def test_the_interval_is_retuned_live(pg_url: str) -> None:
         assert isinstance(first, TelemetryRecorded) and isinstance(second, TelemetryRecorded)
         assert second.tunables["telemetry.interval_s"] == "1"
         assert (second.window_end - second.window_start).total_seconds() < 2
+
+
+async def test_a_projection_reports_how_long_its_records_waited_in_the_log(
+    eventlog: EventLog,
+) -> None:
+    codec = AvroCodec()
+    topic = f"usage-{uuid.uuid4().hex[:8]}"
+    await eventlog.ensure_topics([TopicSpec(topic, 1), TopicSpec(dlq_topic(topic), 1)])
+    await eventlog.append([usage_record(codec, topic, "acme", Decimal(1))])
+    await asyncio.sleep(0.5)  # in the log, not applied yet
+
+    async def handler(_: None, event: Event[UsageRecorded]) -> None:
+        pass
+
+    projection = Projection.one_at_a_time("g-delay", [topic], {UsageRecorded: handler}, None)
+    runner = ProjectionRunner(eventlog, codec, projection)
+    delay = WindowMeanDelay(runner)
+    assert delay() is None  # nothing applied: nothing to report, never a 0
+    running_task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(60):
+            while runner.batches == 0:  # noqa: ASYNC110 (the runner offers no event to wait on)
+                await asyncio.sleep(0.05)
+    finally:
+        runner.stop()
+        await running_task
+    waited = delay()
+    assert waited is not None and waited >= 500
+    assert delay() is None  # a reading covers the batches since the last one

@@ -102,3 +102,18 @@ def test_spend_denies_every_operation_once_the_money_is_used() -> None:
     assert not denied.allowed and denied.rule == money and denied.used == D("1.00")
     # The denied request reserved nothing on the token quota.
     assert quotas.check("acme", "*", D(0)).used == 1
+
+
+def test_standing_shows_each_quota_of_the_tenant_and_reserves_nothing() -> None:
+    spend = QuotaRule("acme", "*", D(5), "USD", Period.DAY, D("0.8"))
+    other = QuotaRule("globex", "embed", D(1), "tokens", Period.MONTH, D("0.8"))
+    quotas, clock = book(tokens(20), spend, other)
+    quotas.record("acme", "embed", "tokens", D(17), D("4.5"), clock.now)
+    assert quotas.check("acme", "embed", D(1)).allowed  # one more token, reserved
+    standing = {a.rule.operation: a for a in quotas.standing("acme") if a.rule}
+    assert set(standing) == {"*", "embed"}
+    assert (standing["embed"].used, standing["embed"].soft_limit_reached) == (18, True)
+    assert standing["embed"].period_end == datetime(2026, 4, 1, tzinfo=UTC)
+    assert standing["*"].used == D("4.5") and standing["*"].soft_limit_reached
+    assert quotas.standing("acme")[1].used == 18  # asking twice reserved nothing
+    assert quotas.standing("nobody") == []
