@@ -12,6 +12,7 @@ HOURLY_BUDGET = "ooda.hourly_budget"
 DECISION_TTL_S = "ooda.decision_ttl_s"
 READBACK_TIMEOUT_S = "ooda.readback_timeout_s"
 EVALUATION_S = "ooda.evaluation_s"
+MIN_BASELINE_SAMPLES = "ooda.min_baseline_samples"
 
 
 def _setting(
@@ -93,5 +94,14 @@ TUNABLES = (
         " (0: each playbook's own evaluation window)",
         minimum=0,
         maximum=86400,
+    ),
+    _setting(
+        MIN_BASELINE_SAMPLES,
+        Kind.INT,
+        60,
+        "Telemetry windows of a metric's history before the loop judges it (60: five minutes of"
+        " 5 s windows); fewer judge sooner, from a noisier baseline",
+        minimum=5,
+        maximum=180,
     ),
 )

@@ -1,5 +1,5 @@
 """observe: telemetry windows → observations. Every number of every window feeds a change
-detector; a detected change becomes an ObservationMade with its evidence (baseline, current,
+detector (how much history it wants before judging: `ooda.min_baseline_samples`); a detected change becomes an ObservationMade with its evidence (baseline, current,
 effect, sample counts, the windows it rests on).
 
 A change found in windows older than STALE_S by the clock is history, not news: it is not
@@ -9,10 +9,12 @@ did not, from a shorter baseline)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from hartonomous.events.ids import derived_event_id
-from hartonomous.events.payloads import ObservationMade, Payload, TelemetryRecorded
+from hartonomous.events.payloads import ConfigChanged, ObservationMade, Payload, TelemetryRecorded
+from services.ooda import tunables as settings
 from services.ooda.domain.detect import Detector, Tuning
 from services.ooda.domain.metrics import samples_of
 from services.ooda.domain.stage import Out, Stage
@@ -33,6 +35,9 @@ class Observe(Stage):
         return []
 
     def on(self, payload: Payload, event_id: str, at: datetime) -> list[Out]:
+        if isinstance(payload, ConfigChanged) and payload.key == settings.MIN_BASELINE_SAMPLES:
+            tuning = self.detector.tuning
+            self.detector.tuning = replace(tuning, min_baseline=int(payload.new_value))
         if not isinstance(payload, TelemetryRecorded):
             return []
         found = []

@@ -26,7 +26,6 @@ from services.inference.service import InferenceService, WarmupPlan
 from services.inference.tunables import MAX_WAIT_MS
 from services.ooda.act.service import ActService
 from services.ooda.decide.service import DecideService
-from services.ooda.domain.detect import Tuning
 from services.ooda.learn.service import LearnService
 from services.ooda.observe.service import ObserveService
 from services.ooda.orient.service import OrientService
@@ -75,8 +74,7 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
     platform = (
         InferenceService(model=model, warmup=WarmupPlan(max_rows=0, cache=False), generation=None),
         ControlService(),
-        # One-second windows: a 20-sample first baseline is 20 s of history, not five minutes.
-        ObserveService(Tuning(min_baseline=BASELINE_SAMPLES)),
+        ObserveService(),
         OrientService(),
         DecideService(),
         ActService(),
@@ -84,7 +82,13 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
     )
     # The loop only watches while the load warms up and its baselines form (a wobble then is
     # no change of the operator's), and is switched to auto over REST before the slowdown.
-    tunables = {"telemetry.interval_s": "1", "ooda.evaluation_s": "15", "ooda.mode": "off"}
+    # One-second windows: a 20-sample first baseline is 20 s of history, not five minutes.
+    tunables = {
+        "telemetry.interval_s": "1",
+        "ooda.evaluation_s": "15",
+        "ooda.mode": "off",
+        "ooda.min_baseline_samples": str(BASELINE_SAMPLES),
+    }
     async with harness.running(*platform, pg_url=pg_url, settings=settings, tunables=tunables) as h:
         learn = await harness.start(LearnService(), event_log=h.event_log, pg_url=pg_url)
         http, key_id = await admin_client(gateway, pg_url)
