@@ -59,7 +59,7 @@ class ConfigChange(BaseModel):
 class ConfigUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: str | float | bool = Field(examples=[250], description="The new value")
+    value: str | bool | int | float = Field(examples=[250], description="The new value")
     reason: str = Field(min_length=1, max_length=2000, examples=["clients batch more slowly"])
 
 

@@ -20,6 +20,7 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
+from services.inference.tunables import MAX_WAIT_MS
 from tests.e2e.gateway.support import KEY, Platform, eventually, running_platform
 from tests.support.browser import Browser, browser
 
@@ -274,6 +275,73 @@ def test_the_loop_page_switches_the_mode(
     chrome.screenshot("1-loop-advise")
     with platform.client(admin_key) as http:
         assert http.get("/v1/admin/config/ooda.mode").json()["value"] == "advise"
+    behaved(chrome, platform)
+
+
+def test_a_decision_the_loop_proposes_is_approved_with_the_button(
+    chrome: Browser, platform: Platform, admin_key: str
+) -> None:
+    """The loop for real, made quick: one-second windows and a ten-window baseline. Under a
+    steady Embed load an operator slows batching; the loop proposes the revert (the knob is
+    the operator's for an hour, so it waits for an admin), approved here in the browser."""
+    settings = {"ooda.mode": "off", "telemetry.interval_s": 1, "ooda.min_baseline_samples": 10}
+    with platform.client(admin_key) as http:
+        for key, value in settings.items():
+            put = http.put(f"/v1/admin/config/{key}", json={"value": value, "reason": "quick"})
+            assert put.status_code == 200, put.text
+    stop = threading.Event()
+
+    def load() -> None:
+        body = {"input": "a steady stream of short questions", "model": "all-MiniLM-L6-v2"}
+        with platform.client(admin_key) as http:
+            while not stop.is_set():
+                http.post("/v1/embeddings", json=body)
+
+    loaders = [threading.Thread(target=load) for _ in range(4)]
+    for loader in loaders:
+        loader.start()
+    try:
+        time.sleep(20)  # the baselines form (the loop is off meanwhile: no wobble is news)
+        with platform.client(admin_key) as http:
+            for key, value in (("ooda.mode", "auto"), (MAX_WAIT_MS, 250)):
+                put = http.put(f"/v1/admin/config/{key}", json={"value": value, "reason": "slow"})
+                assert put.status_code == 200, put.text
+        sign_in(chrome, platform, admin_key)
+
+        def pending() -> bool | None:
+            open_page(chrome, "search")  # and back: the loop page reads the decisions anew
+            open_page(chrome, "loop")
+            wait(chrome.driver).until(ready.visibility_of_element_located((By.ID, "loop-mode")))
+            found = [
+                d
+                for d in chrome.driver.find_elements(By.CSS_SELECTOR, "li.decision")
+                if MAX_WAIT_MS in d.text
+            ]
+            return True if found else None
+
+        eventually(pending, timeout=120, every=2)
+    finally:
+        stop.set()
+        for loader in loaders:
+            loader.join()
+    [decision] = [
+        d
+        for d in chrome.driver.find_elements(By.CSS_SELECTOR, "li.decision")
+        if MAX_WAIT_MS in d.text
+    ]
+    decision_id = decision.get_dom_attribute("data-decision")
+    assert "250 → 5" in decision.text and "Evidence: latency_p95_ms" in decision.text
+    chrome.screenshot("1-pending-decision")
+    decision.find_element(By.CSS_SELECTOR, "input").send_keys("back to quick batches")
+    decision.find_element(By.CSS_SELECTOR, "button.approve").click()
+    wait(chrome.driver).until(
+        ready.invisibility_of_element_located((By.CSS_SELECTOR, f'[data-decision="{decision_id}"]'))
+    )
+    chrome.screenshot("2-approved")
+    with platform.client(admin_key) as http:
+        approved = http.get("/v1/ooda/decisions", params={"status": "approved"}).json()
+    [mine] = [d for d in approved if d["decision_id"] == decision_id]
+    assert mine["resolution_reason"] == "back to quick batches"
     behaved(chrome, platform)
 
 

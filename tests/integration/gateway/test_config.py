@@ -66,3 +66,15 @@ async def test_only_an_admin_sees_or_changes_the_configuration(gw: Gateway) -> N
         f"/v1/admin/config/{KEY}", json={"value": 1, "reason": "r"}, headers=writer
     )
     assert put.status_code == 403
+
+
+async def test_a_json_integer_sets_an_integer_knob(gw: Gateway) -> None:
+    """A JSON 10 is the integer 10, never "10.0" (which an integer knob refuses)."""
+    key = "ooda.min_baseline_samples"
+    changed = await gw.http.put(
+        f"/v1/admin/config/{key}",
+        json={"value": 10, "reason": "judge sooner"},
+        headers=gw.auth(Role.ADMIN),
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["value"] == "10"
