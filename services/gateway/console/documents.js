@@ -48,9 +48,13 @@ function listing(session, page, refresh) {
       type: "button", class: "danger", "aria-label": `Delete ${a.source_uri || a.atom_id}`,
       onclick: async () => {
         if (!window.confirm(`Delete ${a.source_uri || a.atom_id}? It leaves search at once.`)) return;
-        await api("DELETE", `/v1/atoms/${a.atom_id}?reason=${encodeURIComponent("deleted in the console")}`);
-        say("Deleted.");
-        await refresh();
+        try {
+          await api("DELETE", `/v1/atoms/${a.atom_id}?reason=${encodeURIComponent("deleted in the console")}`);
+          say("Deleted.");
+          await refresh();
+        } catch (err) {
+          say(err.message);
+        }
       },
     }, "Delete"),
   ]));

@@ -1,4 +1,4 @@
-"""A tenant leaves with its data: 300 documents exported through `GET /v1/export` from one
+"""A tenant leaves with its data: 220 documents exported through `GET /v1/export` from one
 platform and imported with `hartonomous import` into a fresh one, where the same queries find
 the same documents; a truncated or tampered archive is refused with nothing imported."""
 
@@ -24,7 +24,7 @@ from tests.support.platform import cli
 # bench runs 10,000; here what matters is that every document and answer comes back.)
 pytestmark = pytest.mark.timeout(900)
 
-DOCUMENTS = 300
+DOCUMENTS = 220  # more than one of the export's pages of 200
 INGESTERS = 4
 # The ingests as fast as they go: no rate limit in the way.
 UNLIMITED = {
