@@ -1,6 +1,6 @@
-"""What the gateway prints on stdout when it starts: the URL, the bootstrap key on the very
-first start only (it is stored hashed, so this is the one chance to copy it), and a three-line
-curl quick start."""
+"""What the gateway prints on stdout when it starts: the URL (and its docs and console), the
+bootstrap key on the very first start only (it is stored hashed, so this is the one chance to
+copy it), and a three-line curl quick start."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def public_url(host: str, port: int) -> str:
 
 def banner(url: str, bootstrap: IssuedKey | None) -> str:
     auth = f'-H "Authorization: Bearer ${KEY_VARIABLE}"'
-    lines = [f"Hartonomous is up at {url}  (API docs: {url}/docs)"]
+    lines = [f"Hartonomous is up at {url}  (API docs: {url}/docs, console: {url}/console/)"]
     if bootstrap is not None:
         lines += [
             f"Admin API key of tenant {bootstrap.tenant.name!r}, shown this once (store it now):",

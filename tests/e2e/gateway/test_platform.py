@@ -111,7 +111,7 @@ def doc(platform: Deployment, acme: Tenant) -> Doc:
 
 def test_first_start_prints_url_key_and_quick_start(platform: Deployment, admin_key: str) -> None:
     banner = platform.banner
-    assert platform.url in banner
+    assert platform.url in banner and f"{platform.url}/console/" in banner
     curls = [line for line in banner.splitlines() if line.strip().startswith("curl ")]
     assert len(curls) == 3
     assert all("$HARTONOMOUS_KEY" in line for line in curls)
