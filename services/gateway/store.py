@@ -75,6 +75,7 @@ class IssuedKey:
     tenant: Tenant
     role: Role
     secret_key: str
+    created_at: datetime
 
 
 class TenantExists(ValueError):
@@ -198,13 +199,13 @@ async def _insert_key(conn: Conn, tenant: Tenant, role: Role) -> IssuedKey:
     if tenant.erased_at is not None:
         raise TenantErased(f"tenant {tenant.name!r} was erased at {tenant.erased_at.isoformat()}")
     new = keys.mint()
-    await conn.execute(
+    created_at = await conn.fetchval(
         "insert into gateway.api_keys (key_id, tenant_id, role, salt, secret_hash)"
-        " values ($1, $2, $3, $4, $5)",
+        " values ($1, $2, $3, $4, $5) returning created_at",
         new.key_id,
         tenant.tenant_id,
         role.value,
         new.salt,
         new.secret_hash,
     )
-    return IssuedKey(new.key_id, tenant, role, new.secret_key)
+    return IssuedKey(new.key_id, tenant, role, new.secret_key, created_at)

@@ -159,19 +159,17 @@ export function short(id) {
 export function sparkline(values, label) {
   const width = 120;
   const height = 28;
-  const known = values.filter((v) => v !== null);
-  const top = Math.max(...known, 1e-9);
+  const top = Math.max(...values.filter((v) => v !== null), 1e-9);
   const step = width / Math.max(values.length - 1, 1);
+  const x = (i) => (i * step).toFixed(1);
+  const y = (v) => (height - 2 - (v / top) * (height - 4)).toFixed(1);
   let path = "";
   values.forEach((v, i) => {
     if (v === null) return;
-    const x = (i * step).toFixed(1);
-    const y = (height - 2 - (v / top) * (height - 4)).toFixed(1);
-    path += `${path && values[i - 1] !== null ? "L" : "M"}${x},${y} `;
+    path += `${path && values[i - 1] !== null ? "L" : "M"}${x(i)},${y(v)} `;
   });
   const last = values.length - 1 - [...values].reverse().findIndex((v) => v !== null);
-  const dot = last < values.length ? svg("circle", { r: 2.5, cx: (last * step).toFixed(1),
-    cy: (height - 2 - (values[last] / top) * (height - 4)).toFixed(1) }) : null;
+  const dot = last < values.length ? svg("circle", { r: 2.5, cx: x(last), cy: y(values[last]) }) : null;
   return svg("svg", { class: "spark", viewBox: `0 0 ${width} ${height}`, role: "img",
     "aria-label": label, width, height }, svg("path", { d: path.trim() }), dot);
 }

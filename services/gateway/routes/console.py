@@ -79,12 +79,13 @@ async def asset(name: str) -> Response:
 async def sign_in(
     body: SignIn, request: Request, response: Response, gw: GatewayDep
 ) -> SessionInfo:
+    key = body.api_key.strip()
     try:
-        principal = await gw.authenticator.authenticate(body.api_key.strip())
+        principal = await gw.authenticator.authenticate(key)
     except Unauthenticated as exc:
         raise ProblemError(401, str(exc), kind="unauthenticated") from None
-    open_session(request, response, body.api_key.strip())
-    return _info(principal, body.api_key.strip())
+    open_session(request, response, key)
+    return _info(principal, key)
 
 
 @router.get("/session")

@@ -104,13 +104,11 @@ async def create_key(
     except TenantErased as exc:
         raise ProblemError(409, str(exc)) from None
     response.headers["Cache-Control"] = "no-store"
-    record = await gw.store.key(issued.key_id)
-    assert record is not None
     return KeyIssued(
         key_id=issued.key_id,
         tenant_id=found.tenant_id,
         role=issued.role,
-        created_at=record.created_at,
+        created_at=issued.created_at,
         revoked_at=None,
         api_key=issued.secret_key,
     )

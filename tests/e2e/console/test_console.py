@@ -9,13 +9,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
@@ -85,6 +88,36 @@ def behaved(chrome: Browser, platform: Platform) -> None:
     assert text is None, f"a script from stored content ran: alert({text!r})"
     assert chrome.errors() == []
     assert chrome.hosts() == {platform.url.removeprefix("http://")}, chrome.requests
+
+
+@contextmanager
+def steady_load(
+    platform: Platform, key: str, path: str, body: dict[str, Any], clients: int = 1
+) -> Iterator[None]:
+    """`clients` threads posting `body` to `path` back to back while the block runs."""
+    stop = threading.Event()
+
+    def client() -> None:
+        with platform.client(key) as http:
+            while not stop.is_set():
+                http.post(path, json=body)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def configure(platform: Platform, key: str, settings: dict[str, Any], reason: str) -> None:
+    with platform.client(key) as http:
+        for name, value in settings.items():
+            put = http.put(f"/v1/admin/config/{name}", json={"value": value, "reason": reason})
+            assert put.status_code == 200, put.text
 
 
 def test_sign_in_upload_search_and_open_the_provenance_graph(
@@ -229,16 +262,8 @@ def test_the_overview_moves_while_a_load_runs_and_weighs_little(
     )
     assert first_load < 300 * 1024
 
-    stop = threading.Event()
-
-    def load() -> None:
-        with platform.client(admin_key) as http:
-            while not stop.is_set():
-                http.post("/v1/search", json={"query": "console load", "mode": "sparse"})
-
-    runner = threading.Thread(target=load)
-    runner.start()
-    try:
+    search = {"query": "console load", "mode": "sparse"}
+    with steady_load(platform, admin_key, "/v1/search", search):
 
         def rate() -> str | None:  # read in the page: the table is redrawn every update
             found: str | None = chrome.driver.execute_script(
@@ -249,9 +274,6 @@ def test_the_overview_moves_while_a_load_runs_and_weighs_little(
 
         first = eventually(rate, timeout=60, every=1)
         eventually(lambda: (rate() not in (None, first)) or None, timeout=60, every=1)
-    finally:
-        stop.set()
-        runner.join()
     updates = int(
         chrome.driver.find_element(By.ID, "overview-updated").get_attribute("data-updates") or 0
     )
@@ -278,57 +300,34 @@ def test_the_loop_page_switches_the_mode(
     behaved(chrome, platform)
 
 
+def batching_decisions(chrome: Browser) -> list[WebElement]:
+    """The pending decisions the loop page shows about the batcher's wait."""
+    shown = chrome.driver.find_elements(By.CSS_SELECTOR, "li.decision")
+    return [d for d in shown if MAX_WAIT_MS in d.text]
+
+
 def test_a_decision_the_loop_proposes_is_approved_with_the_button(
     chrome: Browser, platform: Platform, admin_key: str
 ) -> None:
     """The loop for real, made quick: one-second windows and a ten-window baseline. Under a
     steady Embed load an operator slows batching; the loop proposes the revert (the knob is
     the operator's for an hour, so it waits for an admin), approved here in the browser."""
-    settings = {"ooda.mode": "off", "telemetry.interval_s": 1, "ooda.min_baseline_samples": 10}
-    with platform.client(admin_key) as http:
-        for key, value in settings.items():
-            put = http.put(f"/v1/admin/config/{key}", json={"value": value, "reason": "quick"})
-            assert put.status_code == 200, put.text
-    stop = threading.Event()
-
-    def load() -> None:
-        body = {"input": "a steady stream of short questions", "model": "all-MiniLM-L6-v2"}
-        with platform.client(admin_key) as http:
-            while not stop.is_set():
-                http.post("/v1/embeddings", json=body)
-
-    loaders = [threading.Thread(target=load) for _ in range(4)]
-    for loader in loaders:
-        loader.start()
-    try:
+    quick = {"ooda.mode": "off", "telemetry.interval_s": 1, "ooda.min_baseline_samples": 10}
+    configure(platform, admin_key, quick, "quick")
+    embed = {"input": "a steady stream of short questions", "model": "all-MiniLM-L6-v2"}
+    with steady_load(platform, admin_key, "/v1/embeddings", embed, clients=4):
         time.sleep(20)  # the baselines form (the loop is off meanwhile: no wobble is news)
-        with platform.client(admin_key) as http:
-            for key, value in (("ooda.mode", "auto"), (MAX_WAIT_MS, 250)):
-                put = http.put(f"/v1/admin/config/{key}", json={"value": value, "reason": "slow"})
-                assert put.status_code == 200, put.text
+        configure(platform, admin_key, {"ooda.mode": "auto", MAX_WAIT_MS: 250}, "slow")
         sign_in(chrome, platform, admin_key)
 
         def pending() -> bool | None:
             open_page(chrome, "search")  # and back: the loop page reads the decisions anew
             open_page(chrome, "loop")
             wait(chrome.driver).until(ready.visibility_of_element_located((By.ID, "loop-mode")))
-            found = [
-                d
-                for d in chrome.driver.find_elements(By.CSS_SELECTOR, "li.decision")
-                if MAX_WAIT_MS in d.text
-            ]
-            return True if found else None
+            return True if batching_decisions(chrome) else None
 
         eventually(pending, timeout=120, every=2)
-    finally:
-        stop.set()
-        for loader in loaders:
-            loader.join()
-    [decision] = [
-        d
-        for d in chrome.driver.find_elements(By.CSS_SELECTOR, "li.decision")
-        if MAX_WAIT_MS in d.text
-    ]
+    [decision] = batching_decisions(chrome)
     decision_id = decision.get_dom_attribute("data-decision")
     assert "250 → 5" in decision.text and "Evidence: latency_p95_ms" in decision.text
     chrome.screenshot("1-pending-decision")
