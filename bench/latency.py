@@ -13,10 +13,12 @@ Corpus: CORPUS short documents (standard-library docstring paragraphs, 60-800 ch
 ingested through `POST /v1/atoms`, searchable, and the platform idle (its projections caught
 up) before timing starts; queries of six words.
 Embeddings: the same 64-text batches through the gateway and through `MiniLM.encode` in this
-process (the batcher's own speed, the peer), texts/s. Freshness: while SEARCHERS clients
+process (the batcher's own speed, the peer), texts/s; each side sends every batch once untimed
+first, so neither times a compilation of a shape the batches need. Freshness: while SEARCHERS clients
 search back to back, FRESH new documents are ingested one at a time, each polled with a
 sparse search for a word only it has: the time from its ingest call returning to its first
-hit, p50 and p95.
+hit, p50 and p95. Floors (bench/_floors.py): what each step of a search costs alone on this
+machine, and so the least each mode can take.
 
 BENCH_QUICK=1: 300 documents and 20 requests per kind (a smoke run; figures meaningless).
 """
@@ -36,11 +38,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench._floors import measure_floors
 from bench._otlp import Receiver, budget, exporting_to, own_times, print_budget, receiving
 from bench._platform import Platform, platform
 from bench._search_data import stdlib_paragraphs
 from bench.common import Metric, percentile, write
-from services.inference.models.minilm import load_minilm
+from services.inference.models.minilm import MiniLM, load_minilm
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CORPUS = 300 if QUICK else 3000
@@ -48,7 +51,6 @@ REQUESTS = 20 if QUICK else 300
 WARMUP = 5 if QUICK else 30
 BATCH = 64
 EMBED_BATCHES = 4 if QUICK else 20
-EMBED_WARMUP = 2 if QUICK else 5
 MODEL = "all-MiniLM-L6-v2"
 # Goals (issue 22) on a quiet 2-core machine: p50 and p99 in ms.
 GOALS = {"dense": (15, 40), "sparse": (5, 15), "hybrid": (20, 45)}
@@ -193,10 +195,9 @@ async def freshness(url: str, key: str, queries: list[str]) -> list[float]:
     return delays
 
 
-def _in_process_rate(batches: list[list[str]]) -> float:
+def _in_process_rate(model: MiniLM, batches: list[list[str]]) -> float:
     """The batcher's own speed on the same batches: MiniLM.encode in this process, texts/s
     (every shape compiled first)."""
-    model = load_minilm()
     for batch in batches:
         model.encode(batch, batch_size=BATCH)
     started = time.perf_counter()
@@ -205,13 +206,16 @@ def _in_process_rate(batches: list[list[str]]) -> float:
     return sum(map(len, batches)) / (time.perf_counter() - started)
 
 
-def measure(receiver: Receiver, target: Platform, texts: list[str]) -> list[Metric]:
+def measure(receiver: Receiver, target: Platform, data_dir: Path, texts: list[str]) -> list[Metric]:
     metrics: list[Metric] = []
     headers = {"Authorization": f"Bearer {target.key}"}
+    model = load_minilm()
     with httpx.Client(base_url=target.url, headers=headers, timeout=120) as http:
         _ingest(http, texts)
         _quiet(target.pid)
         queries = _queries(texts, WARMUP + REQUESTS)
+        floors = measure_floors(http, data_dir, model, queries[0])
+        floors.print()
         for mode, (goal_p50, goal_p99) in GOALS.items():
             sends = [_search(mode, q) for q in queries]
             latencies, parts = _run(http, receiver, sends, WARMUP)
@@ -220,6 +224,10 @@ def measure(receiver: Receiver, target: Platform, texts: list[str]) -> list[Metr
             goal = "goal (issue 22)"
             metrics.append(Metric(f"{mode} search p50", "ms", p50, goal, goal_p50, False))
             metrics.append(Metric(f"{mode} search p99", "ms", p99, goal, goal_p99, False))
+            floor = floors.search(mode)
+            metrics.append(
+                Metric(f"{mode} search p50", "ms", p50, "its steps' floor", floor, False)
+            )
         delays_ms = [1000 * s for s in asyncio.run(freshness(target.url, target.key, queries))]
         fresh = percentile(delays_ms, 95)
         print(
@@ -230,12 +238,12 @@ def measure(receiver: Receiver, target: Platform, texts: list[str]) -> list[Metr
         metrics.append(Metric(label, "ms", fresh, "goal (issue 22)", 1000, False))
         _quiet(target.pid)
         rng = random.Random(11)
-        batches = [rng.sample(texts, BATCH) for _ in range(EMBED_WARMUP + EMBED_BATCHES)]
+        batches = [rng.sample(texts, BATCH) for _ in range(EMBED_BATCHES)]
         sends = [_embed(b) for b in batches]
-        latencies, parts = _run(http, receiver, sends, EMBED_WARMUP)
+        latencies, parts = _run(http, receiver, sends * 2, len(sends))  # each once untimed
         print_budget(f"embeddings, batches of {BATCH}", budget(parts, latencies), latencies)
     rate = BATCH * len(latencies) / (sum(latencies) / 1000)
-    peer = _in_process_rate(batches[EMBED_WARMUP:])
+    peer = _in_process_rate(model, batches)
     metrics.append(
         Metric(f"/v1/embeddings, batches of {BATCH}", "texts/s", rate, "MiniLM.encode", peer)
     )
@@ -247,9 +255,9 @@ def main() -> None:
     with (
         receiving() as receiver,
         tempfile.TemporaryDirectory(prefix="bench-latency-") as scratch,
-        platform(Path(scratch) / "data", {**ENV, **exporting_to(receiver)}) as target,
+        platform(data_dir := Path(scratch) / "data", {**ENV, **exporting_to(receiver)}) as target,
     ):
-        metrics = measure(receiver, target, texts)
+        metrics = measure(receiver, target, data_dir, texts)
     print(f"wrote {write('latency', metrics)}", file=sys.stderr)
 
 

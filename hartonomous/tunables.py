@@ -124,6 +124,21 @@ def consumer_batch(group: str, owner: str, default: int) -> Tunable:
     )
 
 
+def consumer_linger(group: str, owner: str, default_ms: int) -> Tunable:
+    """How long a projection's short batch waits to fill: fewer, larger transactions (where
+    each costs mostly by itself, as a graph write does) for that much freshness."""
+    return Tunable(
+        key=f"{group}.consumer.linger_ms",
+        kind=Kind.INT,
+        default=default_ms,
+        minimum=0,
+        maximum=5_000,
+        description=f"Milliseconds the {group} projection waits for a short batch to fill",
+        owner=owner,
+        group=f"{group}.consumer",
+    )
+
+
 KERNEL_TUNABLES = (
     Tunable(
         key="telemetry.interval_s",

@@ -24,6 +24,7 @@ again with backoff until the store is back, dead-lettering nothing and never exi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -143,6 +144,9 @@ class ProjectionRunner(Generic[Tx]):
         self._dead_letters = dead_letters
         self.rejected = 0
         self.max_batch = projection.max_batch
+        self.linger_s = 0.0
+        """After a poll that came back short of max_batch, wait this long for more records
+        before applying: fewer, larger transactions for a little freshness."""
         self.lag: int | None = None
         """Records appended and not yet applied, over the partitions this member owns (None
         until it has applied some: an unknown lag is never reported as zero)."""
@@ -167,6 +171,10 @@ class ProjectionRunner(Generic[Tx]):
         """Poll (and apply in one transaction) this many records at a time from now on."""
         self.max_batch = int(records)
 
+    def retune_linger(self, ms: Value) -> None:
+        """Wait this many milliseconds for a short batch to fill from now on (0: apply at once)."""
+        self.linger_s = float(ms) / 1000
+
     async def run(self) -> None:
         consumer = self._event_log.consumer(self.group, self.projection.topics)
         last_lag = 0.0
@@ -175,6 +183,11 @@ class ProjectionRunner(Generic[Tx]):
         async def poll() -> None:
             nonlocal records
             records = await consumer.poll(self.max_batch, timeout=0.5)
+            if records and len(records) < self.max_batch and self.linger_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.linger_s)
+                more = await consumer.poll(self.max_batch - len(records), timeout=0)
+                records = [*records, *more]
 
         try:
             while not self._stopping.is_set():

@@ -69,13 +69,19 @@ class ServiceContext:
 
     def runner(self, projection: Projection[Any]) -> ProjectionRunner[Any]:
         """The projection's runner; a projection with a `<group>.consumer.max_batch` tunable
-        polls as many records as it says, retuned live."""
+        polls as many records as it says, and one with `<group>.consumer.linger_ms` lets a
+        short batch fill that long, both retuned live."""
         runner = ProjectionRunner(self.event_log, self.codec, projection)
         self.telemetry.gauge("consumer_lag", lambda: runner.lag, group=projection.group)
         self.telemetry.gauge("consumer_delay_ms", WindowMeanDelay(runner), group=projection.group)
-        key = f"{projection.group}.consumer.max_batch"
-        if key in {s.tunable.key for s in self.config.settings()}:
-            runner.max_batch = int(self.config.watch(key, runner.retune_batch))
+        declared = {s.tunable.key for s in self.config.settings()}
+        batch, linger = (
+            f"{projection.group}.consumer.{name}" for name in ("max_batch", "linger_ms")
+        )
+        if batch in declared:
+            runner.max_batch = int(self.config.watch(batch, runner.retune_batch))
+        if linger in declared:
+            runner.retune_linger(self.config.watch(linger, runner.retune_linger))
         return runner
 
 

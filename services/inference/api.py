@@ -38,7 +38,12 @@ class InferenceApi:
             traceparent = metadata_value(context, "traceparent")
             texts = list(request.texts)
             embedded, model = await handlers.embed(
-                self._deps, texts, request.tenant_id, request.model, traceparent
+                self._deps,
+                texts,
+                request.tenant_id,
+                request.model,
+                traceparent,
+                usage_appended_by_caller=request.usage_appended_by_caller,
             )
             return inference_pb2.EmbedResponse(
                 embeddings=[
@@ -50,6 +55,7 @@ class InferenceApi:
                 model_id=model.model_id,
                 model_version=model.version,
                 total_tokens=int(embedded.tokens.sum()),
+                device=model.device,
             )
 
     async def Generate(

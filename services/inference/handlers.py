@@ -1,7 +1,8 @@
 """The inference commands and event handlers (one function per consumed event type).
 
 Embed (the gRPC call): the texts go through the shared Batcher, and the call's tokens are
-metered with one UsageRecorded before the vectors are returned.
+metered with one UsageRecorded before the vectors are returned, unless the calling service
+appends that usage itself with its own receipt (search does: one write per search, not two).
 
 The projection: text atoms and their chunks are embedded; every embedding and the tokens they
 cost are published in one atomic write, so the log never holds vectors nobody was billed for
@@ -58,13 +59,21 @@ class Deps:
 
 
 async def embed(
-    deps: Deps, texts: Sequence[str], tenant_id: str, model: str, traceparent: str | None
+    deps: Deps,
+    texts: Sequence[str],
+    tenant_id: str,
+    model: str,
+    traceparent: str | None,
+    *,
+    usage_appended_by_caller: bool = False,
 ) -> tuple[Embedded, ModelInfo]:
     """The vectors and the model that computed them. Raises domain.RequestError for what the
     caller has to fix, domain.ModelLoading while the model is not loaded."""
     domain.validate_embed_request(texts, tenant_id, model)
     loaded = await deps.model.get()
     embedded = await loaded.batcher.embed_counted(texts)
+    if usage_appended_by_caller:
+        return embedded, loaded.info
     usage = domain.usage_payload(
         tenant_id, "tokens", int(embedded.tokens.sum()), loaded.info, datetime.now(UTC)
     )

@@ -2,7 +2,8 @@
 
 The tenant comes from the request's tenant_id, which the gateway sets from the caller's API
 key; the user's filter can only narrow within it (domain.Filter). A search is answered only once
-the meter has appended its receipt and usage (metering.py)."""
+the meter has appended its receipt and usage, its query's embedding tokens included
+(metering.py)."""
 
 from __future__ import annotations
 
@@ -56,10 +57,10 @@ class SearchApi:
                 dict(request.filter.metadata),
             )
             traceparent = metadata_value(context, "traceparent")
-            hits = await self._searcher.search(query, traceparent)
+            found = await self._searcher.search(query, traceparent)
             # Results that were not billed are never returned.
             with span("search: metering append"):
-                await self._meter.record(query, hits, traceparent, request.api_key_id or None)
+                await self._meter.record(query, found, traceparent, request.api_key_id or None)
             return search_pb2.SearchReply(
                 results=[
                     search_pb2.SearchResult(
@@ -69,7 +70,7 @@ class SearchApi:
                         snippet=hit.payload["snippet"],
                         chunk_index=hit.payload["chunk_index"],
                     )
-                    for hit in hits
+                    for hit in found.hits
                 ]
             )
 

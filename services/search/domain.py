@@ -312,11 +312,31 @@ class SearchQuery:
 
 
 @dataclass(frozen=True)
+class EmbedUsage:
+    """The tokens inference spent embedding a query: billed with the search's receipt, in the
+    same write (inference was asked to leave that usage to search)."""
+
+    tokens: int
+    model_version: str
+    device: str
+
+
+@dataclass(frozen=True)
 class QueryVector:
     """A query's dense vector and the version of the model that made it."""
 
     vector: Sequence[float]
     model_version: str
+    usage: EmbedUsage | None = None
+    """What embedding it cost; None when it came from the query cache (nothing to bill)."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A query's hits, and what embedding the query cost when it was embedded for it."""
+
+    hits: list[Hit]
+    embed_usage: EmbedUsage | None = None
 
 
 def parse_query(

@@ -1,7 +1,8 @@
 """Query embedding: the inference service's Embed over gRPC (services never import each other).
 
-The query's tokens are billed to the searching tenant by inference, like any Embed call; a query
-answered from the query cache (query_cache.py) never reaches inference, so it is not."""
+The query's tokens are billed to the searching tenant with the search's receipt: Embed is asked
+to leave that usage to search (one atomic write per search instead of two). A query answered
+from the query cache (query_cache.py) never reaches inference, so it is not billed tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import grpc
 
 from hartonomous.telemetry import current_traceparent
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc
-from services.search.domain import QueryVector
+from services.search.domain import EmbedUsage, QueryVector
 
 EMBED_TIMEOUT_S = 10.0
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -31,7 +32,9 @@ class Embedder:
         metadata = (("traceparent", parent),) if parent else None
         try:
             reply = await self._stub.Embed(
-                inference_pb2.EmbedRequest(texts=[text], tenant_id=tenant_id),
+                inference_pb2.EmbedRequest(
+                    texts=[text], tenant_id=tenant_id, usage_appended_by_caller=True
+                ),
                 timeout=self._timeout,
                 metadata=metadata,
             )
@@ -42,4 +45,5 @@ class Embedder:
                     " sparse mode does not need inference"
                 ) from exc
             raise
-        return QueryVector(list(reply.embeddings[0].vector), reply.model_version)
+        usage = EmbedUsage(reply.total_tokens, reply.model_version, reply.device)
+        return QueryVector(list(reply.embeddings[0].vector), reply.model_version, usage)

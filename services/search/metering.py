@@ -1,6 +1,7 @@
 """Search metering: every answered search leaves a receipt and is billed one request.
 
-`SearchMeter.record` publishes SearchPerformed and the UsageRecorded it caused in one atomic
+`SearchMeter.record` publishes SearchPerformed and the UsageRecorded it caused (one request,
+and the query's embedding tokens when inference embedded it for this search) in one atomic
 log write. The API calls it after the search and before the reply, so
 no caller gets results the log has not billed, and no search is billed without its receipt.
 
@@ -19,7 +20,7 @@ from hartonomous.events import Event, usage_quantity
 from hartonomous.events.payloads import SearchPerformed, SearchResult, UsageRecorded
 from hartonomous.runtime.publisher import Publisher
 from hartonomous.sealing import Sealer, TenantErasedError
-from services.search.domain import Hit, Mode, SearchQuery
+from services.search.domain import EmbedUsage, Found, Hit, Mode, SearchQuery
 
 # How long a receipt may take to append before the search is refused (UNAVAILABLE, retry):
 # well inside the gateway's 15 s search deadline, so a log outage is a prompt 503, not a 504.
@@ -38,12 +39,12 @@ class SearchMeter:
     async def record(
         self,
         query: SearchQuery,
-        hits: Sequence[Hit],
+        found: Found,
         traceparent: str | None,
         api_key_id: str | None = None,
     ) -> None:
-        """Publish the receipt and its usage, or raise NotRecorded with neither appended."""
-        receipt = receipt_payload(query, hits, api_key_id)
+        """Publish the receipt and its usage, or raise NotRecorded with none of them appended."""
+        receipt = receipt_payload(query, found.hits, api_key_id)
         if receipt.metadata_filter:
             receipt = await self._sealed(receipt)
         searched = self._publisher.new(
@@ -51,9 +52,12 @@ class SearchMeter:
             tenant_id=query.tenant_id,
             traceparent=traceparent,
         )
-        usage = self._publisher.caused(searched, usage_payload(searched))
+        usage = [self._publisher.caused(searched, usage_payload(searched))]
+        if found.embed_usage is not None:
+            tokens = embed_usage_payload(searched, found.embed_usage)
+            usage.append(self._publisher.caused(searched, tokens))
         try:
-            await self._publisher.publish(searched, usage, within=RECEIPT_WITHIN_S)
+            await self._publisher.publish(searched, *usage, within=RECEIPT_WITHIN_S)
         except Exception as exc:
             raise NotRecorded(f"appending the receipt failed: {exc!r}") from exc
 
@@ -114,4 +118,19 @@ def usage_payload(searched: Event[SearchPerformed]) -> UsageRecorded:
         used_at=searched.envelope.occurred_at,
         api_key_id=receipt.api_key_id,
         dimensions={"mode": receipt.mode},
+    )
+
+
+def embed_usage_payload(searched: Event[SearchPerformed], embedded: EmbedUsage) -> UsageRecorded:
+    """The query's embedding tokens, as inference meters any Embed call: against the exact model
+    version, on the device it ran on."""
+    return UsageRecorded(
+        tenant_id=searched.payload.tenant_id,
+        operation="embed",
+        unit="tokens",
+        quantity=usage_quantity(embedded.tokens),
+        resource_id=embedded.model_version,
+        used_at=searched.envelope.occurred_at,
+        api_key_id=searched.payload.api_key_id,
+        dimensions={"device": embedded.device},
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hartonomous.telemetry import span
 from services.search import domain
-from services.search.domain import FUSION_CANDIDATES, Hit, Mode, QueryVector, SearchQuery
+from services.search.domain import FUSION_CANDIDATES, Found, Mode, QueryVector, SearchQuery
 from services.search.embedder import Embedder
 from services.search.query_cache import QueryCache, RepeatMeter
 from services.search.store import JoinStore
@@ -31,7 +31,7 @@ class Searcher:
         self.cache = QueryCache() if cache is None else cache
         self.repeats = RepeatMeter() if repeats is None else repeats
 
-    async def search(self, query: SearchQuery, traceparent: str | None = None) -> list[Hit]:
+    async def search(self, query: SearchQuery, traceparent: str | None = None) -> Found:
         """Raises EmbedderUnavailable when a dense or hybrid query cannot be embedded."""
         terms = domain.query_terms(query.text)
         if query.mode is Mode.SPARSE:
@@ -40,15 +40,17 @@ class Searcher:
             models = await self._joins.model_versions()
             with span("search: store query"):
                 hits = await self._store.sparse(terms, query.filter(), query.k * max(1, models))
-            return domain.distinct_chunks(hits, query.k)
+            return Found(domain.distinct_chunks(hits, query.k))
         with span("search: embed query"):
             embedded = await self._embed(query, traceparent)
         where = query.filter(embedded.model_version)
         with span("search: store query"):
             if query.mode is Mode.DENSE:
-                return await self._store.dense(embedded.vector, where, query.k)
-            candidates = max(query.k, FUSION_CANDIDATES)
-            return await self._store.hybrid(embedded.vector, terms, where, query.k, candidates)
+                hits = await self._store.dense(embedded.vector, where, query.k)
+            else:
+                candidates = max(query.k, FUSION_CANDIDATES)
+                hits = await self._store.hybrid(embedded.vector, terms, where, query.k, candidates)
+        return Found(hits, embedded.usage)
 
     async def _embed(self, query: SearchQuery, traceparent: str | None) -> QueryVector:
         self.repeats.observe(query.tenant_id, query.text)

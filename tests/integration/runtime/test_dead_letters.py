@@ -5,13 +5,10 @@ handlers run inside the trace that produced their event."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from opentelemetry import trace
 
@@ -21,9 +18,7 @@ from hartonomous.events import AvroCodec, Event, encode_event
 from hartonomous.events.payloads import UsageRecorded
 from hartonomous.postgres import create_pool
 from hartonomous.runtime.projection import (
-    Handler,
     PoisonEvent,
-    Projection,
     ProjectionRunner,
     RetryPolicy,
 )
@@ -33,35 +28,7 @@ from services.billing.store import BillingStore
 from services.provenance.graph.embedded import EmbeddedGraphStore
 from services.provenance.projector import graph_projection
 from tests.support.events import new_event, usage, usage_record
-
-
-def one_at_a_time(
-    eventlog: EventLog, group: str, topic: str, handler: Handler[None], attempts: int = 4
-) -> ProjectionRunner[None]:
-    """A runner of a projection that applies each record on its own (no transaction)."""
-    projection = replace(
-        Projection.one_at_a_time(group, [topic], {UsageRecorded: handler}, None),
-        retry=RetryPolicy(attempts=attempts, first_backoff=0.01),
-    )
-    return ProjectionRunner(eventlog, AvroCodec(), projection)
-
-
-async def run_until(
-    runner: ProjectionRunner[Any], done: Callable[[], bool | Awaitable[bool]]
-) -> None:
-    """Run the projection until `done` holds (a check, or one to await), for 60 s at most."""
-    task = asyncio.create_task(runner.run())
-    try:
-        async with asyncio.timeout(60):
-            while not await _holds(done()):  # noqa: ASYNC110 (the log offers no event to wait on)
-                await asyncio.sleep(0.1)
-    finally:
-        runner.stop()
-        await task
-
-
-async def _holds(check: bool | Awaitable[bool]) -> bool:
-    return await check if inspect.isawaitable(check) else check
+from tests.support.runners import one_at_a_time, run_until
 
 
 async def test_poison_events_go_to_the_dlq_and_later_events_are_still_handled(

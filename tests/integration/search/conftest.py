@@ -16,7 +16,7 @@ from hartonomous.v1 import search_pb2, search_pb2_grpc
 from services.inference.models.minilm import MiniLM
 from services.inference.service import InferenceService, WarmupPlan
 from services.search.service import SearchService
-from tests.support.harness import running
+from tests.support.harness import Harness, running
 from tests.support.postgres import fresh_database
 from tests.support.search_corpus import Doc, document, package_docs
 from tests.support.search_projection import (
@@ -65,6 +65,7 @@ class Platform:
 
     search: search_pb2_grpc.SearchStub
     docs: dict[str, Doc]
+    harness: Harness
 
     async def query(self, tenant: str, text: str, **fields: Any) -> list[search_pb2.SearchResult]:
         request = search_pb2.SearchRequest(tenant_id=tenant, query=text, **fields)
@@ -92,7 +93,7 @@ async def platform(
         await h.event_log.append(await _corpus_events(settings, corpus, embeddings))
         await drain(h.event_log, *(c for c in h.consumers if c.group == "search"))
         docs = {doc.name: doc for doc in corpus}
-        yield Platform(search_pb2_grpc.SearchStub(h.channel), docs)
+        yield Platform(search_pb2_grpc.SearchStub(h.channel), docs, h)
 
 
 async def _corpus_events(

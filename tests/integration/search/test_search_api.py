@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
+from hartonomous.events.payloads import SearchPerformed, UsageRecorded
 from hartonomous.v1 import search_pb2
 from tests.integration.search.conftest import SHARED, Platform
 from tests.support.search_projection import A, B
@@ -141,3 +142,25 @@ async def test_invalid_requests_are_refused(
 
 def _filter(metadata: dict[str, str]) -> search_pb2.SearchFilter:
     return search_pb2.SearchFilter(metadata=metadata)
+
+
+async def test_a_dense_search_bills_its_query_tokens_with_its_receipt(platform: Platform) -> None:
+    """The receipt, the request's usage and the query's embedding tokens: one write by search,
+    nothing more from inference."""
+    usage_before = len(await platform.harness.events("usage"))
+    text = "a query asked once, to count its tokens"
+    await platform.query(A, text, mode=search_pb2.SEARCH_MODE_DENSE)
+    receipt = (await platform.harness.events("search"))[-1]
+    assert isinstance(receipt.payload, SearchPerformed) and receipt.payload.mode == "dense"
+    usage = (await platform.harness.events("usage"))[usage_before:]
+    assert {u.envelope.causation_id for u in usage} == {receipt.envelope.event_id}
+    assert {u.envelope.produced_by for u in usage} == {"search"}
+    billed: dict[tuple[str, str], UsageRecorded] = {}
+    for event in usage:
+        assert isinstance(event.payload, UsageRecorded)
+        billed[event.payload.operation, event.payload.unit] = event.payload
+    assert sorted(billed) == [("embed", "tokens"), ("search", "requests")] and len(usage) == 2
+    tokens = billed["embed", "tokens"]
+    assert tokens.quantity == 12  # [CLS], ten word pieces (the comma is one), [SEP]
+    assert tokens.resource_id == receipt.payload.model_version
+    assert tokens.dimensions == {"device": "cpu"}

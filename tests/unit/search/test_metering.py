@@ -1,5 +1,6 @@
 """A search's receipt and usage payloads: what is asked is kept as a hash, what came back in
-rank order, and the usage is one request naming the receipt."""
+rank order, the usage is one request naming the receipt, and an embedded query's tokens are
+billed as inference bills any Embed."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from decimal import Decimal
 
 from hartonomous.events import AvroCodec, Envelope, Event
 from hartonomous.events.payloads import UsageRecorded, to_avro
-from services.search.domain import Hit, Mode, SearchQuery
-from services.search.metering import receipt_payload, usage_payload
+from services.search.domain import EmbedUsage, Hit, Mode, SearchQuery
+from services.search.metering import embed_usage_payload, receipt_payload, usage_payload
 
 CODEC = AvroCodec()
 VERSION = "f" * 64
@@ -65,5 +66,24 @@ def test_the_usage_is_one_request_naming_the_receipt() -> None:
         used_at=searched.envelope.occurred_at,
         api_key_id="key-1",
         dimensions={"mode": "sparse"},
+    )
+    CODEC.encode("UsageRecorded", to_avro(usage))
+
+
+def test_the_query_tokens_are_billed_against_the_model_version_and_device() -> None:
+    query = SearchQuery("acme", "avro", 10, Mode.DENSE)
+    searched = Event(
+        Envelope.new("SearchPerformed", "acme", "search"), receipt_payload(query, [], "key-1")
+    )
+    usage = embed_usage_payload(searched, EmbedUsage(7, VERSION, "cpu"))
+    assert usage == UsageRecorded(
+        tenant_id="acme",
+        operation="embed",
+        unit="tokens",
+        quantity=Decimal(7),
+        resource_id=VERSION,
+        used_at=searched.envelope.occurred_at,
+        api_key_id="key-1",
+        dimensions={"device": "cpu"},
     )
     CODEC.encode("UsageRecorded", to_avro(usage))
