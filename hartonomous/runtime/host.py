@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -74,6 +75,10 @@ async def run(
                 "data_dir": str(settings.data_dir),
             },
         )
+        # What start-up made (modules, compiled models, clients) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it (on `up` with
+        # 3,000 documents: each full collection paused the event loop ~140 ms, then ~14-45).
+        gc.freeze()
         tasks = [asyncio.create_task(c.run(), name=c.group) for c in wiring.consumers]
         emitter = TelemetryEmitter(ctx.telemetry, ctx.publisher("telemetry"), ctx.config)
         emitting = asyncio.create_task(emitter.run(), name="telemetry")
