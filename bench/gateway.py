@@ -8,7 +8,9 @@ gRPC directly, with the same concurrency. The gap is the price of the public sur
 JSON, authentication, the rate limiter, the quota check (one more gRPC call) and access logs.
 
 Runs alternate (gateway, gRPC, gateway, ...) for a fixed time each; medians of REPS runs.
-The load generator shares the machine's cores with the platform, as it would on one box."""
+The load generator shares the machine's cores with the platform, as it would on one box, so
+each side's CPU per request is measured too: the load generator's (an HTTP client costs more
+than a gRPC one) and the platform process's (what the public surface adds)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import grpc
 import httpx
 
-from bench._platform import Platform, platform
+from bench._platform import Platform, cpu_seconds, platform
 from bench.common import Metric, median, percentile, write
 from hartonomous.v1 import inference_pb2, inference_pb2_grpc, search_pb2, search_pb2_grpc
 
@@ -63,6 +65,8 @@ class Run:
     rate: float  # requests/s
     latencies_ms: list[float]
     errors: int
+    client_cpu_ms: float  # the load generator's CPU per answered request
+    platform_cpu_ms: float  # the platform process's
 
     @property
     def error_rate(self) -> float:
@@ -126,10 +130,12 @@ def grpc_senders(channel: grpc.aio.Channel, tenant_id: str) -> dict[str, Send]:
     return {"search": search, "embeddings": embed}
 
 
-async def load(send: Send, clients: int, seconds: float) -> Run:
-    """`clients` loops sending back to back for `seconds`; failures count as errors."""
+async def load(send: Send, clients: int, seconds: float, pid: int) -> Run:
+    """`clients` loops sending back to back for `seconds`; failures count as errors. `pid`:
+    the platform's process, whose CPU is counted."""
     latencies: list[float] = []
     errors = 0
+    client_cpu, platform_cpu = time.process_time(), cpu_seconds(pid)
     started = time.perf_counter()
     stop_at = started + seconds
 
@@ -150,7 +156,14 @@ async def load(send: Send, clients: int, seconds: float) -> Run:
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     elapsed = time.perf_counter() - started
-    return Run(len(latencies) / elapsed, latencies, errors)
+    answered = max(1, len(latencies))
+    return Run(
+        len(latencies) / elapsed,
+        latencies,
+        errors,
+        (time.process_time() - client_cpu) * 1000 / answered,
+        (cpu_seconds(pid) - platform_cpu) * 1000 / answered,
+    )
 
 
 async def measure(target: Platform) -> list[Metric]:
@@ -181,10 +194,11 @@ async def measure(target: Platform) -> list[Metric]:
             for clients in CLIENTS:
                 runs: dict[str, list[Run]] = {"gateway": [], "grpc": []}
                 for senders in sides.values():  # warm both paths at this concurrency
-                    await load(senders[endpoint], clients, WARMUP_SECONDS)
+                    await load(senders[endpoint], clients, WARMUP_SECONDS, target.pid)
                 for _ in range(REPS):
                     for side, senders in sides.items():
-                        runs[side].append(await load(senders[endpoint], clients, SECONDS))
+                        run = await load(senders[endpoint], clients, SECONDS, target.pid)
+                        runs[side].append(run)
                 metrics += _metrics(f"POST /v1/{endpoint} @{clients}", runs)
                 print(f"   {endpoint} @{clients} done", file=sys.stderr, flush=True)
         return metrics
@@ -198,6 +212,8 @@ def _metrics(label: str, runs: dict[str, list[Run]]) -> list[Metric]:
             "p95": median([percentile(r.latencies_ms, 95) for r in runs[side]]),
             "p99": median([percentile(r.latencies_ms, 99) for r in runs[side]]),
             "errors": median([r.error_rate for r in runs[side]]),
+            "client_cpu": median([r.client_cpu_ms for r in runs[side]]),
+            "platform_cpu": median([r.platform_cpu_ms for r in runs[side]]),
         }
 
     ours, peer = summary("gateway"), summary("grpc")
@@ -207,6 +223,9 @@ def _metrics(label: str, runs: dict[str, list[Run]]) -> list[Metric]:
             Metric(f"{label} {q} latency", "ms", ours[q], PEER, peer[q], higher_is_better=False)
         )
     out.append(Metric(f"{label} error rate", "%", ours["errors"], PEER, peer["errors"], False))
+    for side, name in (("client_cpu", "load generator"), ("platform_cpu", "platform")):
+        label_cpu = f"{label} {name} CPU per request"
+        out.append(Metric(label_cpu, "ms", ours[side], PEER, peer[side], higher_is_better=False))
     return out
 
 

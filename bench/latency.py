@@ -40,7 +40,7 @@ import numpy as np
 
 from bench._floors import measure_floors
 from bench._otlp import Receiver, budget, exporting_to, own_times, print_budget, receiving
-from bench._platform import Platform, platform
+from bench._platform import Platform, cpu_seconds, platform
 from bench._search_data import stdlib_paragraphs
 from bench.common import Metric, percentile, write
 from services.inference.models.minilm import MiniLM, load_minilm
@@ -86,17 +86,11 @@ def _quiet(pid: int) -> None:
     """Until the platform has digested the corpus (its projections, provenance and billing
     catch up after the last document is searchable): QUIET_S seconds in a row under 5% of a
     core, bounded by 10 minutes."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def cpu_s() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-
     calm, deadline = 0, time.monotonic() + 600
     while calm < QUIET_S and time.monotonic() < deadline:
-        before = cpu_s()
+        before = cpu_seconds(pid)
         time.sleep(1.0)
-        calm = calm + 1 if cpu_s() - before < 0.05 else 0
+        calm = calm + 1 if cpu_seconds(pid) - before < 0.05 else 0
     print(f"platform quiet: {calm >= QUIET_S}", file=sys.stderr, flush=True)
 
 
