@@ -66,7 +66,7 @@ class Run:
     latencies_ms: list[float]
     errors: int
     client_cpu_ms: float  # the load generator's CPU per answered request
-    platform_cpu_ms: float  # the platform process's
+    platform_cpu_ms: float  # the platform process's (nan when it is several processes)
 
     @property
     def error_rate(self) -> float:
@@ -130,12 +130,16 @@ def grpc_senders(channel: grpc.aio.Channel, tenant_id: str) -> dict[str, Send]:
     return {"search": search, "embeddings": embed}
 
 
-async def load(send: Send, clients: int, seconds: float, pid: int) -> Run:
+async def load(send: Send, clients: int, seconds: float, pid: int | None = None) -> Run:
     """`clients` loops sending back to back for `seconds`; failures count as errors. `pid`:
-    the platform's process, whose CPU is counted."""
+    the platform's process, whose CPU is counted (none: not counted)."""
     latencies: list[float] = []
     errors = 0
-    client_cpu, platform_cpu = time.process_time(), cpu_seconds(pid)
+
+    def platform_cpu_s() -> float:
+        return cpu_seconds(pid) if pid is not None else float("nan")
+
+    client_cpu, platform_cpu = time.process_time(), platform_cpu_s()
     started = time.perf_counter()
     stop_at = started + seconds
 
@@ -162,7 +166,7 @@ async def load(send: Send, clients: int, seconds: float, pid: int) -> Run:
         latencies,
         errors,
         (time.process_time() - client_cpu) * 1000 / answered,
-        (cpu_seconds(pid) - platform_cpu) * 1000 / answered,
+        (platform_cpu_s() - platform_cpu) * 1000 / answered,
     )
 
 

@@ -183,16 +183,22 @@ class ProjectionRunner(Generic[Tx]):
         async def poll() -> None:
             nonlocal records
             records = await consumer.poll(self.max_batch, timeout=0.5)
-            if records and len(records) < self.max_batch and self.linger_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.linger_s)
-                more = await consumer.poll(self.max_batch - len(records), timeout=0)
-                records = [*records, *more]
+
+        async def fill() -> None:
+            """What arrived while lingering, after the records in hand (a step of its own, so
+            an outage retries only it and the records in hand are kept)."""
+            nonlocal records
+            records = [*records, *await consumer.poll(self.max_batch - len(records), timeout=0)]
 
         try:
             while not self._stopping.is_set():
                 if not await self._through_outages("polling", poll):
                     break
+                if records and len(records) < self.max_batch and self.linger_s > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), self.linger_s)
+                    if not await self._through_outages("polling", fill):
+                        break
                 if records:
                     BATCH_SIZE.labels(self.group).observe(len(records))
                     if not await self._through_outages("applying", partial(self.apply, records)):
