@@ -14,8 +14,8 @@ ingested through `POST /v1/atoms`, searchable, and the platform idle (its projec
 up) before timing starts; queries of six words.
 Embeddings: the same 64-text batches through the gateway and through `MiniLM.encode` in this
 process (the batcher's own speed, the peer), texts/s; each side sends every batch once untimed
-first, so neither times a compilation of a shape the batches need. Freshness: while SEARCHERS clients
-search back to back, FRESH new documents are ingested one at a time, each polled with a
+first, so neither times a compilation of a shape the batches need. Freshness: while SEARCHERS
+clients search back to back, FRESH new documents are ingested one at a time, each polled with a
 sparse search for a word only it has: the time from its ingest call returning to its first
 hit, p50 and p95. Floors (bench/_floors.py): what each step of a search costs alone on this
 machine, and so the least each mode can take.
