@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import time
@@ -40,7 +39,7 @@ CHANNEL = "hartonomous_log"
 GROUP_PREFIX = "group:"
 _SCHEMA_LOCK = 0x4841_5254  # advisory lock id: concurrent first starts create the schema once
 
-_SCHEMA = """
+_SCHEMA = f"""
 create schema if not exists log;
 create table if not exists log.topics (
     name text primary key,
@@ -72,14 +71,40 @@ create table if not exists log.group_members (
     topics text[] not null,
     heartbeat timestamptz not null,
     primary key (group_id, member_id));
+-- One append in one statement, so one round trip: reserve the offsets (heads locked in sorted
+-- order, so concurrent multi-partition appends cannot deadlock), insert, notify each topic.
+create or replace function log.append(
+    p_topics text[], p_partitions int[], p_keys bytea[], p_values bytea[], p_headers jsonb[])
+returns bigint[] language plpgsql as $$
+declare
+    slot record;
+    offsets bigint[] := array_fill(0::bigint, array[cardinality(p_topics)]);
+    first bigint;
+begin
+    for slot in
+        select topic, partition, array_agg(i order by i) as indexes
+        from unnest(p_topics, p_partitions) with ordinality as r(topic, partition, i)
+        group by topic, partition order by topic, partition
+    loop
+        update log.heads set next_offset = next_offset + cardinality(slot.indexes)
+        where topic = slot.topic and partition = slot.partition
+        returning next_offset - cardinality(slot.indexes) into first;
+        if first is null then
+            raise exception 'no partition % of topic %', slot.partition, slot.topic;
+        end if;
+        for n in 1 .. cardinality(slot.indexes) loop
+            offsets[slot.indexes[n]] := first + n - 1;
+        end loop;
+    end loop;
+    insert into log.records (topic, partition, "offset", key, value, headers)
+    select * from unnest(p_topics, p_partitions, offsets, p_keys, p_values, p_headers);
+    perform pg_notify('{CHANNEL}', t)
+    from (select distinct unnest(p_topics) as t order by 1) as changed;
+    return offsets;
+end $$;
 """
 
 SLOW_APPEND_S = 1.0  # an append (insert to commit) slower than this is logged
-
-_INSERT = """
-insert into log.records (topic, partition, "offset", key, value, headers)
-select * from unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::jsonb[])
-"""
 
 _FETCH = """
 select r.topic, r.partition, r."offset", r.ts, r.key, r.value, r.headers::text
@@ -193,85 +218,54 @@ class EmbeddedEventLog(EventLog):
         return dict(self._partitions)
 
     async def append(self, records: Sequence[Record]) -> list[Position]:
-        return await self._append(records)
+        return await self._append(records, bounded=False)
 
     async def append_atomic(
         self, records: Sequence[Record], *, within: float | None = None
     ) -> list[Position]:
-        # One SQL transaction already makes every append all-or-nothing here; a cancelled one
-        # rolls back.
+        # Every append is all-or-nothing here (one SQL transaction); a bounded one never commits
+        # once given up on (see _append).
         try:
             async with asyncio.timeout(within):
-                return await self._append(records)
+                return await self._append(records, bounded=within is not None)
         except TimeoutError:
             raise EventLogError(f"atomic append: not committed within {within} s") from None
 
-    async def _append(self, records: Sequence[Record]) -> list[Position]:
+    async def _append(self, records: Sequence[Record], *, bounded: bool) -> list[Position]:
         if not records:
             return []
-        slots: dict[tuple[str, int], list[int]] = defaultdict(list)
-        for index, record in enumerate(records):
-            partition = partition_for(record.key, await self.partitions(record.topic))
-            slots[(record.topic, partition)].append(index)
-        marks = [time.monotonic()]
+        partitions = [
+            partition_for(record.key, await self.partitions(record.topic)) for record in records
+        ]
+        started = time.monotonic()
         async with self.pool.acquire() as conn:
-            marks.append(time.monotonic())
-            async with conn.transaction():
-                offsets = await self._write(conn, records, slots)
-                marks.append(time.monotonic())
-            marks.append(time.monotonic())  # committed
-        if marks[-1] - marks[0] > SLOW_APPEND_S:  # consumers see nothing until the commit
-            acquire, write, commit = (round(b - a, 3) for a, b in itertools.pairwise(marks))
+            acquired = time.monotonic()
+            # One statement is one transaction and one round trip. A bounded append runs it in
+            # an explicit transaction (two more round trips): a statement cancelled in flight
+            # may still commit, a transaction cancelled before its COMMIT never does.
+            transaction = conn.transaction() if bounded else contextlib.nullcontext()
+            async with transaction:
+                offsets = await conn.fetchval(
+                    "select log.append($1, $2, $3, $4, $5)",
+                    [record.topic for record in records],
+                    partitions,
+                    [record.key for record in records],
+                    [record.value for record in records],
+                    [json.dumps(dict(record.headers)) for record in records],
+                )
+        committed = time.monotonic()
+        if committed - started > SLOW_APPEND_S:  # consumers see nothing until the commit
             logger.warning(
-                "a slow append: %.1f s (connection %.1f s, write %.1f s, commit %.1f s)",
-                marks[-1] - marks[0],
-                acquire,
-                write,
-                commit,
-                extra={"topics": sorted({t for t, _ in slots})},
+                "a slow append: %.1f s (connection %.1f s, statement %.1f s)",
+                committed - started,
+                acquired - started,
+                committed - acquired,
+                extra={"topics": sorted({record.topic for record in records})},
             )
         return [
-            Position(
-                record.topic,
-                partition_for(record.key, self._partitions[record.topic]),
-                off,
-            )
-            for record, off in zip(records, offsets, strict=True)
+            Position(record.topic, partition, offset)
+            for record, partition, offset in zip(records, partitions, offsets, strict=True)
         ]
-
-    @staticmethod
-    async def _write(
-        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
-        records: Sequence[Record],
-        slots: dict[tuple[str, int], list[int]],
-    ) -> list[int]:
-        """Reserve the offsets, insert the records and notify the consumers (one transaction,
-        the caller's)."""
-        offsets = [0] * len(records)
-        # Lock heads in sorted order so concurrent multi-partition appends cannot deadlock.
-        for (topic, partition), indexes in sorted(slots.items()):
-            first = await conn.fetchval(
-                "update log.heads set next_offset = next_offset + $3"
-                " where topic = $1 and partition = $2 returning next_offset - $3",
-                topic,
-                partition,
-                len(indexes),
-            )
-            for n, index in enumerate(indexes):
-                offsets[index] = first + n
-        placed = [(t, p, i) for (t, p), indexes in slots.items() for i in indexes]
-        await conn.execute(
-            _INSERT,
-            [t for t, _, _ in placed],
-            [p for _, p, _ in placed],
-            [offsets[i] for _, _, i in placed],
-            [records[i].key for _, _, i in placed],
-            [records[i].value for _, _, i in placed],
-            [json.dumps(dict(records[i].headers)) for _, _, i in placed],
-        )
-        for topic in sorted({t for t, _ in slots}):
-            await conn.execute("select pg_notify($1, $2)", CHANNEL, topic)
-        return offsets
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         await self.partitions(topic)
