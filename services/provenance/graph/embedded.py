@@ -160,15 +160,13 @@ def _write_nodes(conn: ladybug.Connection, rows: list[list[str]]) -> set[str]:
 def _write_edges(conn: ladybug.Connection, rows: list[list[str]], created: set[str]) -> None:
     """Create the new edges, replace those the rows beat. An edge with an end created in this
     transaction is new without a look: most are (a search's edges start at its new node)."""
-    known = [r for r in rows if r[0] not in created and r[1] not in created]
+    by_ident = {(r[0], r[1], r[2]): r for r in rows}  # one row per (source, target, type)
+    known = [list(ident) for ident in by_ident if not created.intersection(ident[:2])]
     held: dict[tuple[str, str, str], str | None] = {}
     if known:
-        found = _fetch(conn, _HELD_EDGES, {"keys": [r[:3] for r in known]})
-        held = {(a, b, t): p for a, b, t, p in found}
-    _execute(conn, _CREATE_EDGES, [r for r in rows if (r[0], r[1], r[2]) not in held])
-    replaced = [
-        r for r in rows if (r[0], r[1], r[2]) in held and _beats(r[3], held[(r[0], r[1], r[2])])
-    ]
+        held = {(a, b, t): p for a, b, t, p in _fetch(conn, _HELD_EDGES, {"keys": known})}
+    _execute(conn, _CREATE_EDGES, [r for ident, r in by_ident.items() if ident not in held])
+    replaced = [r for ident, r in by_ident.items() if ident in held and _beats(r[3], held[ident])]
     _execute(conn, _REPLACE_EDGES, replaced)
 
 
