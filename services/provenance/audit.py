@@ -140,7 +140,6 @@ async def as_of(event_log: EventLog, codec: AvroCodec, before: datetime, *, dump
     """The graph as it was when the log had accepted exactly the records before `before`."""
     async with scratch_store() as scratch:
         replayed = await rebuild(event_log, codec, scratch, DOMAIN_TOPICS, before=before)
-        nodes, edges = await scratch.dump()
-        positions = await scratch.positions()
+        nodes, edges, positions = await scratch.dump()
     graph = graph_json(nodes, edges) if dump else None
     return Snapshot(fingerprint(nodes, edges, positions), replayed, graph)

@@ -138,7 +138,8 @@ async def test_what_is_applied_reads_back_exactly(graph: GraphStore) -> None:
     assert await graph.edges([node.uid], outgoing=True, types=[Rel.OWNS], limit=10) == []
     assert await graph.positions() == {("t", 2): 8}
     assert await graph.counts() == ({"Atom": 1, "Tenant": 1}, {"OWNS": 1})
-    nodes, edges = await graph.dump()
+    nodes, edges, positions = await graph.dump()
+    assert positions == {("t", 2): 8}
     assert sorted(nodes, key=lambda n: n.uid) == sorted([node, other], key=lambda n: n.uid)
     assert edges == [edge]
 
@@ -225,6 +226,40 @@ async def test_a_forged_statement_changes_the_fingerprint(graph: GraphStore) -> 
     tampered = await graph.fingerprint()
     assert tampered.nodes == honest.nodes and tampered.digest != honest.digest
     assert any("content hash" in d for d in tampered.differences(honest))
+
+
+async def test_a_dump_is_whole_while_writes_keep_landing(graph: GraphStore) -> None:
+    """A live platform keeps projecting telemetry and searches while an audit reads the graph:
+    each dump's positions must describe exactly the statements it holds, without waiting for a
+    quiet moment that never comes."""
+    acme, _, _ = two_tenants()
+    records = all_records(acme)
+    topics = sorted({r.topic for r in records})
+    await apply_records(graph, records)
+    expected = await graph.fingerprint(topics)
+    writing, written, wrote = True, 0, asyncio.Event()
+
+    async def writer() -> None:  # one new node per write, so a count tells what was read
+        nonlocal written
+        while writing:
+            origin = Origin("live", 0, written, f"e-{written}", "t", "2026-01-01T00:00:00+00:00")
+            node = Node(Label.TENANT, f"t{written}", f"t{written}", "", {}, origin)
+            await graph.apply(Facts([node], []), {("live", 0): written + 1})
+            written += 1
+            wrote.set()
+
+    task = asyncio.create_task(writer())
+    try:
+        for _ in range(5):
+            wrote.clear()
+            await wrote.wait()  # every dump starts with the writer under way
+            nodes, _, positions = await graph.dump()
+            live = sum(1 for n in nodes if n.origin.topic == "live")
+            assert live == positions.get(("live", 0), 0)
+            assert await graph.fingerprint(topics) == expected
+    finally:
+        writing = False
+        await task
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from services.provenance.domain import (
     node_uid,
 )
 from services.provenance.graph.port import (
+    Dump,
     GraphStore,
     GraphStoreError,
     edge_columns,
@@ -92,6 +93,7 @@ ON CREATE SET c.topic = r.topic, c.part = r.part, c.next_offset = r.next_offset
 ON MATCH SET c.next_offset = CASE WHEN r.next_offset > c.next_offset
                                   THEN r.next_offset ELSE c.next_offset END
 """
+_POSITIONS = "MATCH (c:Cursor) RETURN c.topic, c.part, c.next_offset"
 _UPGRADE_WIN = (
     "ALTER TABLE Node RENAME win TO precedence",
     "ALTER TABLE Edge RENAME win TO precedence",
@@ -140,6 +142,10 @@ def _fetch(conn: ladybug.Connection, query: str, params: Mapping[str, Any]) -> l
     result = conn.execute(query, dict(params))
     assert not isinstance(result, list)  # one statement, one result
     return cast(list[list[Any]], result.get_all())  # rows as lists, not dicts
+
+
+def _positions(rows: list[list[Any]]) -> dict[Partition, int]:
+    return {(topic, int(part)): int(offset) for topic, part, offset in rows}
 
 
 def _beats(precedence: str, held: str | None) -> bool:
@@ -255,8 +261,7 @@ class EmbeddedGraphStore(GraphStore):
         await self._call(write)
 
     async def positions(self) -> dict[Partition, int]:
-        rows = await self._rows("MATCH (c:Cursor) RETURN c.topic, c.part, c.next_offset")
-        return {(topic, int(part)): int(offset) for topic, part, offset in rows}
+        return _positions(await self._rows(_POSITIONS))
 
     async def nodes(self, uids: Collection[str]) -> dict[str, Node]:
         if not uids:
@@ -296,10 +301,15 @@ class EmbeddedGraphStore(GraphStore):
         types = await self._rows("MATCH ()-[e:Edge]->() RETURN e.type, count(*)")
         return {k: int(v) for k, v in labels}, {k: int(v) for k, v in types}
 
-    async def dump(self) -> tuple[list[Node], list[Edge]]:
-        nodes = await self._rows("MATCH (n:Node) RETURN n.data")
-        edges = await self._rows("MATCH ()-[e:Edge]->() RETURN e.data")
-        return [_node(r[0]) for r in nodes], [_edge(r[0]) for r in edges]
+    async def dump(self) -> Dump:
+        def read(conn: ladybug.Connection) -> Dump:
+            # One call on the worker: no write runs between the reads.
+            positions = _positions(_fetch(conn, _POSITIONS, {}))
+            nodes = [_node(r[0]) for r in _fetch(conn, "MATCH (n:Node) RETURN n.data", {})]
+            edges = [_edge(r[0]) for r in _fetch(conn, "MATCH ()-[e:Edge]->() RETURN e.data", {})]
+            return Dump(nodes, edges, positions)
+
+        return await self._call(read)
 
     async def clear(self) -> None:
         await self._rows("MATCH (n:Node) DETACH DELETE n")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import neo4j
 from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
@@ -31,6 +31,7 @@ from services.provenance.domain import (
     node_uid,
 )
 from services.provenance.graph.port import (
+    Dump,
     GraphStore,
     GraphStoreError,
     GraphStoreUnavailable,
@@ -51,8 +52,23 @@ _UPGRADE_WIN = (
     " SET e.precedence = e.win REMOVE e.win RETURN count(*) AS c",
 )
 
+DUMP_ATTEMPTS = 5
+_POSITIONS = "MATCH (c:{NS}Cursor) RETURN c.topic, c.part, c.next_offset"
+_LOCK_CURSORS = (
+    "MATCH (c:{NS}Cursor) SET c.dumping = true REMOVE c.dumping"
+    " RETURN c.topic, c.part, c.next_offset"
+)
+_ALL_NODES = "MATCH (n:{NS}) RETURN properties(n)"
+_ALL_EDGES = "MATCH (a:{NS})-[e]->(b:{NS}) RETURN type(e), a.uid, b.uid, properties(e)"
+
+T = TypeVar("T")
+
 # The server down or restarting, as the driver reports it: a retry later, not a failed query.
 _UNREACHABLE = (ServiceUnavailable, SessionExpired, OSError)
+
+
+def _positions(rows: Iterable[Sequence[Any]]) -> dict[Partition, int]:
+    return {(topic, int(part)): int(offset) for topic, part, offset in rows}
 
 
 def _split(
@@ -203,17 +219,20 @@ class Neo4jGraphStore(GraphStore):
                     rows=cursors,
                 )
 
+        await self._transaction(work)
+
+    async def _transaction(self, work: Callable[[AsyncManagedTransaction], Awaitable[T]]) -> T:
+        """Run `work` in one write transaction (retried by the driver on transient errors)."""
         try:
             async with self._open_driver.session(database=self._database) as session:
-                await session.execute_write(work)
+                return await session.execute_write(work)
         except _UNREACHABLE as exc:
             raise GraphStoreUnavailable(f"Neo4j is unreachable: {exc}") from exc
         except Neo4jError as exc:
-            raise GraphStoreError(f"Neo4j write failed: {exc}") from exc
+            raise GraphStoreError(f"Neo4j transaction failed: {exc}") from exc
 
     async def positions(self) -> dict[Partition, int]:
-        rows = await self._run("MATCH (c:{NS}Cursor) RETURN c.topic, c.part, c.next_offset")
-        return {(r[0], int(r[1])): int(r[2]) for r in rows}
+        return _positions(await self._run(_POSITIONS))
 
     async def nodes(self, uids: Collection[str]) -> dict[str, Node]:
         if not uids:
@@ -264,13 +283,24 @@ class Neo4jGraphStore(GraphStore):
         types = await self._run("MATCH (:{NS})-[e]->(:{NS}) RETURN type(e) AS k, count(*) AS c")
         return {r["k"]: int(r["c"]) for r in labels}, {r["k"]: int(r["c"]) for r in types}
 
-    async def dump(self) -> tuple[list[Node], list[Edge]]:
-        nodes = await self._run("MATCH (n:{NS}) RETURN properties(n) AS p")
-        edges = await self._run(
-            "MATCH (a:{NS})-[e]->(b:{NS})"
-            " RETURN type(e) AS type, a.uid AS source, b.uid AS target, properties(e) AS p"
-        )
-        return [self._node(r["p"]) for r in nodes], list(self._edges(edges))
+    async def dump(self) -> Dump:
+        async def read(tx: AsyncManagedTransaction) -> tuple[Dump, bool]:
+            # A write advances its cursors last, in the transaction that holds its facts. With
+            # every cursor write-locked here first, no write commits until this read is done;
+            # only a cursor created meanwhile (a partition's first write) can slip by, and the
+            # positions read again at the end catch that.
+            positions = _positions(await (await tx.run(self._q(_LOCK_CURSORS))).values())
+            nodes = await (await tx.run(self._q(_ALL_NODES))).values()
+            edges = await (await tx.run(self._q(_ALL_EDGES))).values()
+            again = _positions(await (await tx.run(self._q(_POSITIONS))).values())
+            dump = Dump([self._node(r[0]) for r in nodes], list(self._edges(edges)), positions)
+            return dump, again == positions
+
+        for _ in range(DUMP_ATTEMPTS):
+            dump, whole = await self._transaction(read)
+            if whole:
+                return dump
+        raise GraphStoreError(f"the positions moved during {DUMP_ATTEMPTS} dumps in a row")
 
     async def clear(self) -> None:
         for label in ("{NS}", "{NS}Cursor"):
@@ -287,8 +317,7 @@ class Neo4jGraphStore(GraphStore):
         return node_from(row, props)
 
     @staticmethod
-    def _edges(rows: Iterable[neo4j.Record]) -> Iterable[Edge]:
-        for r in rows:
-            row, props = _split(r["p"], ORIGIN_COLUMNS)
-            ends = {"type": r["type"], "source": r["source"], "target": r["target"]}
-            yield edge_from({**row, **ends}, props)
+    def _edges(rows: Iterable[Sequence[Any]]) -> Iterable[Edge]:
+        for type_, source, target, values in rows:
+            row, props = _split(values, ORIGIN_COLUMNS)
+            yield edge_from({**row, "type": type_, "source": source, "target": target}, props)

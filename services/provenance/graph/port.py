@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.provenance.canonical import Fingerprint, fingerprint
 from services.provenance.domain import (
@@ -25,7 +25,13 @@ from services.provenance.domain import (
     winning_nodes,
 )
 
-FINGERPRINT_ATTEMPTS = 20
+
+class Dump(NamedTuple):
+    """The whole graph and the positions it reflects, read at one instant."""
+
+    nodes: list[Node]
+    edges: list[Edge]
+    positions: dict[Partition, int]
 
 
 class GraphStoreError(Exception):
@@ -149,20 +155,16 @@ class GraphStore(abc.ABC):
         """Nodes per label and edges per type."""
 
     @abc.abstractmethod
-    async def dump(self) -> tuple[list[Node], list[Edge]]:
-        """Every node and edge."""
+    async def dump(self) -> Dump:
+        """Every node and edge with the applied positions, read so that no write lands in
+        between: the positions describe exactly the graph read. A live platform writes all the
+        time (telemetry, searches), so a dump cannot wait for a quiet moment."""
 
     @abc.abstractmethod
     async def clear(self) -> None:
         """Remove every node, edge and position."""
 
     async def fingerprint(self, topics: Collection[str] | None = None) -> Fingerprint:
-        """The graph's canonical hash (domain.fingerprint) with the positions it reflects. The
-        dump is retried until no write landed while it ran, so the positions describe exactly
-        the dumped graph."""
-        for _ in range(FINGERPRINT_ATTEMPTS):
-            before = await self.positions()
-            nodes, edges = await self.dump()
-            if await self.positions() == before:
-                return fingerprint(nodes, edges, before, topics)
-        raise GraphStoreError(f"the graph changed during {FINGERPRINT_ATTEMPTS} dumps in a row")
+        """The graph's canonical hash (domain.fingerprint) with the positions it reflects."""
+        nodes, edges, positions = await self.dump()
+        return fingerprint(nodes, edges, positions, topics)

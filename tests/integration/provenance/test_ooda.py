@@ -52,7 +52,7 @@ async def test_a_changed_setting_leads_back_to_the_observation_that_caused_it(
     # The observation's windows are ids on it, never nodes (nor Event nodes) of the graph.
     store = provenance.service.store
     assert await store.nodes([node_uid(Label.EVENT, w) for w in window_ids]) == {}
-    all_nodes, _ = await store.dump()
+    all_nodes, _, _ = await store.dump()
     assert not {n.key for n in all_nodes} & set(window_ids)
     assert not any(n.origin.topic == "telemetry" for n in all_nodes)
 
