@@ -86,12 +86,15 @@ MATCH (a)-[e:Edge]->(b:Node)
 WHERE b.uid = r[2] AND e.type = r[3]
 SET e.precedence = r[4], e.data = r[5]
 """
-_ADVANCE = """
+_HELD_CURSORS = "UNWIND $ids AS i MATCH (c:Cursor {id: i}) RETURN c.id, c.next_offset"
+_CREATE_CURSORS = """
 UNWIND $rows AS r
-MERGE (c:Cursor {id: r.id})
-ON CREATE SET c.topic = r.topic, c.part = r.part, c.next_offset = r.next_offset
-ON MATCH SET c.next_offset = CASE WHEN r.next_offset > c.next_offset
-                                  THEN r.next_offset ELSE c.next_offset END
+CREATE (:Cursor {id: r.id, topic: r.topic, part: r.part, next_offset: r.next_offset})
+"""
+_ADVANCE_CURSORS = """
+UNWIND $rows AS r
+MATCH (c:Cursor {id: r.id})
+SET c.next_offset = r.next_offset
 """
 _POSITIONS = "MATCH (c:Cursor) RETURN c.topic, c.part, c.next_offset"
 _UPGRADE_WIN = (
@@ -176,6 +179,16 @@ def _write_edges(conn: ladybug.Connection, rows: list[list[str]], created: set[s
     _execute(conn, _REPLACE_EDGES, replaced)
 
 
+def _advance(conn: ladybug.Connection, rows: list[dict[str, Any]]) -> None:
+    """Create the new cursors and move the others forward, never back (as nodes: no MERGE)."""
+    if not rows:
+        return
+    held = dict(_fetch(conn, _HELD_CURSORS, {"ids": [r["id"] for r in rows]}))
+    _execute(conn, _CREATE_CURSORS, [r for r in rows if r["id"] not in held])
+    moved = [r for r in rows if r["id"] in held and r["next_offset"] > held[r["id"]]]
+    _execute(conn, _ADVANCE_CURSORS, moved)
+
+
 def _data(columns: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     """Everything but the merge keys, in one canonical JSON column."""
     return json.dumps({"columns": columns, "props": props}, sort_keys=True, separators=(",", ":"))
@@ -252,7 +265,7 @@ class EmbeddedGraphStore(GraphStore):
             try:
                 created = _write_nodes(conn, node_rows)
                 _write_edges(conn, edge_rows, created)
-                _execute(conn, _ADVANCE, cursor_rows)
+                _advance(conn, cursor_rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
