@@ -48,6 +48,7 @@ _PUSHBACK = "grpc-retry-pushback-ms"
 class _Hosted:
     handlers: Mapping[str, grpc.RpcMethodHandler]
     interceptors: Sequence[grpc.aio.ServerInterceptor]
+    loop: asyncio.AbstractEventLoop  # the server's: its handlers' pools and locks live there
 
 
 _HOSTED: dict[str, _Hosted] = {}
@@ -59,13 +60,20 @@ def host(
     interceptors: Sequence[grpc.aio.ServerInterceptor],
 ) -> None:
     """Serve `handlers` (by full method name, "/package.Service/Method") to local callers of
-    `address`, through `interceptors` as the server would."""
-    _HOSTED[address] = _Hosted(dict(handlers), list(interceptors))
+    `address` on this event loop, through `interceptors` as the server would."""
+    _HOSTED[address] = _Hosted(dict(handlers), list(interceptors), asyncio.get_running_loop())
 
 
 def unhost(address: str) -> None:
     """A server stopping: calls go to the network again (and are refused there, as before)."""
     _HOSTED.pop(address, None)
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # called outside a loop: the remote call object handles that
+        return False
 
 
 class _CallDetails(NamedTuple):  # what grpc.HandlerCallDetails carries
@@ -185,7 +193,7 @@ class _LocalFirst:
         self, request: Any, *, timeout: float | None = None, metadata: Metadata = (), **kw: Any
     ) -> Any:
         hosted = _HOSTED.get(self._address)
-        if hosted is None or self._method not in hosted.handlers or kw:
+        if hosted is None or self._method not in hosted.handlers or kw or not _on(hosted.loop):
             return self._remote(request, timeout=timeout, metadata=metadata, **kw)
         return self._local(hosted, request, timeout, tuple(metadata or ()))
 

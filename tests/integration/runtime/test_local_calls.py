@@ -97,6 +97,7 @@ class Served:
     observed: Observed
     local: grpc.aio.Channel
     remote: grpc.aio.Channel
+    address: str
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ async def served() -> AsyncIterator[Served]:
     remote = network_channel(address)
     local = LocalFirstChannel(network_channel(address), address)
     try:
-        yield Served(probe, observed, local, remote)
+        yield Served(probe, observed, local, remote, address)
     finally:
         await local.close()
         await remote.close()
@@ -200,3 +201,17 @@ async def test_once_its_server_stops_a_service_is_called_over_the_network() -> N
         await host.stop(grace=0)
         assert (await _outcome(channel, "ok", 2))[0] == grpc.StatusCode.UNAVAILABLE
     assert probe.peers == ["local"]  # the second call found no server, not the old handler
+
+
+async def test_a_caller_on_another_event_loop_goes_over_the_network(served: Served) -> None:
+    """The handlers' pools and locks belong to the server's loop: only its own callers run
+    them in process."""
+    address = served.address
+
+    async def from_elsewhere() -> tuple[Any, ...]:
+        async with LocalFirstChannel(network_channel(address), address) as channel:
+            return await _outcome(channel, "ok")
+
+    outcome = await asyncio.to_thread(asyncio.run, from_elsewhere())
+    assert outcome == (grpc.StatusCode.OK, SERVING)
+    assert served.probe.peers[-1].startswith("ipv4:")
