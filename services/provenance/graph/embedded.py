@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -41,6 +41,7 @@ from services.provenance.graph.port import (
 )
 
 T = TypeVar("T")
+_Row = TypeVar("_Row")
 
 _SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, label STRING,"
@@ -56,7 +57,7 @@ _SCHEMA = (
 # the whole table. No MERGE: ladybug plans an UNWIND ... MERGE as a pass over the table, ~0.1-1
 # ms a row on a graph of 30,000 nodes; so a write looks up what is stored by key, creates what
 # is new and replaces only what it beats (domain: the smallest precedence wins), in Python.
-_HELD_NODES = "UNWIND $uids AS u MATCH (n:Node {uid: u}) RETURN n.uid, n.precedence"
+_HELD_NODES = "UNWIND $keys AS u MATCH (n:Node {uid: u}) RETURN n.uid, n.precedence"
 _CREATE_NODES = """
 UNWIND $rows AS r
 CREATE (:Node {uid: r[1], label: r[2], precedence: r[3], data: r[4]})
@@ -86,7 +87,7 @@ MATCH (a)-[e:Edge]->(b:Node)
 WHERE b.uid = r[2] AND e.type = r[3]
 SET e.precedence = r[4], e.data = r[5]
 """
-_HELD_CURSORS = "UNWIND $ids AS i MATCH (c:Cursor {id: i}) RETURN c.id, c.next_offset"
+_HELD_CURSORS = "UNWIND $keys AS i MATCH (c:Cursor {id: i}) RETURN c.id, c.next_offset"
 _CREATE_CURSORS = """
 UNWIND $rows AS r
 CREATE (:Cursor {id: r.id, topic: r.topic, part: r.part, next_offset: r.next_offset})
@@ -155,14 +156,30 @@ def _beats(precedence: str, held: str | None) -> bool:
     return held is None or precedence < held
 
 
+def _upsert(
+    conn: ladybug.Connection,
+    queries: tuple[str, str, str],
+    rows: Sequence[_Row],
+    key: Callable[[_Row], str],
+    wins: Callable[[_Row, Any], bool],
+) -> list[_Row]:
+    """Look the rows' keys up (queries: held, create, replace), create the rows whose key is
+    not held, replace those that win over what is held; the rows created. Lookups and plain
+    CREATEs, never MERGE: MERGE of a batch costs this store several times as much."""
+    if not rows:
+        return []
+    held_query, create, replace = queries
+    held = dict(_fetch(conn, held_query, {"keys": [key(r) for r in rows]}))
+    new = [r for r in rows if key(r) not in held]
+    _execute(conn, create, new)
+    _execute(conn, replace, [r for r in rows if key(r) in held and wins(r, held[key(r)])])
+    return new
+
+
 def _write_nodes(conn: ladybug.Connection, rows: list[list[str]]) -> set[str]:
     """Create the new nodes, replace those the rows beat; the uids created."""
-    if not rows:
-        return set()
-    held = dict(_fetch(conn, _HELD_NODES, {"uids": [r[0] for r in rows]}))
-    new = [r for r in rows if r[0] not in held]
-    _execute(conn, _CREATE_NODES, new)
-    _execute(conn, _REPLACE_NODES, [r for r in rows if r[0] in held and _beats(r[2], held[r[0]])])
+    queries = (_HELD_NODES, _CREATE_NODES, _REPLACE_NODES)
+    new = _upsert(conn, queries, rows, lambda r: r[0], lambda r, held: _beats(r[2], held))
     return {r[0] for r in new}
 
 
@@ -180,13 +197,9 @@ def _write_edges(conn: ladybug.Connection, rows: list[list[str]], created: set[s
 
 
 def _advance(conn: ladybug.Connection, rows: list[dict[str, Any]]) -> None:
-    """Create the new cursors and move the others forward, never back (as nodes: no MERGE)."""
-    if not rows:
-        return
-    held = dict(_fetch(conn, _HELD_CURSORS, {"ids": [r["id"] for r in rows]}))
-    _execute(conn, _CREATE_CURSORS, [r for r in rows if r["id"] not in held])
-    moved = [r for r in rows if r["id"] in held and r["next_offset"] > held[r["id"]]]
-    _execute(conn, _ADVANCE_CURSORS, moved)
+    """Create the new cursors and move the others forward, never back."""
+    queries = (_HELD_CURSORS, _CREATE_CURSORS, _ADVANCE_CURSORS)
+    _upsert(conn, queries, rows, lambda r: r["id"], lambda r, held: r["next_offset"] > held)
 
 
 def _data(columns: Mapping[str, Any], props: Mapping[str, Any]) -> str:
