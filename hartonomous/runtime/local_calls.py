@@ -44,10 +44,14 @@ RETRY = RetryPolicy()
 _PUSHBACK = "grpc-retry-pushback-ms"
 
 
+Resolve = Callable[[Any], Awaitable[grpc.RpcMethodHandler | None]]
+"""A call's details -> its handler, through the server's interceptors."""
+
+
 @dataclass
 class _Hosted:
     handlers: Mapping[str, grpc.RpcMethodHandler]
-    interceptors: Sequence[grpc.aio.ServerInterceptor]
+    resolve: Resolve
     loop: asyncio.AbstractEventLoop  # the server's: its handlers' pools and locks live there
 
 
@@ -61,7 +65,15 @@ def host(
 ) -> None:
     """Serve `handlers` (by full method name, "/package.Service/Method") to local callers of
     `address` on this event loop, through `interceptors` as the server would."""
-    _HOSTED[address] = _Hosted(dict(handlers), list(interceptors), asyncio.get_running_loop())
+    hosted = dict(handlers)
+
+    async def lookup(details: _CallDetails) -> grpc.RpcMethodHandler | None:
+        return hosted.get(details.method)
+
+    resolve: Resolve = lookup
+    for interceptor in reversed(interceptors):  # the first one listed runs first
+        resolve = _chain(interceptor, resolve)
+    _HOSTED[address] = _Hosted(hosted, resolve, asyncio.get_running_loop())
 
 
 def unhost(address: str) -> None:
@@ -151,22 +163,10 @@ async def _serve(
         context.finish()
 
 
-async def _intercepted(hosted: _Hosted, details: _CallDetails) -> grpc.RpcMethodHandler | None:
-    async def lookup(d: _CallDetails) -> grpc.RpcMethodHandler | None:
-        return hosted.handlers.get(d.method)
-
-    continuation: Callable[[Any], Awaitable[Any]] = lookup
-    for interceptor in reversed(hosted.interceptors):
-        continuation = _chain(interceptor, continuation)
-    handler: grpc.RpcMethodHandler | None = await continuation(details)
-    return handler
-
-
-def _chain(
-    interceptor: grpc.aio.ServerInterceptor, inner: Callable[[Any], Awaitable[Any]]
-) -> Callable[[Any], Awaitable[Any]]:
-    async def call(details: Any) -> Any:
-        return await interceptor.intercept_service(inner, details)
+def _chain(interceptor: grpc.aio.ServerInterceptor, inner: Resolve) -> Resolve:
+    async def call(details: Any) -> grpc.RpcMethodHandler | None:
+        handler: grpc.RpcMethodHandler | None = await interceptor.intercept_service(inner, details)
+        return handler
 
     return call
 
@@ -223,7 +223,7 @@ class _LocalFirst:
     async def _attempt(
         self, hosted: _Hosted, payload: Any, metadata: Metadata
     ) -> tuple[Any, _Context]:
-        handler = await _intercepted(hosted, _CallDetails(self._method, metadata))
+        handler = await hosted.resolve(_CallDetails(self._method, metadata))
         context = _Context(metadata)
         if handler is None or handler.unary_unary is None:
             context.code_, context.details_ = grpc.StatusCode.UNIMPLEMENTED, "Method not found!"
