@@ -32,7 +32,7 @@ import httpx
 
 from bench._platform import platform, warm
 from bench.common import Metric, median, percentile, write
-from bench.gateway import Run, gateway_senders, load, query, seed
+from bench.gateway import Run, gateway_senders, load, open_clients, query, seed
 from bench.latency import freshness
 from tests.support.cluster import running_cluster
 
@@ -90,21 +90,9 @@ def _warmed(metrics_url: str) -> bool:
 
 async def measure(target: Target) -> dict[str, float]:
     """ingest -> searchable p50/p95 (ms), and req/s per endpoint and client count."""
-    headers = {"Authorization": f"Bearer {target.key}"}
-    one_connection = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with contextlib.AsyncExitStack() as stack:
         # One connection per simulated client, the clients dealt over the gateways in turn.
-        http_clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=target.urls[n % len(target.urls)],
-                    headers=headers,
-                    timeout=60,
-                    limits=one_connection,
-                )
-            )
-            for n in range(max(CLIENTS))
-        ]
+        http_clients = await open_clients(stack, target.urls, target.key, max(CLIENTS))
         await seed(http_clients[0])
         delays = await freshness(target.urls[0], target.key, [query(n) for n in range(97)])
         figures = {

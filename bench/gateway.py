@@ -1,5 +1,5 @@
 """Gateway: requests/second and p50/p95/p99 latency of `POST /v1/search` and
-`POST /v1/embeddings` at 16 and 64 concurrent clients (an async httpx load generator on
+`POST /v1/embeddings` at 16 and 64 concurrent clients (an async aiohttp load generator on
 loopback, one connection per client), against the real platform process (`hartonomous up` on
 a scratch data dir) once inference has compiled its warm-up shapes
 (`hartonomous_inference_shapes_to_compile` 0). The
@@ -9,8 +9,9 @@ JSON, authentication, the rate limiter, the quota check (one more gRPC call) and
 
 Runs alternate (gateway, gRPC, gateway, ...) for a fixed time each; medians of REPS runs.
 The load generator shares the machine's cores with the platform, as it would on one box, so
-each side's CPU per request is measured too: the load generator's (an HTTP client costs more
-than a gRPC one) and the platform process's (what the public surface adds)."""
+each side's CPU per request is measured too: the load generator's and the platform process's
+(what the public surface adds). The HTTP client is aiohttp, whose CPU per request is about a
+gRPC client's (0.3 ms); httpx costs ~0.8 ms, which the platform would lose to it on 2 cores."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
-import httpx
 
 from bench._platform import Platform, cpu_seconds, platform
 from bench.common import Metric, median, percentile, write
@@ -74,17 +75,38 @@ class Run:
         return 100.0 * self.errors / total if total else 0.0
 
 
-async def seed(http: httpx.AsyncClient) -> None:
+async def open_clients(
+    stack: contextlib.AsyncExitStack, urls: Sequence[str], key: str, n: int
+) -> list[aiohttp.ClientSession]:
+    """`n` HTTP clients of one connection each, dealt over the gateways at `urls` in turn, as
+    independent callers would be (closed with `stack`)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    timeout = aiohttp.ClientTimeout(total=60)
+    return [
+        await stack.enter_async_context(
+            aiohttp.ClientSession(
+                base_url=urls[i % len(urls)],
+                headers=headers,
+                timeout=timeout,
+                connector=aiohttp.TCPConnector(limit=1),
+            )
+        )
+        for i in range(n)
+    ]
+
+
+async def seed(http: aiohttp.ClientSession) -> None:
     """A small corpus to search, and wait (bounded) until the last text is searchable."""
     marker = "zq" + uuid.uuid4().hex[:8]
     for n in range(20):
         words = " ".join(WORDS[(n + i) % len(WORDS)] for i in range(40))
         text = f"Note {n}: {words}." + (f" {marker}" if n == 19 else "")
-        (await http.post("/v1/atoms", json={"content": text})).raise_for_status()
+        async with http.post("/v1/atoms", json={"content": text}) as created:
+            created.raise_for_status()
     for _ in range(240):
-        reply = await http.post("/v1/search", json={"query": marker, "mode": "sparse"})
-        if reply.status_code == 200 and reply.json()["results"]:
-            return
+        async with http.post("/v1/search", json={"query": marker, "mode": "sparse"}) as found:
+            if found.status == 200 and (await found.json())["results"]:
+                return
         await asyncio.sleep(0.5)
     raise SystemExit("the seeded corpus never became searchable")
 
@@ -93,13 +115,14 @@ def query(n: int) -> str:
     return f"{WORDS[n % len(WORDS)]} {WORDS[(n * 7) % len(WORDS)]} n{n % 97}"
 
 
-def gateway_senders(http_clients: Sequence[httpx.AsyncClient]) -> dict[str, Send]:
+def gateway_senders(http_clients: Sequence[aiohttp.ClientSession]) -> dict[str, Send]:
     """Request n goes out on client n % len(http_clients): `load` numbers each simulated
     client's requests offset, offset + clients, ..., so no two share an HTTP client at once."""
 
     async def post(n: int, path: str, body: dict[str, object]) -> bool:
-        reply = await http_clients[n % len(http_clients)].post(path, json=body)
-        return reply.status_code == 200
+        async with http_clients[n % len(http_clients)].post(path, json=body) as reply:
+            await reply.read()
+            return bool(reply.status == 200)
 
     async def search(n: int) -> bool:
         return await post(n, "/v1/search", {"query": query(n), "k": 5, "mode": "hybrid"})
@@ -150,7 +173,7 @@ async def load(send: Send, clients: int, seconds: float, pid: int | None = None)
             sent = time.perf_counter()
             try:
                 ok = await send(n)
-            except (httpx.HTTPError, grpc.aio.AioRpcError):
+            except (aiohttp.ClientError, TimeoutError, grpc.aio.AioRpcError):
                 ok = False
             if ok:
                 latencies.append((time.perf_counter() - sent) * 1000)
@@ -171,23 +194,11 @@ async def load(send: Send, clients: int, seconds: float, pid: int | None = None)
 
 
 async def measure(target: Platform) -> list[Metric]:
-    headers = {"Authorization": f"Bearer {target.key}"}
-    # One HTTP client and connection per simulated client, as independent callers would be.
-    # One shared httpx client with 64 connections costs ~16 ms of CPU a request (~2 ms this
-    # way), taken from the cores the platform runs on.
-    one_connection = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with (
         contextlib.AsyncExitStack() as stack,
         grpc.aio.insecure_channel(target.grpc_target) as channel,
     ):
-        http_clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=target.url, headers=headers, timeout=60, limits=one_connection
-                )
-            )
-            for _ in range(max(CLIENTS))
-        ]
+        http_clients = await open_clients(stack, [target.url], target.key, max(CLIENTS))
         await seed(http_clients[0])
         sides = {
             "gateway": gateway_senders(http_clients),
