@@ -112,18 +112,19 @@ class EmbeddedStore(VectorStore):
     async def sparse(self, terms: SparseVector, where: Filter, limit: int) -> list[Hit]:
         return await self._read(self._query, "sparse", terms, where, limit)
 
-    def _query(self, mode: str, probe: Any, where: Filter, limit: int) -> list[Hit]:
+    def _searched(self, where: Filter) -> tuple[Shard, list[str]] | None:
+        """The shard a query reads and its filter terms; None when the tenant has no shard."""
         shard = self._shard(where.tenant_id, create=False)
         if shard is None:
+            return None
+        return shard, [filter_term(key, value) for key, value in where.must]
+
+    def _query(self, mode: str, probe: Any, where: Filter, limit: int) -> list[Hit]:
+        if (searched := self._searched(where)) is None:
             return []
-        filters = [filter_term(key, value) for key, value in where.must]
+        shard, filters = searched
         ranked = (shard.dense if mode == "dense" else shard.sparse)(probe, filters, limit)
-        payloads = shard.payloads([row for row, _ in ranked])
-        return [
-            Hit(payloads[row][0], score, payloads[row][1])
-            for row, score in ranked
-            if row in payloads
-        ]
+        return _with_payloads(shard, ranked)
 
     async def hybrid(
         self,
@@ -135,10 +136,25 @@ class EmbeddedStore(VectorStore):
     ) -> list[Hit]:
         def both() -> list[Hit]:
             # One job for both rankings: each takes well under a millisecond, less than the
-            # two thread hops that running them side by side would cost.
-            dense = self._query("dense", vector, where, candidates)
-            sparse = self._query("sparse", terms, where, candidates)
-            return fuse_by_reciprocal_rank([dense, sparse], limit)
+            # two thread hops that running them side by side would cost. The rankings fuse by
+            # point id, and only the best `limit` have their payloads read.
+            if (searched := self._searched(where)) is None:
+                return []
+            shard, filters = searched
+            rankings = [
+                shard.dense(vector, filters, candidates),
+                shard.sparse(terms, filters, candidates),
+            ]
+            ids = shard.ids({row for ranking in rankings for row, _ in ranking})
+            fused = fuse_by_reciprocal_rank(
+                [
+                    [Hit(ids[r], score, {}) for r, score in ranking if r in ids]
+                    for ranking in rankings
+                ],
+                limit,
+            )
+            row_of = {point_id: row for row, point_id in ids.items()}
+            return _with_payloads(shard, [(row_of[hit.id], hit.score) for hit in fused])
 
         return await self._read(both)
 
@@ -184,3 +200,12 @@ class EmbeddedStore(VectorStore):
         for shard in self._shards.values():
             shard.close()
         self._shards.clear()
+
+
+def _with_payloads(shard: Shard, ranked: Sequence[tuple[int, float]]) -> list[Hit]:
+    """(row, score) pairs as hits with their point ids and payloads, in order; rows deleted
+    meanwhile are left out."""
+    payloads = shard.payloads([row for row, _ in ranked])
+    return [
+        Hit(payloads[row][0], score, payloads[row][1]) for row, score in ranked if row in payloads
+    ]

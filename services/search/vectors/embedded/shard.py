@@ -23,7 +23,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -459,6 +459,19 @@ class Shard:
         self, terms: SparseVector, filters: Sequence[str], limit: int
     ) -> list[tuple[int, float]]:
         return self._keywords.search(terms, filters, limit)
+
+    def ids(self, rows: Collection[int]) -> dict[int, str]:
+        """Each row's point id (rows deleted meanwhile are absent): what fusing rankings needs,
+        without decoding the payloads of candidates that do not make the cut."""
+        found: dict[int, str] = {}
+        with self._read_lock:
+            for batch in _chunks(list(rows)):
+                found.update(
+                    self._reader.execute(
+                        f"select row, id from points where row in ({_marks(len(batch))})", batch
+                    )
+                )
+        return found
 
     def payloads(self, rows: Sequence[int]) -> dict[int, tuple[str, dict[str, Any]]]:
         """Each row's point id and payload (rows deleted meanwhile are absent)."""
