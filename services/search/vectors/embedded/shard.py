@@ -463,26 +463,24 @@ class Shard:
     def ids(self, rows: Collection[int]) -> dict[int, str]:
         """Each row's point id (rows deleted meanwhile are absent): what fusing rankings needs,
         without decoding the payloads of candidates that do not make the cut."""
-        found: dict[int, str] = {}
-        with self._read_lock:
-            for batch in _chunks(list(rows)):
-                found.update(
-                    self._reader.execute(
-                        f"select row, id from points where row in ({_marks(len(batch))})", batch
-                    )
-                )
-        return found
+        return {row: point_id for row, point_id in self._by_row("id", list(rows))}
 
     def payloads(self, rows: Sequence[int]) -> dict[int, tuple[str, dict[str, Any]]]:
         """Each row's point id and payload (rows deleted meanwhile are absent)."""
-        found: dict[int, tuple[str, dict[str, Any]]] = {}
+        return {
+            row: (point_id, json.loads(payload))
+            for row, point_id, payload in self._by_row("id, payload", rows)
+        }
+
+    def _by_row(self, columns: str, rows: Sequence[int]) -> list[tuple[Any, ...]]:
+        """(row, *columns) of each of `rows` still stored, read under the read lock."""
+        found: list[tuple[Any, ...]] = []
         with self._read_lock:
             for batch in _chunks(rows):
-                for row, point_id, payload in self._reader.execute(
-                    f"select row, id, payload from points where row in ({_marks(len(batch))})",
+                found += self._reader.execute(
+                    f"select row, {columns} from points where row in ({_marks(len(batch))})",
                     batch,
-                ):
-                    found[row] = (point_id, json.loads(payload))
+                )
         return found
 
     def count(self) -> int:
