@@ -139,9 +139,10 @@ def budget(requests: Sequence[dict[str, float]], latencies_ms: Sequence[float]) 
     return sorted(parts, key=lambda p: -p.share)
 
 
-def print_budget(title: str, parts: Sequence[Part], latencies_ms: Sequence[float]) -> None:
+def print_budget(parts: Sequence[Part], latencies_ms: Sequence[float]) -> None:
+    """The table of `budget`'s parts, after the traced requests' own p50 and p99."""
     p50, p99 = percentile(list(latencies_ms), 50), percentile(list(latencies_ms), 99)
-    print(f"\n{title}: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(latencies_ms)} requests")
+    print(f"  traced (spans exported): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print(f"  {'part':<52} {'p50 ms':>8} {'p99 ms':>8} {'share':>6}")
     for part in parts:
         print(f"  {part.name:<52} {part.p50_ms:>8.2f} {part.p99_ms:>8.2f} {part.share:>6.1%}")
