@@ -25,13 +25,13 @@ function modeSwitch(current, refresh) {
     form);
 }
 
-function decision(d, resolved) {
+function decision(d, refresh) {
   const reason = h("input", { maxlength: 2000, placeholder: "optional" });
   const resolve = (verdict) => async () => {
     try {
       await api("POST", `/v1/admin/ooda/decisions/${d.decision_id}/${verdict}`, { reason: reason.value });
       say(`Decision ${verdict === "approve" ? "approved" : "rejected"}.`);
-      await resolved(d.decision_id);
+      await refresh();
     } catch (err) {
       item.append(problemBox(err));
     }
@@ -78,23 +78,15 @@ function cycles(list) {
 export async function loopPage(view) {
   const body = h("div");
   view.append(body);
-  // Decisions resolved on this page: the list reads a projection of the log, which may still
-  // show one as pending for a moment after its approval or rejection returned.
-  const done = new Set();
-  const resolved = async (id) => {
-    done.add(id);
-    await refresh();
-  };
   const refresh = async () => {
     const [mode, pending, recent] = await Promise.all([
       api("GET", "/v1/admin/config/ooda.mode"),
       api("GET", "/v1/ooda/decisions?status=pending"),
       api("GET", "/v1/ooda/cycles?limit=30"),
     ]);
-    const waiting = pending.filter((d) => !done.has(d.decision_id));
     body.replaceChildren(modeSwitch(mode, refresh),
       h("section", { "aria-labelledby": "pending-title" }, h("h2", { id: "pending-title" }, "Waiting for you"),
-        waiting.length ? h("ul", { class: "decisions" }, waiting.map((d) => decision(d, resolved)))
+        pending.length ? h("ul", { class: "decisions" }, pending.map((d) => decision(d, refresh)))
           : empty("No decision waits for an admin.")),
       h("section", { "aria-labelledby": "cycles-title" }, h("h2", { id: "cycles-title" }, "Cycles"), cycles(recent)));
   };

@@ -16,6 +16,7 @@ from hartonomous.v1 import ooda_pb2 as pb
 from services.ooda.domain.cycles import Cycle
 from services.ooda.domain.decide import (
     DECISION_STATUSES,
+    PENDING,
     Decide,
     DecisionConflict,
     DecisionNotFound,
@@ -66,12 +67,17 @@ class OodaApi:
             limit = _limit(request.limit)
             # A status filter reads further back: the newest decisions may all be in another.
             ids = await self._store.recent("DecisionMade", limit if not status else MAX_LIMIT)
-            found = [
-                c
-                for c in await self._store.cycles(ids)
-                if not status or c.decision_status == status
-            ]
-            return pb.DecisionsReply(decisions=[decision(c) for c in found[:limit]])
+            found = [(c, self._status(c)) for c in await self._store.cycles(ids)]
+            wanted = [(c, s) for c, s in found if not status or s == status]
+            return pb.DecisionsReply(decisions=[decision(c, s) for c, s in wanted[:limit]])
+
+    def _status(self, cycle: Cycle) -> str:
+        """The cycle store's status, or this stage's where the store still says pending: the
+        store is a projection of the log and can lag, for a moment, a resolve made here."""
+        assert cycle.decision is not None
+        stored = cycle.decision_status or cycle.decision.status
+        made = self._decide.decisions.get(cycle.decision.decision_id)
+        return made.status if stored == PENDING and made is not None else stored
 
     async def Approve(self, request: pb.ResolveRequest, context: Context) -> pb.Decision:
         async with _ERRORS.scope(context, "Approve"):
@@ -90,8 +96,10 @@ class OodaApi:
         await self._runner.emit(outs)
         made = decide.decisions[request.decision_id.strip()]
         cycle = await self._store.cycle(made.observation_id)
-        reply = decision(cycle) if cycle is not None else pb.Decision(decision_id=made.decision_id)
-        reply.status = made.status
+        if cycle is not None:
+            reply = decision(cycle, made.status)
+        else:
+            reply = pb.Decision(decision_id=made.decision_id, status=made.status)
         reply.resolved_by = request.actor
         reply.resolution_reason = request.reason.strip()
         return reply
@@ -124,7 +132,7 @@ def _stamp(moment: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def decision(cycle: Cycle) -> pb.Decision:
+def decision(cycle: Cycle, status: str) -> pb.Decision:
     d = cycle.decision
     assert d is not None
     o = cycle.observation
@@ -137,7 +145,7 @@ def decision(cycle: Cycle) -> pb.Decision:
         from_value=d.from_value,
         to_value=d.to_value,
         risk=d.risk,
-        status=cycle.decision_status or d.status,
+        status=status,
         reason=d.reason,
         decided_at=_stamp(d.decided_at),
         expires_at=_stamp(d.expires_at),

@@ -134,6 +134,9 @@ async def test_an_operator_s_slowdown_is_found_proposed_approved_and_proven(
             again = await http.post(approve, json={"reason": "twice"})
             assert again.status_code == 409, again.text
             assert "approved" in again.json()["detail"]
+            # At once, though the cycle store (a projection of the log) may not have it yet.
+            still = await http.get("/v1/ooda/decisions", params={"status": "pending"})
+            assert decision["decision_id"] not in [d["decision_id"] for d in still.json()]
 
             async def cycle_in(*statuses: str) -> dict[str, Any] | None:
                 found = (await http.get(f"/v1/ooda/cycles/{decision['cycle_id']}")).json()
