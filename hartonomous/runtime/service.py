@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,10 @@ class ServiceContext:
     instance: str = field(default_factory=new_instance_id)
     role: str = "platform"
     """What the process runs, as its telemetry names it: one service, or the whole platform."""
+    settle: Callable[[], None] = lambda: None
+    """For a service that has just made what lives as long as the process (a model's compiled
+    shapes): the platform's own process (`host.run`) then moves the heap out of the cyclic
+    collector's sight (`settle_heap`); elsewhere (a test's process) nothing happens."""
     telemetry: WindowRecorder = field(init=False)
 
     def __post_init__(self) -> None:
