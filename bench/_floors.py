@@ -96,6 +96,11 @@ async def _append(data_dir: Path) -> list[float]:
         await conn.close()
 
 
+def _other_steps(http: float, hop: float, append: float) -> float:
+    """A dense search's steps but the model call: the request, three hops, the append."""
+    return http + 3 * hop + append
+
+
 @dataclass(frozen=True)
 class Floors:
     """p50 ms of each step, measured alone while the platform is idle."""
@@ -108,8 +113,7 @@ class Floors:
 
     @property
     def other_steps(self) -> float:
-        """A dense search's steps but the model call."""
-        return self.http + 3 * self.hop + self.append
+        return _other_steps(self.http, self.hop, self.append)
 
     def search(self, mode: str) -> float:
         """The least a search takes: the sum of the steps it cannot skip."""
@@ -137,7 +141,7 @@ def measure_floors(http: httpx.Client, data_dir: Path, model: MiniLM, query: str
     http_ms = p50(_timed_sync(lambda: http.get("/healthz")))
     hop_ms = p50(asyncio.run(_grpc_hop()))
     append_ms = p50(asyncio.run(_append(data_dir)))
-    pause_ms = http_ms + 3 * hop_ms + append_ms
+    pause_ms = _other_steps(http_ms, hop_ms, append_ms)
 
     def encode() -> object:
         return model.encode([query])
