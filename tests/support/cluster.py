@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.platform import CLI, KEY, REPO
+from tests.support.platform import CLI, KEY, REPO, SHARED_COMPILATION_CACHE
 
 LOCAL = REPO / "deploy" / "local"
 
@@ -134,6 +134,7 @@ def running_cluster(cluster_dir: Path, settings: dict[str, str] | None = None) -
     ports = {name: str(next(servers)) for name in ("KAFKA", "CONTROLLER", "POSTGRES", "NEO4J")}
     env = {
         **os.environ,
+        **SHARED_COMPILATION_CACHE,
         "CLUSTER_DIR": str(cluster_dir),
         "CLUSTER_HTTP_PORT": str(http),
         "CLUSTER_GRPC_PORT": str(grpc),

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -20,6 +21,19 @@ REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).parent / "hartonomous"
 KEY = re.compile(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 """An API key as the platform prints it."""
+
+# Every platform process a test run starts (`up`, each inference replica of a cluster) compiles
+# the same ~150 embedding shapes and the decoder's in the background: over a minute of a core
+# each, on the two cores the tests share. They share one compilation cache for the run, as one
+# platform's restarts share theirs: the first to compile a shape writes it, the rest load it.
+# (Tests of the platform's own cache, `<data dir>/inference/xla-cache`, run in their own
+# processes without this.) A positive size makes JAX read and write entries under a file lock.
+_XLA_CACHE = tempfile.TemporaryDirectory(prefix="hartonomous-test-xla-")
+SHARED_COMPILATION_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": _XLA_CACHE.name,
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_COMPILATION_CACHE_MAX_SIZE": str(1 << 30),
+}
 
 
 def free_port() -> int:
@@ -77,7 +91,12 @@ def start_platform(
     """`http_port`: the gateway's (a free one unless given, so a running `make run` on 8000
     never collides). Output goes to files rather than pipes where a test makes many requests:
     an unread pipe fills up and blocks the platform's logging."""
-    environment = {**os.environ, "HARTONOMOUS_LOG_LEVEL": "INFO", **(env or {})}
+    environment = {
+        **os.environ,
+        **SHARED_COMPILATION_CACHE,
+        "HARTONOMOUS_LOG_LEVEL": "INFO",
+        **(env or {}),
+    }
     ports = ["--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
     ports += ["--http-port", str(free_port() if http_port is None else http_port)]
     return subprocess.Popen(
