@@ -6,19 +6,22 @@ and every edge in one, Edge(type, precedence, data): the merge keys and the merg
 precedence as columns, the rest
 (tenant, scope, origin, the fact's own properties) as one canonical JSON `data` column. One
 process at a time may open the file for writing: the running service holds it. Calls run one at
-a time on a worker thread (a connection serves one query at a time)."""
+a time on the store's own thread (a connection serves one query at a time), at a lower CPU
+priority than requests (hartonomous/runtime/background.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import ladybug
 
+from hartonomous.runtime.background import background_executor
 from services.provenance.domain import (
     HOLDINGS,
     OCCURRENCES,
@@ -224,6 +227,7 @@ class EmbeddedGraphStore(GraphStore):
         self._db: ladybug.Database | None = None
         self._conn: ladybug.Connection | None = None
         self._lock = asyncio.Lock()
+        self._thread: ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
         def connect() -> None:
@@ -234,9 +238,13 @@ class EmbeddedGraphStore(GraphStore):
                 self._conn.execute(ddl)
             _upgrade(self._conn)
 
+        # The store's one thread, below the request path's priority (a projection's writes are
+        # its work); ladybug's own workers, started from it by connect(), inherit that priority.
+        self._thread = background_executor("graph")
         try:
-            await asyncio.to_thread(connect)
+            await asyncio.get_running_loop().run_in_executor(self._thread, connect)
         except RuntimeError as exc:  # ladybug reports a held lock, a bad file... as this
+            self._thread.shutdown()
             raise GraphStoreError(f"cannot open the graph at {self.path}: {exc}") from exc
 
     async def close(self) -> None:
@@ -246,13 +254,15 @@ class EmbeddedGraphStore(GraphStore):
             if self._db is not None:
                 self._db.close()
             self._conn = self._db = None
+            if self._thread is not None:
+                self._thread.shutdown()
 
     async def _call(self, work: Callable[[ladybug.Connection], T]) -> T:
         async with self._lock:
-            conn = self._conn
-            if conn is None:
+            conn, thread = self._conn, self._thread
+            if conn is None or thread is None:
                 raise GraphStoreError("the graph store is not open")
-            return await asyncio.to_thread(work, conn)
+            return await asyncio.get_running_loop().run_in_executor(thread, work, conn)
 
     async def _rows(self, query: str, params: Mapping[str, Any] | None = None) -> list[list[Any]]:
         return await self._call(partial(_fetch, query=query, params=params or {}))
