@@ -4,8 +4,8 @@ priority than the request path's.
 On `hartonomous up` the projections run in the process that answers requests, on the same
 cores. A search's model call computes on both cores; when a projection's write holds one of
 them, the call waits for it. Measured on 3,000 documents, sequential dense searches with the
-provenance graph's writer at nice +10 against +0, alternating on one platform (800 each):
-p50 16.2 against 17.0 ms, p99 35.2 against 38.3. Under full load a thread at +10 still gets
+provenance graph's threads at nice +10 against +0, alternating on one platform (800 each):
+p50 15.8 against 16.4 ms, p99 32.6 against 40.6. Under full load a thread at +10 still gets
 about a tenth of a core, so the projection slows down but does not stop.
 """
 

@@ -256,6 +256,7 @@ class EmbeddedGraphStore(GraphStore):
             self._conn = self._db = None
             if self._thread is not None:
                 self._thread.shutdown()
+            self._thread = None
 
     async def _call(self, work: Callable[[ladybug.Connection], T]) -> T:
         async with self._lock:
